@@ -1,0 +1,2 @@
+//! LCache discovery.
+#![warn(missing_docs)]

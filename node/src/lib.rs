@@ -1,0 +1,2 @@
+//! LCache node.
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! LCache proptests.
+#![warn(missing_docs)]

@@ -1,0 +1,2 @@
+//! LCache sim.
+#![warn(missing_docs)]

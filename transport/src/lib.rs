@@ -1,0 +1,2 @@
+//! LCache transport.
+#![warn(missing_docs)]
