@@ -9,6 +9,24 @@
 #![warn(missing_docs)]
 
 pub mod hash;
+pub mod limits;
+pub mod member;
+pub mod membership;
+pub mod ring;
+pub mod router;
+pub mod sharded;
+pub mod singleflight;
+pub mod store;
 pub mod time;
 
+pub use limits::{check_group_name, LimitError, Limits};
+pub use member::{Member, MemberId};
+pub use membership::{MembershipEvent, MembershipView, RingChange};
+pub use ring::{Ring, RingConfig, RingError};
+pub use router::{Route, Router};
+pub use sharded::{ShardedStore, ShardedStoreConfig};
+pub use singleflight::{Begin, FlightId, SingleFlight};
+pub use store::{
+    Eviction, EvictionReason, Lookup, Policy, Store, StoreConfig, StoreError, StoreStats,
+};
 pub use time::Timestamp;

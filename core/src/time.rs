@@ -44,14 +44,23 @@ mod tests {
         let t = Timestamp::from_millis(1_000);
         let later = t.saturating_add(Duration::from_millis(250));
         assert_eq!(later.as_millis(), 1_250);
-        assert_eq!(later.saturating_duration_since(t), Duration::from_millis(250));
+        assert_eq!(
+            later.saturating_duration_since(t),
+            Duration::from_millis(250)
+        );
         assert_eq!(t.saturating_duration_since(later), Duration::ZERO);
     }
 
     #[test]
     fn add_saturates() {
         let t = Timestamp::from_millis(u64::MAX - 1);
-        assert_eq!(t.saturating_add(Duration::from_secs(10)).as_millis(), u64::MAX);
-        assert_eq!(Timestamp::ZERO.saturating_add(Duration::MAX).as_millis(), u64::MAX);
+        assert_eq!(
+            t.saturating_add(Duration::from_secs(10)).as_millis(),
+            u64::MAX
+        );
+        assert_eq!(
+            Timestamp::ZERO.saturating_add(Duration::MAX).as_millis(),
+            u64::MAX
+        );
     }
 }

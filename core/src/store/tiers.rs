@@ -1,0 +1,217 @@
+//! The recency lists of a store and the moves between them.
+//!
+//! Two [`LruCache`]s (unbounded, fixed hasher, so nothing depends on a per-process seed) hold the
+//! entries: `probation` (P) and `protected` (Q). Plain LRU uses P alone; LRU2 uses both, with Q
+//! kept within its byte budget by demoting Q's least-recently-used entries to the front of P.
+//! This module only moves entries and keeps byte counts; which entry to evict and what to count
+//! is decided by [`Store`](super::Store).
+
+use bytes::Bytes;
+use foldhash::fast::FixedState;
+use lru::LruCache;
+
+use crate::time::Timestamp;
+
+/// One stored value with its bookkeeping.
+#[derive(Debug, Clone)]
+pub(super) struct Entry {
+    /// The cached value.
+    pub(super) value: Bytes,
+    /// When the entry stops being valid, if ever.
+    pub(super) expires_at: Option<Timestamp>,
+    /// Bytes charged for the entry: [`entry_size`](super::entry_size) of key and value.
+    pub(super) size: u64,
+    /// Insert sequence number; with `expires_at` it is the entry's key in the expiry index.
+    pub(super) seq: u64,
+}
+
+impl Entry {
+    /// Whether the entry is expired at `now` (deadline reached or passed).
+    pub(super) fn is_expired(&self, now: Timestamp) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+type List = LruCache<Bytes, Entry, FixedState>;
+
+fn new_list() -> List {
+    LruCache::unbounded_with_hasher(FixedState::default())
+}
+
+/// The probation and protected lists with their byte counts.
+#[derive(Debug)]
+pub(super) struct Tiers {
+    probation: List,
+    protected: List,
+    probation_bytes: u64,
+    protected_bytes: u64,
+    /// Byte budget of the protected list; `None` for plain LRU (the protected list stays empty).
+    protected_budget: Option<u64>,
+}
+
+impl Tiers {
+    /// Empty lists; `protected_budget` is `None` for plain LRU.
+    pub(super) fn new(protected_budget: Option<u64>) -> Self {
+        Tiers {
+            probation: new_list(),
+            protected: new_list(),
+            probation_bytes: 0,
+            protected_bytes: 0,
+            protected_budget,
+        }
+    }
+
+    /// Bytes charged for all entries.
+    pub(super) fn bytes(&self) -> u64 {
+        self.probation_bytes + self.protected_bytes
+    }
+
+    /// Number of entries.
+    pub(super) fn len(&self) -> usize {
+        self.probation.len() + self.protected.len()
+    }
+
+    /// The entry under `key`, without touching recency.
+    pub(super) fn peek(&self, key: &[u8]) -> Option<&Entry> {
+        self.probation
+            .peek(key)
+            .or_else(|| self.protected.peek(key))
+    }
+
+    /// Removes the entry under `key`, from whichever list holds it.
+    pub(super) fn remove(&mut self, key: &[u8]) -> Option<(Bytes, Entry)> {
+        if let Some((k, entry)) = self.probation.pop_entry(key) {
+            self.probation_bytes -= entry.size;
+            return Some((k, entry));
+        }
+        let (k, entry) = self.protected.pop_entry(key)?;
+        self.protected_bytes -= entry.size;
+        Some((k, entry))
+    }
+
+    /// Records an access to `key`: plain LRU moves it to the MRU end of its list; LRU2 moves it to
+    /// the MRU end of protected (promoting it out of probation) and then rebalances.
+    pub(super) fn touch(&mut self, key: &[u8]) {
+        if self.protected_budget.is_none() {
+            self.probation.promote(key);
+            return;
+        }
+        if let Some((k, entry)) = self.probation.pop_entry(key) {
+            self.probation_bytes -= entry.size;
+            self.push_protected(k, entry);
+        } else {
+            self.protected.promote(key);
+        }
+        self.rebalance();
+    }
+
+    /// Stores `entry` under `key` and returns the entry it replaced. A new key goes to the MRU end
+    /// of probation; replacing an existing key counts as an access (see [`Tiers::touch`]).
+    pub(super) fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
+        let old = self.remove(&key).map(|(_, old)| old);
+        if old.is_none() || self.protected_budget.is_none() {
+            self.probation_bytes += entry.size;
+            self.probation.push(key, entry);
+        } else {
+            self.push_protected(key, entry);
+            self.rebalance();
+        }
+        old
+    }
+
+    /// Removes the next capacity victim, never the entry under `keep`: probation's LRU entry,
+    /// unless probation is empty or holds only `keep`, then protected's LRU entry. `None` if the
+    /// only candidate is `keep` (or the store is empty).
+    pub(super) fn pop_victim(&mut self, keep: &[u8]) -> Option<(Bytes, Entry)> {
+        let only_keep = |list: &List| list.len() == 1 && list.contains(keep);
+        if !self.probation.is_empty() && !only_keep(&self.probation) {
+            let (key, entry) = self.probation.pop_lru()?;
+            self.probation_bytes -= entry.size;
+            return Some((key, entry));
+        }
+        if self
+            .protected
+            .peek_lru()
+            .is_none_or(|(k, _)| k.as_ref() == keep)
+        {
+            return None;
+        }
+        let (key, entry) = self.protected.pop_lru()?;
+        self.protected_bytes -= entry.size;
+        Some((key, entry))
+    }
+
+    /// Drops every entry.
+    pub(super) fn clear(&mut self) {
+        self.probation.clear();
+        self.protected.clear();
+        self.probation_bytes = 0;
+        self.protected_bytes = 0;
+    }
+
+    fn push_protected(&mut self, key: Bytes, entry: Entry) {
+        self.protected_bytes += entry.size;
+        self.protected.push(key, entry);
+    }
+
+    /// While protected is over its budget and holds more than one entry, demotes its LRU entry to
+    /// the MRU end of probation. The entry just moved in is protected's MRU, so it is demoted
+    /// only if it is alone, which the loop never does. Demotion is not eviction.
+    fn rebalance(&mut self) {
+        let Some(budget) = self.protected_budget else {
+            return;
+        };
+        while self.protected_bytes > budget && self.protected.len() > 1 {
+            let Some((key, entry)) = self.protected.pop_lru() else {
+                break;
+            };
+            self.protected_bytes -= entry.size;
+            self.probation_bytes += entry.size;
+            self.probation.push(key, entry);
+        }
+    }
+
+    /// Every key, probation first then protected (iteration order of the lists, not of a hasher).
+    pub(super) fn keys(&self) -> impl Iterator<Item = &Bytes> {
+        self.probation
+            .iter()
+            .chain(self.protected.iter())
+            .map(|(k, _)| k)
+    }
+
+    /// Keys of probation then protected, each from least to most recently used (tests only).
+    #[cfg(test)]
+    pub(super) fn order(&self) -> (Vec<Bytes>, Vec<Bytes>) {
+        let keys = |list: &List| list.iter().rev().map(|(k, _)| k.clone()).collect();
+        (keys(&self.probation), keys(&self.protected))
+    }
+
+    /// Checks the byte counts and the protected budget (tests only); returns all entries.
+    #[cfg(test)]
+    pub(super) fn check_invariants(&self) -> Vec<(Bytes, Entry)> {
+        let sum = |list: &List| list.iter().map(|(_, e)| e.size).sum::<u64>();
+        assert_eq!(
+            sum(&self.probation),
+            self.probation_bytes,
+            "probation byte count"
+        );
+        assert_eq!(
+            sum(&self.protected),
+            self.protected_bytes,
+            "protected byte count"
+        );
+        match self.protected_budget {
+            None => assert!(self.protected.is_empty(), "plain LRU never protects"),
+            Some(budget) => assert!(
+                self.protected_bytes <= budget || self.protected.len() <= 1,
+                "protected over budget with {} entries",
+                self.protected.len()
+            ),
+        }
+        for (key, _) in self.probation.iter() {
+            assert!(!self.protected.contains(key), "key in both lists");
+        }
+        let all = self.probation.iter().chain(self.protected.iter());
+        all.map(|(k, e)| (k.clone(), e.clone())).collect()
+    }
+}
