@@ -1,2 +1,30 @@
-//! LCache node.
+//! The LCache node runtime.
+//!
+//! A [`Node`] drives the sans-IO core (`lcache-core`) with a peer [`Transport`] and a membership
+//! [`Discovery`]: it turns requests and membership events into core inputs, and core outputs into
+//! peer calls and responses. It hosts named [`Group`]s, each with its byte budget, eviction
+//! policy, default TTL, hot cache and optional [`Loader`].
+//!
+//! [`Transport`]: lcache_transport::Transport
+//! [`Discovery`]: lcache_discovery::Discovery
 #![warn(missing_docs)]
+
+mod admission;
+mod clock;
+pub mod config;
+pub mod demo;
+mod error;
+mod group;
+pub mod loader;
+mod node;
+pub mod server;
+mod service;
+pub mod spec;
+mod stats;
+
+pub use clock::Clock;
+pub use config::{GroupConfig, HotCacheConfig, NodeConfig, DEFAULT_GROUP};
+pub use error::{RequestError, StartError};
+pub use loader::{loader_fn, LoadError, Loaded, Loader};
+pub use node::{Group, Node, ShutdownReport};
+pub use service::NodeService;

@@ -1,2 +1,41 @@
-//! LCache transport.
+//! The network face of LCache: the versioned gRPC API (`lcache.v1`, see
+//! `proto/lcache/v1/cache.proto`), the server adapter a node plugs its [`CacheHandler`] into, and
+//! the peer [`Transport`] trait with its tonic implementation [`GrpcTransport`].
+//!
+//! Wire types stay inside [`proto`]; the node and clients use the plain domain types of [`types`]
+//! ([`GetRequest`], [`Fetched`], ...). Conversions validate what arrives and never panic.
+//!
+//! Both sides take any tokio byte stream, so a simulated network can replace TCP:
+//! [`serve_with_incoming`] accepts a stream of connections and [`GrpcTransport::with_connector`] /
+//! [`CacheClient::connect_with_connector`] accept any `tower::Service<Uri>` connector. No code
+//! here reads the wall clock; timeouts run on tokio's clock.
 #![warn(missing_docs)]
+
+mod channel;
+mod client;
+mod convert;
+mod error;
+mod io;
+pub mod proto;
+mod server;
+mod transport;
+pub mod types;
+
+pub use channel::ClientConfig;
+pub use client::CacheClient;
+pub use convert::MAX_GROUP_NAME_BYTES;
+pub use error::{ClientError, ServeError, ServiceError, TransportError};
+pub use io::{BoxError, ServerIo, TokioConnector};
+pub use server::{
+    parse_grpc_timeout, serve, serve_with_incoming, server, CacheHandler, ServerConfig,
+    SERVICE_NAME,
+};
+pub use transport::{GrpcTransport, Transport};
+pub use types::{DeleteRequest, Fetched, GetRequest, GroupStats, NodeStats, SetRequest};
+
+/// Re-exported so users of [`server`] can name its return types without depending on tonic.
+pub use tonic::transport::server::Router;
+/// Re-exported: [`TransportError::Rejected`] and [`ClientError::Failed`] carry a gRPC code.
+pub use tonic::Code;
+/// Re-exported for the same reason as [`Router`].
+pub use tonic_health::server::HealthReporter;

@@ -1,0 +1,173 @@
+//! `lcache-node`: runs one LCache node. With no arguments it serves a single node on
+//! 127.0.0.1:7001 hosting the `default` group.
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, ValueEnum};
+use lcache_core::limits::Limits;
+use lcache_discovery::{parse_peers, StaticDiscovery};
+use lcache_node::spec::{parse_duration, parse_group, parse_size};
+use lcache_node::{GroupConfig, Node, NodeConfig, DEFAULT_GROUP};
+use lcache_transport::{ClientConfig, GrpcTransport, ServerConfig};
+use std::net::SocketAddr;
+
+/// Membership backends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum DiscoveryKind {
+    /// A fixed peer list (`--peers`).
+    Static,
+    /// etcd (lease + keepalive + watch).
+    Etcd,
+}
+
+#[derive(Debug, Parser)]
+#[command(name = "lcache-node", version, about = "Run an LCache cache node")]
+struct Args {
+    /// This node's id in the cluster.
+    #[arg(long, default_value = "node-1")]
+    node_id: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:7001")]
+    listen: SocketAddr,
+    /// Address peers and clients dial (defaults to --listen).
+    #[arg(long)]
+    advertise: Option<String>,
+    /// Static peers: ID=HOST:PORT,... (this node may be included).
+    #[arg(long, default_value = "")]
+    peers: String,
+    /// Membership backend.
+    #[arg(long, value_enum, default_value_t = DiscoveryKind::Static)]
+    discovery: DiscoveryKind,
+    /// A group: NAME[:budget=64MiB,policy=lru2,ttl=30s,shards=16,hot=8MiB,hot-ttl=2s].
+    /// Repeatable; without any, the node hosts the `default` group.
+    #[arg(long = "group", value_name = "SPEC")]
+    groups: Vec<String>,
+    /// Incarnation of this node (raise it on restart so peers can tell lives apart).
+    #[arg(long, default_value_t = 0)]
+    incarnation: u64,
+    /// Largest key accepted, in bytes.
+    #[arg(long, default_value = "250")]
+    max_key_bytes: String,
+    /// Largest value accepted.
+    #[arg(long, default_value = "1MiB")]
+    max_value_bytes: String,
+    /// Requests served at once; more are refused (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = 10_000)]
+    max_in_flight: usize,
+    /// Deadline of requests that carry none (and cap of those that do).
+    #[arg(long, default_value = "5s")]
+    request_timeout: String,
+    /// Longest a loader may run.
+    #[arg(long, default_value = "10s")]
+    load_timeout: String,
+    /// Longest a graceful shutdown waits for in-flight requests.
+    #[arg(long, default_value = "10s")]
+    shutdown_grace: String,
+}
+
+impl Args {
+    fn node_config(&self) -> Result<NodeConfig> {
+        let advertise = match &self.advertise {
+            Some(addr) => addr.clone(),
+            None if self.listen.ip().is_unspecified() => {
+                bail!(
+                    "--listen {} is a wildcard address: give --advertise HOST:PORT",
+                    self.listen
+                )
+            }
+            None => self.listen.to_string(),
+        };
+        let groups = if self.groups.is_empty() {
+            vec![GroupConfig::new(DEFAULT_GROUP)]
+        } else {
+            self.groups
+                .iter()
+                .map(|spec| parse_group(spec))
+                .collect::<Result<_, _>>()?
+        };
+        let limits = Limits {
+            max_key_bytes: usize::try_from(parse_size(&self.max_key_bytes)?)?,
+            max_value_bytes: usize::try_from(parse_size(&self.max_value_bytes)?)?,
+        };
+        let mut config = NodeConfig::new(self.node_id.as_str(), advertise).with_groups(groups);
+        config.incarnation = self.incarnation;
+        config.limits = limits;
+        config.max_in_flight = self.max_in_flight;
+        config.request_timeout = parse_duration(&self.request_timeout)?;
+        config.load_timeout = parse_duration(&self.load_timeout)?;
+        config.shutdown_grace = parse_duration(&self.shutdown_grace)?;
+        Ok(config)
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for SIGINT");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        biased;
+        () = ctrl_c => tracing::info!("SIGINT received"),
+        () = terminate => tracing::info!("SIGTERM received"),
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    let args = Args::parse();
+    let config = args.node_config()?;
+    let request_timeout = config.request_timeout;
+    let listener = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let transport = GrpcTransport::new(ClientConfig {
+        request_timeout,
+        ..ClientConfig::default()
+    });
+    let server_config = ServerConfig {
+        max_message_bytes: server_message_limit(&config.limits),
+        max_request_timeout: Some(request_timeout),
+        ..ServerConfig::default()
+    };
+    match args.discovery {
+        DiscoveryKind::Static => {
+            let discovery = StaticDiscovery::new(parse_peers(&args.peers)?);
+            let node = Node::start(config, transport, discovery).await?;
+            let report =
+                lcache_node::server::run(node, server_config, listener, shutdown_signal()).await?;
+            tracing::info!(?report, "bye");
+        }
+        DiscoveryKind::Etcd => {
+            bail!("etcd discovery is not built into this binary yet; use --discovery static")
+        }
+    }
+    Ok(())
+}
+
+/// Messages must carry the largest key and value plus framing.
+fn server_message_limit(limits: &Limits) -> usize {
+    let floor = ServerConfig::default().max_message_bytes;
+    floor.max(limits.max_value_bytes + limits.max_key_bytes + 4096)
+}

@@ -1,0 +1,166 @@
+//! Configuration of a node and of the groups it hosts.
+
+use crate::loader::Loader;
+use lcache_core::limits::Limits;
+use lcache_core::member::MemberId;
+use lcache_core::ring::RingConfig;
+use lcache_core::store::{entry_size, Policy};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Name of the group every node hosts unless told otherwise.
+pub const DEFAULT_GROUP: &str = "default";
+
+/// Settings of one cache group (a named keyspace with its own budget, policy and loader).
+#[derive(Clone)]
+pub struct GroupConfig {
+    /// Name clients address the group by.
+    pub name: String,
+    /// Byte budget of the main store (keys this node owns).
+    pub budget_bytes: u64,
+    /// Eviction policy of the main store.
+    pub policy: Policy,
+    /// Lock shards of the main store (a power of two); reduced at start if a largest entry
+    /// would not fit one shard.
+    pub shards: usize,
+    /// Lifetime of values set or loaded without an explicit TTL; `None` keeps them until evicted.
+    pub default_ttl: Option<Duration>,
+    /// Optional hot cache of values fetched from owners.
+    pub hot: Option<HotCacheConfig>,
+    /// Source of values on a miss on the owner; `None` makes the group a pure set/get cache.
+    pub loader: Option<Arc<dyn Loader>>,
+}
+
+/// A bounded cache of copies of values owned by other nodes, so hot keys are not fetched on
+/// every request. Copies are not invalidated by writes elsewhere: they simply expire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HotCacheConfig {
+    /// Byte budget of the hot cache.
+    pub budget_bytes: u64,
+    /// Longest time a copy is served (also never past the owner's remaining TTL).
+    pub lifetime: Duration,
+}
+
+impl GroupConfig {
+    /// Default budget of a group: 64 MiB.
+    pub const DEFAULT_BUDGET_BYTES: u64 = 64 << 20;
+    /// Default number of lock shards.
+    pub const DEFAULT_SHARDS: usize = 16;
+    /// Default lifetime of hot copies.
+    pub const DEFAULT_HOT_LIFETIME: Duration = Duration::from_secs(2);
+
+    /// A group with default settings: 64 MiB, LRU2, no TTL, a hot cache of 1/8 of the budget.
+    pub fn new(name: impl Into<String>) -> Self {
+        let budget_bytes = Self::DEFAULT_BUDGET_BYTES;
+        GroupConfig {
+            name: name.into(),
+            budget_bytes,
+            policy: Policy::lru2(),
+            shards: Self::DEFAULT_SHARDS,
+            default_ttl: None,
+            hot: Some(HotCacheConfig {
+                budget_bytes: budget_bytes / 8,
+                lifetime: Self::DEFAULT_HOT_LIFETIME,
+            }),
+            loader: None,
+        }
+    }
+
+    /// The same group with another budget (the hot cache keeps 1/8 of it).
+    pub fn with_budget(mut self, budget_bytes: u64) -> Self {
+        self.budget_bytes = budget_bytes;
+        if let Some(hot) = &mut self.hot {
+            hot.budget_bytes = budget_bytes / 8;
+        }
+        self
+    }
+
+    /// The same group with a loader.
+    pub fn with_loader(mut self, loader: impl Loader) -> Self {
+        self.loader = Some(Arc::new(loader));
+        self
+    }
+
+    /// Shard count to use so that an entry of `max_entry` bytes fits one shard.
+    pub(crate) fn effective_shards(&self, budget_bytes: u64, limits: &Limits) -> usize {
+        let max_entry = entry_size(limits.max_key_bytes, limits.max_value_bytes);
+        let mut shards = self.shards.max(1).next_power_of_two();
+        while shards > 1 && budget_bytes / shards as u64 <= max_entry {
+            shards /= 2;
+        }
+        shards
+    }
+}
+
+impl fmt::Debug for GroupConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GroupConfig")
+            .field("name", &self.name)
+            .field("budget_bytes", &self.budget_bytes)
+            .field("policy", &self.policy)
+            .field("shards", &self.shards)
+            .field("default_ttl", &self.default_ttl)
+            .field("hot", &self.hot)
+            .field("loader", &self.loader.is_some())
+            .finish()
+    }
+}
+
+/// Settings of a node.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// This node's stable id in the cluster.
+    pub id: MemberId,
+    /// Address peers and clients dial to reach this node (`host:port`).
+    pub advertise: String,
+    /// Grows with every restart, so peers can tell a new life of the node from the old one.
+    pub incarnation: u64,
+    /// Key and value size limits.
+    pub limits: Limits,
+    /// Requests served at once; more are refused with `ResourceExhausted` instead of queueing.
+    pub max_in_flight: usize,
+    /// Callers that may wait on one key's load at once.
+    pub max_waiters_per_key: usize,
+    /// Deadline of a request whose caller gave none (and cap on the ones they give).
+    pub request_timeout: Duration,
+    /// Longest a loader may run before its load counts as failed.
+    pub load_timeout: Duration,
+    /// Longest graceful shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+    /// Virtual nodes of the consistent-hash ring.
+    pub ring: RingConfig,
+    /// Period of the expired-entry sweep.
+    pub sweep_interval: Duration,
+    /// Entries a sweep may reclaim per group and store.
+    pub sweep_batch: usize,
+    /// Groups hosted by this node.
+    pub groups: Vec<GroupConfig>,
+}
+
+impl NodeConfig {
+    /// A node with default limits hosting the `default` group.
+    pub fn new(id: impl Into<MemberId>, advertise: impl Into<String>) -> Self {
+        NodeConfig {
+            id: id.into(),
+            advertise: advertise.into(),
+            incarnation: 0,
+            limits: Limits::default(),
+            max_in_flight: 10_000,
+            max_waiters_per_key: 10_000,
+            request_timeout: Duration::from_secs(5),
+            load_timeout: Duration::from_secs(10),
+            shutdown_grace: Duration::from_secs(10),
+            ring: RingConfig::default(),
+            sweep_interval: Duration::from_secs(1),
+            sweep_batch: 1_024,
+            groups: vec![GroupConfig::new(DEFAULT_GROUP)],
+        }
+    }
+
+    /// The same node hosting exactly `groups`.
+    pub fn with_groups(mut self, groups: Vec<GroupConfig>) -> Self {
+        self.groups = groups;
+        self
+    }
+}

@@ -1,0 +1,86 @@
+//! Running a node behind the gRPC server, with the graceful shutdown order of DESIGN.md:
+//! deregister, stop accepting, drain, release.
+
+use crate::node::{Node, ShutdownReport};
+use lcache_discovery::Discovery;
+use lcache_transport::{BoxError, ServeError, ServerConfig, Transport};
+use std::future::Future;
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio_stream::Stream;
+
+/// Serve `node` on `listener` until `shutdown` resolves, then shut down gracefully.
+pub async fn run<T: Transport, D: Discovery>(
+    node: Node<T, D>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ShutdownReport, ServeError> {
+    let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+    run_with_incoming(node, config, incoming, shutdown).await
+}
+
+/// Serve `node` on any stream of connections (real sockets, or turmoil's simulated ones) until
+/// `shutdown` resolves, then shut down gracefully.
+///
+/// If the server fails on its own, the node still leaves the cluster before the error returns.
+pub async fn run_with_incoming<T, D, I, IO, IE>(
+    node: Node<T, D>,
+    config: ServerConfig,
+    incoming: I,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ShutdownReport, ServeError>
+where
+    T: Transport,
+    D: Discovery,
+    I: Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    IE: Into<BoxError>,
+{
+    let (stop_accepting, stop_signal) = oneshot::channel::<()>();
+    let handler = Arc::new(node.service());
+    let mut server = std::pin::pin!(lcache_transport::serve_with_incoming(
+        handler,
+        config,
+        incoming,
+        async move {
+            // Either an explicit stop or the node being dropped ends the server.
+            let _ = stop_signal.await;
+        },
+    ));
+    let early = tokio::select! {
+        biased;
+        result = &mut server => Some(result),
+        () = shutdown => None,
+    };
+    if let Some(result) = early {
+        tracing::error!(node = %node.member().id, "server stopped on its own");
+        let deregistered = node.deregister().await;
+        node.finish(deregistered).await;
+        return result.map(|()| ShutdownReport {
+            deregistered,
+            drained: true,
+        });
+    }
+    tracing::info!(node = %node.member().id, "shutdown requested");
+    // 1. Deregister, so peers stop routing here.
+    let deregistered = node.deregister().await;
+    // 2. Stop accepting connections; in-flight requests keep running.
+    let _ = stop_accepting.send(());
+    let grace = node.grace();
+    let served = tokio::time::timeout(grace, &mut server).await;
+    // 3 + 4. Drain what is left through admission, then release.
+    let report = node.finish(deregistered).await;
+    match served {
+        Ok(result) => result.map(|()| report),
+        Err(_) => {
+            tracing::warn!("connections still open after the grace period; closing them");
+            Ok(ShutdownReport {
+                drained: false,
+                ..report
+            })
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Server side: the [`CacheHandler`] a node implements, the tonic service adapting it to the
+//! `lcache.v1.Cache` API, and the functions that serve it with the standard gRPC health service.
+//!
+//! Status mapping: see [`ServiceError`]; a `Get` miss (`Ok(None)`) is answered `NOT_FOUND`.
+//! Requests that fail validation (empty group or key, `hops > 1`, `ttl_ms = 0`) are answered
+//! `INVALID_ARGUMENT` without reaching the handler.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{Stream, TryStreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpListener;
+use tonic::metadata::MetadataMap;
+use tonic::transport::server::{Router, TcpIncoming};
+use tonic::transport::Server;
+use tonic::{Request, Response, Status};
+use tonic_health::server::HealthReporter;
+use tonic_health::ServingStatus;
+
+use crate::convert::{miss_status, stats_filter};
+use crate::error::{ServeError, ServiceError};
+use crate::io::{BoxError, ServerIo};
+use crate::proto;
+use crate::proto::cache_server::{Cache, CacheServer};
+use crate::types::{DeleteRequest, Fetched, GetRequest, NodeStats, SetRequest};
+
+/// Name of the gRPC service, as the health service reports it.
+pub const SERVICE_NAME: &str = proto::cache_server::SERVICE_NAME;
+
+/// What a node implements to answer the cache API.
+///
+/// `deadline` is the time left for the request when it arrived: the caller's `grpc-timeout`,
+/// capped by [`ServerConfig::max_request_timeout`]; `None` when neither is set. The server drops
+/// the returned future when the deadline passes (the caller then sees `CANCELLED`), so a handler
+/// needs the deadline only to budget the calls it makes itself (e.g. forwarding to the owner).
+pub trait CacheHandler: Send + Sync + 'static {
+    /// The value of `req.key`, `Ok(None)` on a miss.
+    fn get(
+        &self,
+        req: GetRequest,
+        deadline: Option<Duration>,
+    ) -> impl Future<Output = Result<Option<Fetched>, ServiceError>> + Send;
+
+    /// Stores a value.
+    fn set(
+        &self,
+        req: SetRequest,
+        deadline: Option<Duration>,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
+
+    /// Removes a key; `Ok(true)` when the owner held it.
+    fn delete(
+        &self,
+        req: DeleteRequest,
+        deadline: Option<Duration>,
+    ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
+
+    /// Stats of one group (`Some`) or of every group (`None`).
+    fn stats(
+        &self,
+        group: Option<String>,
+    ) -> impl Future<Output = Result<NodeStats, ServiceError>> + Send;
+}
+
+/// Settings of the gRPC server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerConfig {
+    /// Largest message decoded or encoded, in bytes (requests and responses).
+    pub max_message_bytes: usize,
+    /// Upper bound on any request's deadline; also applies to requests without `grpc-timeout`.
+    pub max_request_timeout: Option<Duration>,
+    /// Requests served at once on one connection; more are refused with `RESOURCE_EXHAUSTED`.
+    pub concurrency_limit_per_connection: Option<usize>,
+    /// HTTP/2 streams a client may open at once on one connection.
+    pub max_concurrent_streams: Option<u32>,
+    /// Interval of HTTP/2 keepalive pings to detect dead clients; `None` disables them.
+    pub http2_keepalive_interval: Option<Duration>,
+    /// How long to wait for a keepalive ping's answer before closing the connection.
+    pub http2_keepalive_timeout: Option<Duration>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            max_message_bytes: 4 * 1024 * 1024,
+            max_request_timeout: Some(Duration::from_secs(30)),
+            concurrency_limit_per_connection: Some(1024),
+            max_concurrent_streams: Some(1024),
+            http2_keepalive_interval: Some(Duration::from_secs(30)),
+            http2_keepalive_timeout: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+/// Adapts a [`CacheHandler`] to the generated tonic service trait.
+#[derive(Debug)]
+struct CacheService<H> {
+    handler: Arc<H>,
+    max_timeout: Option<Duration>,
+}
+
+impl<H> CacheService<H> {
+    /// The deadline the handler sees: the caller's `grpc-timeout` capped by the server's bound.
+    fn deadline(&self, md: &MetadataMap) -> Option<Duration> {
+        let header = md
+            .get("grpc-timeout")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_grpc_timeout);
+        match (header, self.max_timeout) {
+            (Some(h), Some(m)) => Some(h.min(m)),
+            (h, m) => h.or(m),
+        }
+    }
+}
+
+/// Parses a `grpc-timeout` header value (1 to 8 ASCII digits and a unit of `H M S m u n`).
+pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
+    let unit = value.chars().last()?;
+    let digits = value.get(..value.len() - unit.len_utf8())?;
+    if digits.is_empty() || digits.len() > 8 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: u64 = digits.parse().ok()?;
+    Some(match unit {
+        'H' => Duration::from_secs(n * 3600),
+        'M' => Duration::from_secs(n * 60),
+        'S' => Duration::from_secs(n),
+        'm' => Duration::from_millis(n),
+        'u' => Duration::from_micros(n),
+        'n' => Duration::from_nanos(n),
+        _ => return None,
+    })
+}
+
+/// Turns a handler's or validation's error into a status, logging what deserves it.
+fn reject(op: &'static str, err: ServiceError) -> Status {
+    match &err {
+        ServiceError::Internal(m) => tracing::warn!(op, error = %m, "request failed"),
+        other => tracing::debug!(op, error = %other, "request refused"),
+    }
+    err.into()
+}
+
+#[tonic::async_trait]
+impl<H: CacheHandler> Cache for CacheService<H> {
+    async fn get(
+        &self,
+        request: Request<proto::GetRequest>,
+    ) -> Result<Response<proto::GetResponse>, Status> {
+        let deadline = self.deadline(request.metadata());
+        let req = GetRequest::try_from(request.into_inner()).map_err(|e| reject("get", e))?;
+        let group = req.group.clone();
+        match self.handler.get(req, deadline).await {
+            Ok(Some(fetched)) => Ok(Response::new(fetched.into())),
+            Ok(None) => Err(miss_status(&group)),
+            Err(e) => Err(reject("get", e)),
+        }
+    }
+
+    async fn set(
+        &self,
+        request: Request<proto::SetRequest>,
+    ) -> Result<Response<proto::SetResponse>, Status> {
+        let deadline = self.deadline(request.metadata());
+        let req = SetRequest::try_from(request.into_inner()).map_err(|e| reject("set", e))?;
+        self.handler
+            .set(req, deadline)
+            .await
+            .map_err(|e| reject("set", e))?;
+        Ok(Response::new(proto::SetResponse {}))
+    }
+
+    async fn delete(
+        &self,
+        request: Request<proto::DeleteRequest>,
+    ) -> Result<Response<proto::DeleteResponse>, Status> {
+        let deadline = self.deadline(request.metadata());
+        let req = DeleteRequest::try_from(request.into_inner()).map_err(|e| reject("delete", e))?;
+        let existed = self
+            .handler
+            .delete(req, deadline)
+            .await
+            .map_err(|e| reject("delete", e))?;
+        Ok(Response::new(proto::DeleteResponse { existed }))
+    }
+
+    async fn stats(
+        &self,
+        request: Request<proto::StatsRequest>,
+    ) -> Result<Response<proto::StatsResponse>, Status> {
+        let group = stats_filter(request.into_inner()).map_err(|e| reject("stats", e))?;
+        let stats = self
+            .handler
+            .stats(group)
+            .await
+            .map_err(|e| reject("stats", e))?;
+        Ok(Response::new(stats.into()))
+    }
+}
+
+/// Builds the server: the `lcache.v1.Cache` service over `handler` and the gRPC health service
+/// (`grpc.health.v1.Health`), with every setting of `config` applied.
+///
+/// The health service reports `SERVING` for `""` and for [`SERVICE_NAME`]; the returned reporter
+/// changes that. Serve the router with its `serve_with_incoming_shutdown` (or use [`serve`] /
+/// [`serve_with_incoming`], which also turn health to `NOT_SERVING` on shutdown).
+pub async fn server<H: CacheHandler>(
+    handler: Arc<H>,
+    config: ServerConfig,
+) -> (Router, HealthReporter) {
+    let service = CacheService {
+        handler,
+        max_timeout: config.max_request_timeout,
+    };
+    let cache = CacheServer::new(service)
+        .max_decoding_message_size(config.max_message_bytes)
+        .max_encoding_message_size(config.max_message_bytes);
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
+
+    let mut builder = Server::builder()
+        .max_concurrent_streams(config.max_concurrent_streams)
+        .http2_keepalive_interval(config.http2_keepalive_interval)
+        .http2_keepalive_timeout(config.http2_keepalive_timeout)
+        .tcp_nodelay(true);
+    if let Some(timeout) = config.max_request_timeout {
+        builder = builder.timeout(timeout);
+    }
+    if let Some(limit) = config.concurrency_limit_per_connection {
+        builder = builder
+            .concurrency_limit_per_connection(limit)
+            .load_shed(true);
+    }
+    let router = builder.add_service(health_service).add_service(cache);
+    (router, health)
+}
+
+/// Serves on a bound TCP listener until `shutdown` resolves.
+///
+/// On shutdown the health service turns `NOT_SERVING`, the listener is dropped (no new
+/// connections), and the function returns once every in-flight request has completed and every
+/// connection has closed.
+pub async fn serve<H: CacheHandler>(
+    handler: Arc<H>,
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(%addr, "serving lcache.v1.Cache"),
+        Err(e) => tracing::info!(error = %e, "serving lcache.v1.Cache (address unknown)"),
+    }
+    let incoming = TcpIncoming::from(listener).with_nodelay(Some(true));
+    serve_with_incoming(handler, config, incoming, shutdown).await
+}
+
+/// Serves the connections `incoming` yields until `shutdown` resolves, like [`serve`].
+///
+/// Each item is a connected byte stream (a TCP stream, a simulated stream, an in-memory duplex);
+/// an `Err` item is logged and skipped. When `incoming` ends, the server stops accepting and
+/// returns after the open connections close.
+pub async fn serve_with_incoming<H, I, IO, IE>(
+    handler: Arc<H>,
+    config: ServerConfig,
+    incoming: I,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError>
+where
+    H: CacheHandler,
+    I: Stream<Item = Result<IO, IE>>,
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    IE: Into<BoxError>,
+{
+    let (router, health) = server(handler, config).await;
+    let signal = async move {
+        shutdown.await;
+        tracing::info!("shutting down: refusing new connections, draining in-flight requests");
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
+        health
+            .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
+            .await;
+    };
+    router
+        .serve_with_incoming_shutdown(incoming.map_ok(ServerIo), signal)
+        .await
+        .map_err(ServeError::Server)?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grpc_timeout_units() {
+        assert_eq!(parse_grpc_timeout("1H"), Some(Duration::from_secs(3600)));
+        assert_eq!(parse_grpc_timeout("2M"), Some(Duration::from_secs(120)));
+        assert_eq!(parse_grpc_timeout("3S"), Some(Duration::from_secs(3)));
+        assert_eq!(parse_grpc_timeout("250m"), Some(Duration::from_millis(250)));
+        assert_eq!(
+            parse_grpc_timeout("30000000u"),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(parse_grpc_timeout("300000000u"), None, "more than 8 digits");
+        assert_eq!(
+            parse_grpc_timeout("9999999u"),
+            Some(Duration::from_micros(9_999_999))
+        );
+        assert_eq!(parse_grpc_timeout("7n"), Some(Duration::from_nanos(7)));
+    }
+
+    #[test]
+    fn grpc_timeout_garbage() {
+        for bad in ["", "m", "12", "12x", "-1S", "+1S", "1.5S", "1é", "é", " 1S"] {
+            assert_eq!(parse_grpc_timeout(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,244 @@
+//! Client side of peer calls: the [`Transport`] trait the node uses to reach owners, and
+//! [`GrpcTransport`], its tonic implementation.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use http::Uri;
+use lcache_core::member::{Member, MemberId};
+use parking_lot::Mutex;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::transport::Channel;
+use tower::Service;
+
+use crate::channel::{
+    connector_channels, endpoint, grpc_client, http_channels, unary, ChannelFactory, ClientConfig,
+};
+use crate::convert::Failure;
+use crate::error::TransportError;
+use crate::io::BoxError;
+use crate::proto;
+use crate::proto::cache_client::CacheClient as GrpcClient;
+use crate::types::{DeleteRequest, Fetched, GetRequest, SetRequest};
+
+/// How a node calls its peers. Implementations: [`GrpcTransport`] here, a simulated one in `sim/`.
+///
+/// Every call is bounded by `timeout`; a call that cannot complete in time fails with
+/// [`TransportError::DeadlineExceeded`] rather than hang.
+pub trait Transport: Send + Sync + 'static {
+    /// The value of `req.key` on `peer`; `Ok(None)` when the peer reports a miss.
+    fn get(
+        &self,
+        peer: &Member,
+        req: GetRequest,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Option<Fetched>, TransportError>> + Send;
+
+    /// Stores a value on `peer`.
+    fn set(
+        &self,
+        peer: &Member,
+        req: SetRequest,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// Removes a key on `peer`; `Ok(true)` when the peer held it.
+    fn delete(
+        &self,
+        peer: &Member,
+        req: DeleteRequest,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+
+    /// Drops cached connection state for a member that left.
+    fn forget(&self, peer: &MemberId);
+}
+
+/// The channel to one peer, valid for one address and incarnation.
+#[derive(Debug)]
+struct PeerChannel {
+    addr: String,
+    incarnation: u64,
+    client: GrpcClient<Channel>,
+}
+
+/// [`Transport`] over tonic gRPC.
+///
+/// Keeps one lazily connected channel per peer, reused by every call (HTTP/2 multiplexes them).
+/// A member seen with another address or incarnation gets a new channel; [`Transport::forget`]
+/// drops it. A channel whose connection fails reconnects on its next call.
+pub struct GrpcTransport {
+    config: ClientConfig,
+    make_channel: ChannelFactory,
+    peers: Mutex<BTreeMap<MemberId, PeerChannel>>,
+}
+
+impl fmt::Debug for GrpcTransport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GrpcTransport")
+            .field("config", &self.config)
+            .field("peers", &self.peers.lock().keys().collect::<Vec<_>>())
+            .finish_non_exhaustive()
+    }
+}
+
+impl GrpcTransport {
+    /// A transport dialling peers over TCP.
+    pub fn new(config: ClientConfig) -> Self {
+        GrpcTransport::with_factory(config, http_channels())
+    }
+
+    /// A transport dialling peers through `connector` (e.g. a simulated network's
+    /// `TcpStream::connect`). The connector gets `http://host:port` URIs.
+    pub fn with_connector<C>(config: ClientConfig, connector: C) -> Self
+    where
+        C: Service<Uri> + Clone + Send + Sync + 'static,
+        C::Response: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+        C::Future: Send + 'static,
+        C::Error: Into<BoxError>,
+    {
+        GrpcTransport::with_factory(config, connector_channels(connector))
+    }
+
+    fn with_factory(config: ClientConfig, make_channel: ChannelFactory) -> Self {
+        GrpcTransport {
+            config,
+            make_channel,
+            peers: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// The config the transport was built with.
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// Number of peers with a cached channel.
+    pub fn cached_peers(&self) -> usize {
+        self.peers.lock().len()
+    }
+
+    /// The client for `peer`: the cached one if its address and incarnation still match, else a
+    /// new lazily connecting one (replacing the stale entry). Must run inside a tokio runtime.
+    fn client(&self, peer: &Member) -> Result<GrpcClient<Channel>, TransportError> {
+        let mut peers = self.peers.lock();
+        if let Some(cached) = peers.get(&peer.id) {
+            if cached.addr == peer.addr && cached.incarnation == peer.incarnation {
+                return Ok(cached.client.clone());
+            }
+        }
+        let endpoint = endpoint(&peer.addr, &self.config).map_err(|reason| {
+            TransportError::InvalidAddress {
+                peer: peer.id.clone(),
+                addr: peer.addr.clone(),
+                reason,
+            }
+        })?;
+        let client = grpc_client((self.make_channel)(&endpoint), &self.config);
+        let replaced = peers.insert(
+            peer.id.clone(),
+            PeerChannel {
+                addr: peer.addr.clone(),
+                incarnation: peer.incarnation,
+                client: client.clone(),
+            },
+        );
+        match replaced {
+            Some(old) => tracing::debug!(
+                peer = %peer.id, addr = %peer.addr, incarnation = peer.incarnation,
+                old_addr = %old.addr, old_incarnation = old.incarnation,
+                "replacing channel to peer"
+            ),
+            None => tracing::debug!(
+                peer = %peer.id, addr = %peer.addr, incarnation = peer.incarnation,
+                "new channel to peer"
+            ),
+        }
+        Ok(client)
+    }
+
+    fn failed(
+        &self,
+        op: &'static str,
+        peer: &Member,
+        timeout: Duration,
+        f: Failure,
+    ) -> TransportError {
+        let err = f.into_transport(&peer.id, &peer.addr, timeout);
+        tracing::debug!(op, peer = %peer.id, addr = %peer.addr, error = %err, "peer call failed");
+        err
+    }
+}
+
+impl Transport for GrpcTransport {
+    async fn get(
+        &self,
+        peer: &Member,
+        req: GetRequest,
+        timeout: Duration,
+    ) -> Result<Option<Fetched>, TransportError> {
+        let mut client = self.client(peer)?;
+        let message = proto::GetRequest::from(req);
+        let max = self.config.max_message_bytes;
+        match unary(
+            max,
+            message,
+            timeout,
+            |r| async move { client.get(r).await },
+        )
+        .await
+        {
+            Ok(response) => Ok(Some(response.into())),
+            Err(Failure::NotFound(_)) => Ok(None),
+            Err(f) => Err(self.failed("get", peer, timeout, f)),
+        }
+    }
+
+    async fn set(
+        &self,
+        peer: &Member,
+        req: SetRequest,
+        timeout: Duration,
+    ) -> Result<(), TransportError> {
+        let mut client = self.client(peer)?;
+        let message = proto::SetRequest::from(req);
+        let max = self.config.max_message_bytes;
+        unary(
+            max,
+            message,
+            timeout,
+            |r| async move { client.set(r).await },
+        )
+        .await
+        .map(|_: proto::SetResponse| ())
+        .map_err(|f| self.failed("set", peer, timeout, f))
+    }
+
+    async fn delete(
+        &self,
+        peer: &Member,
+        req: DeleteRequest,
+        timeout: Duration,
+    ) -> Result<bool, TransportError> {
+        let mut client = self.client(peer)?;
+        let message = proto::DeleteRequest::from(req);
+        let max = self.config.max_message_bytes;
+        unary(
+            max,
+            message,
+            timeout,
+            |r| async move { client.delete(r).await },
+        )
+        .await
+        .map(|response: proto::DeleteResponse| response.existed)
+        .map_err(|f| self.failed("delete", peer, timeout, f))
+    }
+
+    fn forget(&self, peer: &MemberId) {
+        if self.peers.lock().remove(peer).is_some() {
+            tracing::debug!(peer = %peer, "forgot channel to peer");
+        }
+    }
+}
