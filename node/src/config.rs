@@ -124,6 +124,9 @@ pub struct NodeConfig {
     pub max_waiters_per_key: usize,
     /// Deadline of a request whose caller gave none (and cap on the ones they give).
     pub request_timeout: Duration,
+    /// Longest a forwarded request waits for the owner, so a dead owner leaves time in the
+    /// request's deadline to fall back to loading locally.
+    pub peer_timeout: Duration,
     /// Longest a loader may run before its load counts as failed.
     pub load_timeout: Duration,
     /// Longest graceful shutdown waits for in-flight requests.
@@ -149,6 +152,7 @@ impl NodeConfig {
             max_in_flight: 10_000,
             max_waiters_per_key: 10_000,
             request_timeout: Duration::from_secs(5),
+            peer_timeout: Duration::from_secs(2),
             load_timeout: Duration::from_secs(10),
             shutdown_grace: Duration::from_secs(10),
             ring: RingConfig::default(),

@@ -345,7 +345,7 @@ async fn lead_fetch<T: Transport>(
         key: key.clone(),
         forwarded: true,
     };
-    let timeout = deadline.saturating_duration_since(Instant::now());
+    let timeout = shared.peer_budget(deadline);
     let (result, from_owner) = match shared.transport.get(&owner, request, timeout).await {
         Ok(found) => (Ok(found), true),
         Err(err) if err.is_retryable_elsewhere() => {
@@ -413,7 +413,7 @@ pub(crate) async fn set<T: Transport>(
                 forwarded: true,
                 ..request
             };
-            let timeout = deadline.saturating_duration_since(Instant::now());
+            let timeout = shared.peer_budget(deadline);
             let outcome = shared.transport.set(&owner, forward, timeout).await;
             group.forget_key(&key);
             outcome.map_err(|err| {
@@ -441,7 +441,7 @@ pub(crate) async fn delete<T: Transport>(
                 forwarded: true,
                 ..request
             };
-            let timeout = deadline.saturating_duration_since(Instant::now());
+            let timeout = shared.peer_budget(deadline);
             let outcome = shared.transport.delete(&owner, forward, timeout).await;
             group.forget_key(&key);
             outcome.map_err(|err| {

@@ -29,6 +29,7 @@ pub(crate) struct Shared<T> {
     pub(crate) clock: Clock,
     pub(crate) limits: Limits,
     pub(crate) load_timeout: Duration,
+    pub(crate) peer_timeout: Duration,
     pub(crate) request_timeout: Duration,
     pub(crate) router: RwLock<Router>,
     pub(crate) transport: T,
@@ -58,6 +59,12 @@ impl<T: Transport> Shared<T> {
     }
 
     /// The absolute deadline of a request whose caller allowed `timeout` (capped by config).
+    pub(crate) fn peer_budget(&self, deadline: Instant) -> Duration {
+        deadline
+            .saturating_duration_since(Instant::now())
+            .min(self.peer_timeout)
+    }
+
     fn deadline(&self, timeout: Option<Duration>) -> Instant {
         let timeout = timeout.map_or(self.request_timeout, |t| t.min(self.request_timeout));
         Instant::now() + timeout
@@ -242,6 +249,7 @@ impl<T: Transport, D: Discovery> Node<T, D> {
             clock: Clock::start(),
             limits: config.limits,
             load_timeout: config.load_timeout,
+            peer_timeout: config.peer_timeout,
             request_timeout: config.request_timeout,
             router: RwLock::new(Router::new(me.clone(), config.ring)),
             transport,

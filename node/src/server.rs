@@ -18,6 +18,10 @@ pub async fn run<T: Transport, D: Discovery>(
     listener: TcpListener,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ShutdownReport, ServeError> {
+    match listener.local_addr() {
+        Ok(addr) => tracing::info!(node = %node.member().id, %addr, "serving lcache.v1.Cache"),
+        Err(err) => tracing::warn!(error = %err, "serving lcache.v1.Cache on an unknown address"),
+    }
     let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
     run_with_incoming(node, config, incoming, shutdown).await
 }

@@ -1,2 +1,18 @@
-//! LCache proptests.
+//! Model-based property tests of `lcache-core`.
+//!
+//! The library holds the reference models the tests in `tests/` compare the core against, each a
+//! naive transcription of the documented semantics (linear scans over `Vec`s, recomputation from
+//! scratch) that is meant to be obviously correct rather than fast, plus shared proptest strategies.
+//!
+//! - [`store_model`] models `Store` (LRU and LRU2, expiry, stats);
+//! - [`sharded_model`] models `ShardedStore` as one store model per shard;
+//! - [`singleflight_model`] models `SingleFlight`;
+//! - [`membership_model`] models `MembershipView`, recomputed from the set of events seen;
+//! - [`strategy`] generates membership events and delivery orders.
 #![warn(missing_docs)]
+
+pub mod membership_model;
+pub mod sharded_model;
+pub mod singleflight_model;
+pub mod store_model;
+pub mod strategy;

@@ -56,6 +56,9 @@ struct Args {
     /// Deadline of requests that carry none (and cap of those that do).
     #[arg(long, default_value = "5s")]
     request_timeout: String,
+    /// Longest a forwarded request waits for the key's owner before loading locally.
+    #[arg(long, default_value = "2s")]
+    peer_timeout: String,
     /// Longest a loader may run.
     #[arg(long, default_value = "10s")]
     load_timeout: String,
@@ -65,16 +68,17 @@ struct Args {
 }
 
 impl Args {
-    fn node_config(&self) -> Result<NodeConfig> {
+    /// The node's settings; `bound` is the address the listener got (port 0 resolved).
+    fn node_config(&self, bound: SocketAddr) -> Result<NodeConfig> {
         let advertise = match &self.advertise {
             Some(addr) => addr.clone(),
-            None if self.listen.ip().is_unspecified() => {
+            None if bound.ip().is_unspecified() => {
                 bail!(
                     "--listen {} is a wildcard address: give --advertise HOST:PORT",
                     self.listen
                 )
             }
-            None => self.listen.to_string(),
+            None => bound.to_string(),
         };
         let groups = if self.groups.is_empty() {
             vec![GroupConfig::new(DEFAULT_GROUP)]
@@ -93,6 +97,7 @@ impl Args {
         config.limits = limits;
         config.max_in_flight = self.max_in_flight;
         config.request_timeout = parse_duration(&self.request_timeout)?;
+        config.peer_timeout = parse_duration(&self.peer_timeout)?;
         config.load_timeout = parse_duration(&self.load_timeout)?;
         config.shutdown_grace = parse_duration(&self.shutdown_grace)?;
         Ok(config)
@@ -131,17 +136,22 @@ async fn shutdown_signal() {
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let args = Args::parse();
-    let config = args.node_config()?;
-    let request_timeout = config.request_timeout;
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .with_context(|| format!("cannot listen on {}", args.listen))?;
+    let bound = listener
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let config = args.node_config(bound)?;
+    let request_timeout = config.request_timeout;
     let transport = GrpcTransport::new(ClientConfig {
         request_timeout,
         ..ClientConfig::default()

@@ -1,0 +1,179 @@
+//! The `lcache-node` and `lcache` binaries end to end: CLI exit codes, and SIGTERM letting an
+//! in-flight request finish before exiting 0.
+#![cfg(unix)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use lcache_core::member::Member;
+use lcache_core::membership::RingChange;
+use lcache_core::router::Router;
+use lcache_transport::{CacheClient, ClientConfig};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+const NODE: &str = env!("CARGO_BIN_EXE_lcache-node");
+const CLI: &str = env!("CARGO_BIN_EXE_lcache");
+
+/// A running `lcache-node` process, killed if the test fails before it exits.
+struct NodeProcess {
+    child: Child,
+    addr: String,
+}
+
+impl NodeProcess {
+    fn start(args: &[&str]) -> NodeProcess {
+        let mut child = Command::new(NODE)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(rest) = line.split(" addr=").nth(1) {
+                    if line.contains("serving lcache.v1.Cache") {
+                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
+                        let _ = tx.send(addr);
+                    }
+                }
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(30))
+            .expect("lcache-node did not report its address");
+        NodeProcess { child, addr }
+    }
+
+    fn terminate(&self) {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Wait (bounded) for the process to exit and return its exit code.
+    async fn exit_code(&mut self, limit: Duration) -> Option<i32> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "node did not exit");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+impl Drop for NodeProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cli(addr: &str, args: &[&str]) -> Output {
+    Command::new(CLI)
+        .args(["--addr", addr])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_sets_gets_deletes_and_reports_with_documented_exit_codes() {
+    let mut node = NodeProcess::start(&["--node-id", "solo", "--group", "default:ttl=1h"]);
+    let addr = node.addr.clone();
+
+    let set = cli(&addr, &["set", "greeting", "hello world", "--ttl", "30s"]);
+    assert!(set.status.success(), "{set:?}");
+    let get = cli(&addr, &["get", "greeting"]);
+    assert_eq!(get.status.code(), Some(0), "{get:?}");
+    assert_eq!(get.stdout, b"hello world", "raw value on stdout");
+
+    let miss = cli(&addr, &["get", "nothing-here"]);
+    assert_eq!(miss.status.code(), Some(1));
+    assert_eq!(String::from_utf8_lossy(&miss.stderr).trim(), "not found");
+
+    let del = cli(&addr, &["del", "greeting"]);
+    assert!(del.status.success());
+    assert_eq!(String::from_utf8_lossy(&del.stdout).trim(), "deleted");
+    assert_eq!(cli(&addr, &["get", "greeting"]).status.code(), Some(1));
+
+    let stats = cli(&addr, &["stats"]);
+    assert!(stats.status.success());
+    let text = String::from_utf8_lossy(&stats.stdout);
+    assert!(text.contains("node=solo group=default"), "{text}");
+    assert!(text.contains("misses"), "{text}");
+
+    let unknown = cli(&addr, &["--group", "nope", "get", "k"]);
+    assert_eq!(unknown.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("nope"));
+    let empty = cli(&addr, &["get", ""]);
+    assert_eq!(empty.status.code(), Some(2));
+    let unreachable = cli("127.0.0.1:1", &["get", "k"]);
+    assert_eq!(unreachable.status.code(), Some(2));
+
+    node.terminate();
+    assert_eq!(node.exit_code(Duration::from_secs(30)).await, Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
+    // A peer that accepts connections and never answers: a get forwarded to it stays in flight
+    // until the node's peer timeout, then falls back to the (absent) local loader → a miss.
+    let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let blackhole_addr = blackhole.local_addr().unwrap().to_string();
+    let (accepted_tx, accepted) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in blackhole.incoming().take(4) {
+            held.push(stream);
+            let _ = accepted_tx.send(());
+        }
+        std::thread::sleep(Duration::from_secs(60));
+    });
+    let peers = format!("silent={blackhole_addr}");
+    let mut node = NodeProcess::start(&[
+        "--node-id",
+        "self",
+        "--peers",
+        &peers,
+        "--peer-timeout",
+        "1s",
+        "--request-timeout",
+        "10s",
+    ]);
+    let mut router = Router::new(
+        Member::new("self", node.addr.clone(), 0),
+        Default::default(),
+    );
+    router.apply(&[RingChange::Added(Member::new("silent", blackhole_addr, 0))]);
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| router.owner(k.as_bytes()).id.as_str() == "silent")
+        .unwrap();
+
+    let client = CacheClient::connect(&node.addr, ClientConfig::default())
+        .await
+        .unwrap();
+    let in_flight = tokio::spawn(async move { client.get("default", key).await });
+    // The node dialled the silent owner: the request is in flight now.
+    tokio::task::spawn_blocking(move || accepted.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    node.terminate();
+    let answer = in_flight.await.unwrap();
+    assert_eq!(
+        answer.unwrap(),
+        None,
+        "the in-flight get completed with a miss"
+    );
+    assert_eq!(node.exit_code(Duration::from_secs(30)).await, Some(0));
+}

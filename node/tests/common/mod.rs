@@ -1,0 +1,199 @@
+//! A real cluster on loopback for the node's integration tests: real tonic servers, real
+//! `GrpcTransport`, static discovery.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use lcache_core::member::{Member, MemberId};
+use lcache_core::membership::RingChange;
+use lcache_core::router::Router;
+use lcache_discovery::StaticDiscovery;
+use lcache_node::{
+    loader_fn, GroupConfig, LoadError, Loaded, Loader, Node, NodeConfig, ShutdownReport,
+    DEFAULT_GROUP,
+};
+use lcache_transport::{
+    CacheClient, ClientConfig, GrpcTransport, NodeStats, ServeError, ServerConfig,
+};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{oneshot, watch};
+use tokio::task::JoinHandle;
+
+/// One node of a test cluster.
+pub struct TestNode {
+    pub member: Member,
+    pub client: CacheClient,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<ShutdownReport, ServeError>>>,
+}
+
+/// Several nodes that know each other through static discovery.
+pub struct Cluster {
+    pub nodes: Vec<TestNode>,
+}
+
+impl Cluster {
+    /// Start one node per id; `configure` adjusts each node's config (e.g. adds a loader).
+    pub async fn start(ids: &[&str], configure: impl Fn(NodeConfig) -> NodeConfig) -> Cluster {
+        let mut listeners = Vec::new();
+        let mut members = Vec::new();
+        for id in ids {
+            let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            members.push(Member::new(MemberId::new(*id), addr, 0));
+            listeners.push(listener);
+        }
+        let mut nodes = Vec::new();
+        for (member, listener) in members.iter().zip(listeners) {
+            let config = configure(NodeConfig::new(member.id.clone(), member.addr.clone()));
+            let node = Node::start(
+                config,
+                GrpcTransport::new(ClientConfig::default()),
+                StaticDiscovery::new(members.clone()),
+            )
+            .await
+            .unwrap();
+            let (stop, stopped) = oneshot::channel::<()>();
+            let server = tokio::spawn(lcache_node::server::run(
+                node,
+                ServerConfig::default(),
+                listener,
+                async move {
+                    let _ = stopped.await;
+                },
+            ));
+            let client = CacheClient::connect(&member.addr, ClientConfig::default())
+                .await
+                .unwrap();
+            nodes.push(TestNode {
+                member: member.clone(),
+                client,
+                stop: Some(stop),
+                server: Some(server),
+            });
+        }
+        Cluster { nodes }
+    }
+
+    /// Index of the node owning `key` (every node of a static cluster agrees).
+    pub fn owner_of(&self, key: &[u8]) -> usize {
+        let mut router = Router::new(self.nodes[0].member.clone(), Default::default());
+        let others: Vec<_> = self.nodes[1..]
+            .iter()
+            .map(|n| RingChange::Added(n.member.clone()))
+            .collect();
+        router.apply(&others);
+        let owner = router.owner(key).id.clone();
+        self.nodes
+            .iter()
+            .position(|n| n.member.id == owner)
+            .unwrap()
+    }
+
+    /// A key owned by node `owner`, made from `prefix`.
+    pub fn key_owned_by(&self, owner: usize, prefix: &str) -> String {
+        (0..10_000)
+            .map(|i| format!("{prefix}-{i}"))
+            .find(|k| self.owner_of(k.as_bytes()) == owner)
+            .unwrap()
+    }
+
+    /// Stop node `i` gracefully and return its report.
+    pub async fn stop(&mut self, i: usize) -> ShutdownReport {
+        let node = &mut self.nodes[i];
+        let _ = node.stop.take().unwrap().send(());
+        node.server.take().unwrap().await.unwrap().unwrap()
+    }
+
+    /// Stats of the default group on every node still running.
+    pub async fn stats(&self) -> Vec<lcache_transport::GroupStats> {
+        let mut all = Vec::new();
+        for node in self.nodes.iter().filter(|n| n.server.is_some()) {
+            let stats: NodeStats = node.client.stats(Some(DEFAULT_GROUP)).await.unwrap();
+            all.extend(stats.groups);
+        }
+        all
+    }
+
+    pub async fn shutdown(mut self) {
+        for i in 0..self.nodes.len() {
+            if self.nodes[i].server.is_some() {
+                self.stop(i).await;
+            }
+        }
+    }
+}
+
+/// A loader that counts its calls, answers `loaded:<key>` and, while its gate is closed, waits.
+#[derive(Clone)]
+pub struct GatedLoader {
+    pub calls: Arc<AtomicUsize>,
+    gate: watch::Receiver<bool>,
+}
+
+impl GatedLoader {
+    /// A loader and the sender that opens its gate (`send(true)`).
+    pub fn new(open: bool) -> (Self, watch::Sender<bool>) {
+        let (tx, rx) = watch::channel(open);
+        let loader = GatedLoader {
+            calls: Arc::new(AtomicUsize::new(0)),
+            gate: rx,
+        };
+        (loader, tx)
+    }
+
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait::async_trait]
+impl Loader for GatedLoader {
+    async fn load(&self, key: &[u8]) -> Result<Option<Loaded>, LoadError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let mut gate = self.gate.clone();
+        gate.wait_for(|open| *open)
+            .await
+            .map_err(|_| LoadError("gate dropped".into()))?;
+        if key.starts_with(b"absent") {
+            return Ok(None);
+        }
+        Ok(Some(Loaded::new(format!(
+            "loaded:{}",
+            String::from_utf8_lossy(key)
+        ))))
+    }
+}
+
+/// The default group with `loader`.
+pub fn with_loader(config: NodeConfig, loader: impl Loader) -> NodeConfig {
+    config.with_groups(vec![GroupConfig::new(DEFAULT_GROUP).with_loader(loader)])
+}
+
+/// A loader that always answers `value-of:<key>`.
+pub fn echo_loader() -> impl Loader {
+    loader_fn(|key: Bytes| async move {
+        Ok(Some(Loaded::new(format!(
+            "value-of:{}",
+            String::from_utf8_lossy(&key)
+        ))))
+    })
+}
+
+/// Poll `condition` every few milliseconds until it holds, for at most `limit`.
+pub async fn eventually<F, Fut>(limit: Duration, mut condition: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not reached within {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}

@@ -1,0 +1,208 @@
+//! `Store` against the naive `StoreModel`: random operation sequences, compared after every step.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use bytes::Bytes;
+use lcache_core::store::{entry_size, ENTRY_OVERHEAD};
+use lcache_core::{Policy, Store, StoreConfig, Timestamp};
+use lcache_proptests::store_model::StoreModel;
+use proptest::prelude::*;
+
+/// Number of distinct keys operations draw from: small, so keys are reused, replaced and evicted.
+const KEYS: usize = 9;
+
+/// Key `i`: `k<i>` repeated 1 to 3 times, so keys differ in size too.
+fn key(i: usize) -> Bytes {
+    Bytes::from(format!("k{i}").repeat(1 + i % 3))
+}
+
+/// How large a value to insert.
+#[derive(Debug, Clone, Copy)]
+enum ValueSize {
+    /// This many bytes.
+    Small(usize),
+    /// So that the entry costs `budget + delta` bytes (clamped at an empty value): probes the
+    /// "fits exactly" and "too large" boundaries.
+    NearBudget(i64),
+}
+
+/// When an inserted entry expires, relative to `now`.
+#[derive(Debug, Clone, Copy)]
+enum Expiry {
+    Never,
+    /// `now + ms`; 0 means already expired.
+    In(u64),
+    /// `now - ms`: already expired.
+    Ago(u64),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Get(usize),
+    Peek(usize),
+    Insert(usize, ValueSize, Expiry),
+    Remove(usize),
+    Sweep(usize),
+    Advance(u64),
+    /// `retain` keeping the keys whose bit is set.
+    Retain(u16),
+    Clear,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    let k = 0..KEYS;
+    let size = prop_oneof![
+        9 => (0usize..160).prop_map(ValueSize::Small),
+        1 => (-30i64..=3).prop_map(ValueSize::NearBudget),
+    ];
+    let expiry = prop_oneof![
+        4 => Just(Expiry::Never),
+        5 => (0u64..40).prop_map(Expiry::In),
+        1 => (1u64..20).prop_map(Expiry::Ago),
+    ];
+    prop_oneof![
+        24 => k.clone().prop_map(Op::Get),
+        8 => k.clone().prop_map(Op::Peek),
+        32 => (k.clone(), size, expiry).prop_map(|(k, s, e)| Op::Insert(k, s, e)),
+        8 => k.prop_map(Op::Remove),
+        4 => (0usize..4).prop_map(Op::Sweep),
+        8 => (0u64..25).prop_map(Op::Advance),
+        2 => any::<u16>().prop_map(Op::Retain),
+        1 => Just(Op::Clear),
+    ]
+}
+
+fn value_len(size: ValueSize, key_len: usize, budget: u64) -> usize {
+    match size {
+        ValueSize::Small(n) => n,
+        ValueSize::NearBudget(delta) => {
+            let target = budget as i64 + delta - ENTRY_OVERHEAD as i64 - key_len as i64;
+            target.max(0) as usize
+        }
+    }
+}
+
+fn deadline(expiry: Expiry, now: u64) -> Option<Timestamp> {
+    match expiry {
+        Expiry::Never => None,
+        Expiry::In(ms) => Some(Timestamp::from_millis(now + ms)),
+        Expiry::Ago(ms) => Some(Timestamp::from_millis(now.saturating_sub(ms))),
+    }
+}
+
+/// Runs `ops` on a real store and on the model, checking they agree after every step.
+fn check_against_model(budget: u64, policy: Policy, ops: &[Op]) -> Result<(), TestCaseError> {
+    let mut store = Store::new(StoreConfig {
+        budget_bytes: budget,
+        policy,
+    })
+    .unwrap();
+    let mut model = StoreModel::new(budget, policy);
+    let mut now_ms = 1_000u64;
+    for (step, op) in ops.iter().enumerate() {
+        let now = Timestamp::from_millis(now_ms);
+        match *op {
+            Op::Get(k) => {
+                let got = store.get(&key(k), now);
+                prop_assert_eq!(&got, &model.get(&key(k), now), "step {}: get", step);
+                if let Some(lookup) = &got {
+                    prop_assert!(lookup.expires_at.is_none_or(|at| at > now), "expired hit");
+                }
+            }
+            Op::Peek(k) => {
+                prop_assert_eq!(
+                    store.peek(&key(k), now),
+                    model.peek(&key(k), now),
+                    "step {}: peek",
+                    step
+                );
+            }
+            Op::Insert(k, size, expiry) => {
+                let key = key(k);
+                let len = value_len(size, key.len(), budget);
+                // The step number in the value tells inserts apart.
+                let mut value = vec![b'v'; len];
+                for (byte, digit) in value.iter_mut().zip(step.to_le_bytes()) {
+                    *byte = digit;
+                }
+                let value = Bytes::from(value);
+                let at = deadline(expiry, now_ms);
+                let got = store.insert(key.clone(), value.clone(), at, now);
+                let want = model.insert(key, value, at, now);
+                prop_assert_eq!(got, want, "step {}: insert", step);
+            }
+            Op::Remove(k) => {
+                prop_assert_eq!(
+                    store.remove(&key(k)),
+                    model.remove(&key(k)),
+                    "step {}: remove",
+                    step
+                );
+            }
+            Op::Sweep(max) => {
+                prop_assert_eq!(
+                    store.sweep_expired(now, max),
+                    model.sweep_expired(now, max),
+                    "step {}: sweep",
+                    step
+                );
+            }
+            Op::Advance(ms) => now_ms += ms,
+            Op::Retain(mask) => {
+                let keep = |k: &[u8]| (0..KEYS).any(|i| mask & (1 << i) != 0 && key(i) == k);
+                prop_assert_eq!(
+                    store.retain(keep),
+                    model.retain(keep),
+                    "step {}: retain",
+                    step
+                );
+            }
+            Op::Clear => {
+                store.clear();
+                model.clear();
+            }
+        }
+        let now = Timestamp::from_millis(now_ms);
+        prop_assert_eq!(store.stats(), model.stats(), "step {}: stats", step);
+        prop_assert!(store.bytes() <= budget, "step {}: over budget", step);
+        prop_assert_eq!(store.len(), model.len());
+        for k in 0..KEYS {
+            let seen = store.peek(&key(k), now);
+            prop_assert_eq!(&seen, &model.peek(&key(k), now), "step {}: contents", step);
+            if let Some(lookup) = seen {
+                prop_assert!(lookup.expires_at.is_none_or(|at| at > now));
+            }
+        }
+    }
+    // The model's own bookkeeping agrees with entry_size.
+    for entry in model.entries() {
+        prop_assert_eq!(entry.size, entry_size(entry.key.len(), entry.value.len()));
+    }
+    Ok(())
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop::collection::vec(op(), 1..250)
+}
+
+/// Budgets from about two to about fifteen typical entries.
+fn budget() -> impl Strategy<Value = u64> {
+    130u64..1_500
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(1024))]
+
+    #[test]
+    fn lru_store_matches_model(budget in budget(), ops in ops()) {
+        check_against_model(budget, Policy::Lru, &ops)?;
+    }
+
+    #[test]
+    fn lru2_store_matches_model(
+        budget in budget(),
+        protected_percent in prop::sample::select(&[1u8, 10, 25, 50, 80, 99][..]),
+        ops in ops(),
+    ) {
+        check_against_model(budget, Policy::Lru2 { protected_percent }, &ops)?;
+    }
+}
