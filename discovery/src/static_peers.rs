@@ -118,7 +118,15 @@ mod tests {
 
     #[test]
     fn rejects_malformed_peer_lists() {
-        for bad in ["a", "=h:1", "a=h", "a=:1", "a=h:port", "a=h:70000", "a=h:1,a=h:2"] {
+        for bad in [
+            "a",
+            "=h:1",
+            "a=h",
+            "a=:1",
+            "a=h:port",
+            "a=h:70000",
+            "a=h:1,a=h:2",
+        ] {
             let err = parse_peers(bad).unwrap_err();
             assert!(
                 matches!(err, DiscoveryError::InvalidConfig(_)),
