@@ -3,13 +3,19 @@
 //! A [`Discovery`] registers the local node with the cluster and feeds the node's
 //! [`MembershipView`](lcache_core::membership::MembershipView) with revisioned
 //! [`MembershipEvent`]s: a snapshot first, then changes. Implementations: [`StaticDiscovery`]
-//! (a fixed peer list, the embedded default) and, behind the `etcd` feature, an etcd one.
+//! (a fixed peer list, the embedded default) and, behind the `etcd` feature,
+//! `EtcdDiscovery` (a lease, its keepalive and a watch; see the `etcd` module).
 #![warn(missing_docs)]
 
+pub mod backoff;
 mod error;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 mod static_peers;
 
-pub use error::DiscoveryError;
+pub use error::{BoxError, DiscoveryError};
+#[cfg(feature = "etcd")]
+pub use etcd::{EtcdConfig, EtcdDiscovery, Registration};
 pub use static_peers::{parse_peers, StaticDiscovery};
 
 use lcache_core::member::Member;

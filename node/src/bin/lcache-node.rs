@@ -37,11 +37,25 @@ struct Args {
     /// Membership backend.
     #[arg(long, value_enum, default_value_t = DiscoveryKind::Static)]
     discovery: DiscoveryKind,
+    /// etcd client URLs, comma-separated (with --discovery etcd).
+    #[arg(long, value_delimiter = ',', default_value = "http://127.0.0.1:2379")]
+    etcd_endpoints: Vec<String>,
+    /// Cluster name; members register under /lcache/<cluster>/members/ (required with
+    /// --discovery etcd).
+    #[arg(long)]
+    cluster: Option<String>,
+    /// TTL of the etcd registration lease: a crashed node leaves peers' views within it.
+    #[arg(long, default_value = "10s")]
+    etcd_lease_ttl: String,
+    /// Seed of the jitter of etcd retries (default: a stable hash of --node-id).
+    #[arg(long)]
+    etcd_seed: Option<u64>,
     /// A group: NAME[:budget=64MiB,policy=lru2,ttl=30s,shards=16,hot=8MiB,hot-ttl=2s].
     /// Repeatable; without any, the node hosts the `default` group.
     #[arg(long = "group", value_name = "SPEC")]
     groups: Vec<String>,
-    /// Incarnation of this node (raise it on restart so peers can tell lives apart).
+    /// Incarnation of this node (raise it on restart so peers can tell lives apart). With
+    /// --discovery etcd it is only a floor: etcd derives a larger one on each registration.
     #[arg(long, default_value_t = 0)]
     incarnation: u64,
     /// Largest key accepted, in bytes.
@@ -170,7 +184,7 @@ async fn main() -> Result<()> {
             tracing::info!(?report, "bye");
         }
         DiscoveryKind::Etcd => {
-            bail!("etcd discovery is not built into this binary yet; use --discovery static")
+            run_etcd(&args, config, transport, server_config, listener).await?;
         }
     }
     Ok(())
@@ -180,4 +194,41 @@ async fn main() -> Result<()> {
 fn server_message_limit(limits: &Limits) -> usize {
     let floor = ServerConfig::default().max_message_bytes;
     floor.max(limits.max_value_bytes + limits.max_key_bytes + 4096)
+}
+
+/// Serve with etcd discovery until SIGINT/SIGTERM; shutting down revokes the lease.
+#[cfg(feature = "etcd")]
+async fn run_etcd(
+    args: &Args,
+    config: NodeConfig,
+    transport: GrpcTransport,
+    server_config: ServerConfig,
+    listener: tokio::net::TcpListener,
+) -> Result<()> {
+    let Some(cluster) = args.cluster.as_deref() else {
+        bail!("--discovery etcd needs --cluster NAME");
+    };
+    let mut etcd = lcache_discovery::EtcdConfig::new(args.etcd_endpoints.iter().cloned(), cluster)
+        .with_lease_ttl(parse_duration(&args.etcd_lease_ttl)?);
+    etcd.seed = args.etcd_seed;
+    let discovery = lcache_discovery::EtcdDiscovery::new(etcd)?;
+    let node = Node::start(config, transport, discovery).await?;
+    let report = lcache_node::server::run(node, server_config, listener, shutdown_signal()).await?;
+    tracing::info!(?report, "bye");
+    Ok(())
+}
+
+/// Without the `etcd` feature there is no etcd client in the binary.
+#[cfg(not(feature = "etcd"))]
+async fn run_etcd(
+    _args: &Args,
+    _config: NodeConfig,
+    _transport: GrpcTransport,
+    _server_config: ServerConfig,
+    _listener: tokio::net::TcpListener,
+) -> Result<()> {
+    bail!(
+        "this lcache-node was built without etcd support; rebuild it with \
+         `cargo build --features lcache-node/etcd` (needs protoc) or use --discovery static"
+    )
 }
