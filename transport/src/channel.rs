@@ -1,19 +1,16 @@
-//! What both clients share: [`ClientConfig`], how an address becomes a tonic endpoint and channel,
-//! and how one unary call is made, bounded and classified.
+//! What both clients share: [`ClientConfig`], how an address is validated, and how channels to
+//! an address are made (over TCP or an injected connector).
 
-use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tonic::transport::{Channel, Endpoint};
-use tonic::{Request, Response, Status};
+use tonic::transport::Endpoint;
 use tower::Service;
 
-use crate::convert::{classify, Failure};
-use crate::io::{BoxError, TokioConnector};
-use crate::proto::cache_client::CacheClient as GrpcClient;
+use crate::h2channel::H2Channel;
+use crate::io::BoxError;
 
 /// Settings of the gRPC clients ([`crate::GrpcTransport`] and [`crate::CacheClient`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,15 +39,16 @@ impl Default for ClientConfig {
     }
 }
 
-/// Makes a lazily connecting channel for an endpoint (the normal connector or an injected one).
-pub(crate) type ChannelFactory = Arc<dyn Fn(&Endpoint) -> Channel + Send + Sync>;
+/// Makes the channel to one peer address (dialled lazily, on its first call).
+pub(crate) type ChannelFactory =
+    Arc<dyn Fn(&str, &ClientConfig) -> Result<H2Channel, String> + Send + Sync>;
 
-/// The factory of channels over the normal HTTP (TCP) connector.
+/// The factory of channels over TCP.
 pub(crate) fn http_channels() -> ChannelFactory {
-    Arc::new(|endpoint: &Endpoint| endpoint.connect_lazy())
+    Arc::new(|addr: &str, config: &ClientConfig| H2Channel::tcp(addr, config.clone()))
 }
 
-/// The factory of channels over an injected connector.
+/// The factory of channels over an injected connector (each channel dials with its own clone).
 pub(crate) fn connector_channels<C>(connector: C) -> ChannelFactory
 where
     C: Service<Uri> + Clone + Send + Sync + 'static,
@@ -58,8 +56,8 @@ where
     C::Future: Send + 'static,
     C::Error: Into<BoxError>,
 {
-    Arc::new(move |endpoint: &Endpoint| {
-        endpoint.connect_with_connector_lazy(TokioConnector(connector.clone()))
+    Arc::new(move |addr: &str, config: &ClientConfig| {
+        H2Channel::with_connector(addr, config.clone(), connector.clone())
     })
 }
 
@@ -83,41 +81,4 @@ pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<Endpoint, St
         Some(interval) => endpoint.http2_keep_alive_interval(interval),
         None => endpoint,
     })
-}
-
-/// The generated client over `channel`, with the config's message limits.
-pub(crate) fn grpc_client(channel: Channel, config: &ClientConfig) -> GrpcClient<Channel> {
-    GrpcClient::new(channel)
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes)
-}
-
-/// Longest `grpc-timeout` sent (about 3 years); tonic cannot encode absurdly long durations.
-const MAX_WIRE_TIMEOUT: Duration = Duration::from_secs(99_999_999);
-
-/// Makes one unary call: checks the request size, sets `grpc-timeout`, bounds the wait by
-/// `timeout` on the local (tokio) clock and classifies an error status.
-pub(crate) async fn unary<M, R, Fut>(
-    max_message_bytes: usize,
-    message: M,
-    timeout: Duration,
-    call: impl FnOnce(Request<M>) -> Fut,
-) -> Result<R, Failure>
-where
-    M: prost::Message,
-    Fut: Future<Output = Result<Response<R>, Status>>,
-{
-    let size = message.encoded_len();
-    if size > max_message_bytes {
-        return Err(Failure::MessageTooLarge(format!(
-            "request is {size} bytes, the limit is {max_message_bytes} bytes"
-        )));
-    }
-    let mut request = Request::new(message);
-    request.set_timeout(timeout.min(MAX_WIRE_TIMEOUT));
-    match tokio::time::timeout(timeout, call(request)).await {
-        Err(_elapsed) => Err(Failure::DeadlineExceeded),
-        Ok(Err(status)) => Err(classify(&status)),
-        Ok(Ok(response)) => Ok(response.into_inner()),
-    }
 }

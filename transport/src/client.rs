@@ -7,36 +7,42 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::Uri;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tonic::transport::{Channel, Endpoint};
 use tower::Service;
 
-use crate::channel::{endpoint, grpc_client, unary, ClientConfig};
-use crate::convert::{error_chain, Failure};
+use crate::channel::{endpoint, ClientConfig};
+use crate::convert::Failure;
 use crate::error::ClientError;
-use crate::io::{BoxError, TokioConnector};
+use crate::h2channel::{ConnectFailure, H2Channel, Rpc};
+use crate::io::BoxError;
 use crate::proto;
-use crate::proto::cache_client::CacheClient as GrpcClient;
 use crate::types::{Fetched, NodeStats};
 
 /// A client of one LCache node. Cheap to clone; clones share the connection.
+///
+/// Calls go straight over one HTTP/2 connection (see the private `h2channel` module), which is
+/// dialled again on the next call after it broke.
 #[derive(Debug, Clone)]
 pub struct CacheClient {
     addr: String,
     config: ClientConfig,
-    client: GrpcClient<Channel>,
+    channel: H2Channel,
 }
 
 impl CacheClient {
     /// Connects over TCP to the node at `addr` (`host:port`), within `config.connect_timeout`.
     pub async fn connect(addr: &str, config: ClientConfig) -> Result<Self, ClientError> {
-        let endpoint = Self::endpoint(addr, &config)?;
-        let connecting = endpoint.connect();
-        let channel = Self::bounded(addr, &config, connecting).await?;
-        Ok(Self::from_channel(addr, config, channel))
+        Self::validate(addr, &config)?;
+        let channel =
+            H2Channel::tcp(addr, config.clone()).map_err(|reason| ClientError::InvalidAddress {
+                addr: addr.to_owned(),
+                reason,
+            })?;
+        Self::connected(addr, config, channel).await
     }
 
     /// Connects to the node at `addr` through `connector` (e.g. a simulated network's
-    /// `TcpStream::connect`), within `config.connect_timeout`.
+    /// `TcpStream::connect`), within `config.connect_timeout`. The connector gets
+    /// `http://host:port` URIs, and is used again to reconnect after the connection broke.
     pub async fn connect_with_connector<C>(
         addr: &str,
         config: ClientConfig,
@@ -48,43 +54,47 @@ impl CacheClient {
         C::Future: Send + 'static,
         C::Error: Into<BoxError>,
     {
-        let endpoint = Self::endpoint(addr, &config)?;
-        let connecting = endpoint.connect_with_connector(TokioConnector(connector));
-        let channel = Self::bounded(addr, &config, connecting).await?;
-        Ok(Self::from_channel(addr, config, channel))
+        Self::validate(addr, &config)?;
+        let channel =
+            H2Channel::with_connector(addr, config.clone(), connector).map_err(|reason| {
+                ClientError::InvalidAddress {
+                    addr: addr.to_owned(),
+                    reason,
+                }
+            })?;
+        Self::connected(addr, config, channel).await
     }
 
-    fn endpoint(addr: &str, config: &ClientConfig) -> Result<Endpoint, ClientError> {
-        endpoint(addr, config).map_err(|reason| ClientError::InvalidAddress {
-            addr: addr.to_owned(),
-            reason,
-        })
-    }
-
-    /// Awaits a connection attempt, bounded by the connect timeout on the tokio clock.
-    async fn bounded(
-        addr: &str,
-        config: &ClientConfig,
-        connecting: impl std::future::Future<Output = Result<Channel, tonic::transport::Error>>,
-    ) -> Result<Channel, ClientError> {
-        match tokio::time::timeout(config.connect_timeout, connecting).await {
-            Ok(Ok(channel)) => Ok(channel),
-            Ok(Err(e)) => Err(ClientError::Unavailable {
+    /// Checks `addr` the way every client and the peer transport do.
+    fn validate(addr: &str, config: &ClientConfig) -> Result<(), ClientError> {
+        endpoint(addr, config)
+            .map(drop)
+            .map_err(|reason| ClientError::InvalidAddress {
                 addr: addr.to_owned(),
-                reason: error_chain(&e),
+                reason,
+            })
+    }
+
+    /// Establishes the channel's connection, bounded by the connect timeout.
+    async fn connected(
+        addr: &str,
+        config: ClientConfig,
+        channel: H2Channel,
+    ) -> Result<Self, ClientError> {
+        match channel.connect().await {
+            Ok(()) => Ok(CacheClient {
+                addr: addr.to_owned(),
+                config,
+                channel,
             }),
-            Err(_elapsed) => Err(ClientError::DeadlineExceeded {
+            Err(ConnectFailure::Failed(reason)) => Err(ClientError::Unavailable {
+                addr: addr.to_owned(),
+                reason,
+            }),
+            Err(ConnectFailure::TimedOut) => Err(ClientError::DeadlineExceeded {
                 addr: addr.to_owned(),
                 timeout: config.connect_timeout,
             }),
-        }
-    }
-
-    fn from_channel(addr: &str, config: ClientConfig, channel: Channel) -> Self {
-        CacheClient {
-            addr: addr.to_owned(),
-            client: grpc_client(channel, &config),
-            config,
         }
     }
 
@@ -104,11 +114,7 @@ impl CacheClient {
             key: key.into(),
             hops: 0,
         };
-        let mut client = self.client.clone();
-        match self
-            .call(message, |r| async move { client.get(r).await })
-            .await
-        {
+        match self.call::<_, proto::GetResponse>(Rpc::Get, &message).await {
             Ok(response) => Ok(Some(response.into())),
             Err(Failure::NotFound(_)) => Ok(None),
             Err(f) => Err(self.failed(f)),
@@ -130,8 +136,7 @@ impl CacheClient {
             ttl,
             forwarded: false,
         });
-        let mut client = self.client.clone();
-        self.call(message, |r| async move { client.set(r).await })
+        self.call(Rpc::Set, &message)
             .await
             .map(|_: proto::SetResponse| ())
             .map_err(|f| self.failed(f))
@@ -144,8 +149,7 @@ impl CacheClient {
             key: key.into(),
             hops: 0,
         };
-        let mut client = self.client.clone();
-        self.call(message, |r| async move { client.delete(r).await })
+        self.call(Rpc::Delete, &message)
             .await
             .map(|response: proto::DeleteResponse| response.existed)
             .map_err(|f| self.failed(f))
@@ -156,24 +160,20 @@ impl CacheClient {
         let message = proto::StatsRequest {
             group: group.unwrap_or_default().to_owned(),
         };
-        let mut client = self.client.clone();
-        self.call(message, |r| async move { client.stats(r).await })
+        self.call::<_, proto::StatsResponse>(Rpc::Stats, &message)
             .await
             .map(NodeStats::from)
             .map_err(|f| self.failed(f))
     }
 
-    async fn call<M, R, Fut>(
-        &self,
-        message: M,
-        call: impl FnOnce(tonic::Request<M>) -> Fut,
-    ) -> Result<R, Failure>
+    async fn call<M, R>(&self, rpc: Rpc, message: &M) -> Result<R, Failure>
     where
         M: prost::Message,
-        Fut: std::future::Future<Output = Result<tonic::Response<R>, tonic::Status>>,
+        R: prost::Message + Default,
     {
-        let timeout = self.config.request_timeout;
-        unary(self.config.max_message_bytes, message, timeout, call).await
+        self.channel
+            .unary(rpc, message, self.config.request_timeout)
+            .await
     }
 
     fn failed(&self, f: Failure) -> ClientError {

@@ -15,6 +15,7 @@ mod channel;
 mod client;
 mod convert;
 mod error;
+mod h2channel;
 mod io;
 pub mod proto;
 mod server;

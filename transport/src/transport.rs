@@ -10,17 +10,14 @@ use http::Uri;
 use lcache_core::member::{Member, MemberId};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tonic::transport::Channel;
 use tower::Service;
 
-use crate::channel::{
-    connector_channels, endpoint, grpc_client, http_channels, unary, ChannelFactory, ClientConfig,
-};
+use crate::channel::{connector_channels, endpoint, http_channels, ChannelFactory, ClientConfig};
 use crate::convert::Failure;
 use crate::error::TransportError;
+use crate::h2channel::{H2Channel, Rpc};
 use crate::io::BoxError;
 use crate::proto;
-use crate::proto::cache_client::CacheClient as GrpcClient;
 use crate::types::{DeleteRequest, Fetched, GetRequest, SetRequest};
 
 /// How a node calls its peers. Implementations: [`GrpcTransport`] here, a simulated one in `sim/`.
@@ -61,12 +58,13 @@ pub trait Transport: Send + Sync + 'static {
 struct PeerChannel {
     addr: String,
     incarnation: u64,
-    client: GrpcClient<Channel>,
+    channel: H2Channel,
 }
 
 /// [`Transport`] over tonic gRPC.
 ///
-/// Keeps one lazily connected channel per peer, reused by every call (HTTP/2 multiplexes them).
+/// Keeps one lazily connected channel per peer (one HTTP/2 connection, see the private
+/// `h2channel` module), reused by every call (HTTP/2 multiplexes them).
 /// A member seen with another address or incarnation gets a new channel; [`Transport::forget`]
 /// drops it. A channel whose connection fails reconnects on its next call.
 pub struct GrpcTransport {
@@ -122,27 +120,26 @@ impl GrpcTransport {
 
     /// The client for `peer`: the cached one if its address and incarnation still match, else a
     /// new lazily connecting one (replacing the stale entry). Must run inside a tokio runtime.
-    fn client(&self, peer: &Member) -> Result<GrpcClient<Channel>, TransportError> {
+    fn client(&self, peer: &Member) -> Result<H2Channel, TransportError> {
         let mut peers = self.peers.lock();
         if let Some(cached) = peers.get(&peer.id) {
             if cached.addr == peer.addr && cached.incarnation == peer.incarnation {
-                return Ok(cached.client.clone());
+                return Ok(cached.channel.clone());
             }
         }
-        let endpoint = endpoint(&peer.addr, &self.config).map_err(|reason| {
-            TransportError::InvalidAddress {
-                peer: peer.id.clone(),
-                addr: peer.addr.clone(),
-                reason,
-            }
-        })?;
-        let client = grpc_client((self.make_channel)(&endpoint), &self.config);
+        let invalid = |reason| TransportError::InvalidAddress {
+            peer: peer.id.clone(),
+            addr: peer.addr.clone(),
+            reason,
+        };
+        endpoint(&peer.addr, &self.config).map_err(invalid)?;
+        let channel = (self.make_channel)(&peer.addr, &self.config).map_err(invalid)?;
         let replaced = peers.insert(
             peer.id.clone(),
             PeerChannel {
                 addr: peer.addr.clone(),
                 incarnation: peer.incarnation,
-                client: client.clone(),
+                channel: channel.clone(),
             },
         );
         match replaced {
@@ -156,7 +153,7 @@ impl GrpcTransport {
                 "new channel to peer"
             ),
         }
-        Ok(client)
+        Ok(channel)
     }
 
     fn failed(
@@ -179,16 +176,11 @@ impl Transport for GrpcTransport {
         req: GetRequest,
         timeout: Duration,
     ) -> Result<Option<Fetched>, TransportError> {
-        let mut client = self.client(peer)?;
+        let channel = self.client(peer)?;
         let message = proto::GetRequest::from(req);
-        let max = self.config.max_message_bytes;
-        match unary(
-            max,
-            message,
-            timeout,
-            |r| async move { client.get(r).await },
-        )
-        .await
+        match channel
+            .unary::<_, proto::GetResponse>(Rpc::Get, &message, timeout)
+            .await
         {
             Ok(response) => Ok(Some(response.into())),
             Err(Failure::NotFound(_)) => Ok(None),
@@ -202,18 +194,13 @@ impl Transport for GrpcTransport {
         req: SetRequest,
         timeout: Duration,
     ) -> Result<(), TransportError> {
-        let mut client = self.client(peer)?;
+        let channel = self.client(peer)?;
         let message = proto::SetRequest::from(req);
-        let max = self.config.max_message_bytes;
-        unary(
-            max,
-            message,
-            timeout,
-            |r| async move { client.set(r).await },
-        )
-        .await
-        .map(|_: proto::SetResponse| ())
-        .map_err(|f| self.failed("set", peer, timeout, f))
+        channel
+            .unary(Rpc::Set, &message, timeout)
+            .await
+            .map(|_: proto::SetResponse| ())
+            .map_err(|f| self.failed("set", peer, timeout, f))
     }
 
     async fn delete(
@@ -222,18 +209,13 @@ impl Transport for GrpcTransport {
         req: DeleteRequest,
         timeout: Duration,
     ) -> Result<bool, TransportError> {
-        let mut client = self.client(peer)?;
+        let channel = self.client(peer)?;
         let message = proto::DeleteRequest::from(req);
-        let max = self.config.max_message_bytes;
-        unary(
-            max,
-            message,
-            timeout,
-            |r| async move { client.delete(r).await },
-        )
-        .await
-        .map(|response: proto::DeleteResponse| response.existed)
-        .map_err(|f| self.failed("delete", peer, timeout, f))
+        channel
+            .unary(Rpc::Delete, &message, timeout)
+            .await
+            .map(|response: proto::DeleteResponse| response.existed)
+            .map_err(|f| self.failed("delete", peer, timeout, f))
     }
 
     fn forget(&self, peer: &MemberId) {
