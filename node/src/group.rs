@@ -346,6 +346,7 @@ async fn lead_fetch<T: Transport>(
         forwarded: true,
     };
     let timeout = shared.peer_budget(deadline);
+    let asked = Instant::now();
     let (result, from_owner) = match shared.transport.get(&owner, request, timeout).await {
         Ok(found) => (Ok(found), true),
         Err(err) if err.is_retryable_elsewhere() => {
@@ -369,12 +370,29 @@ async fn lead_fetch<T: Transport>(
         let mut fetches = group.fetches.lock();
         if let (Ok(Some(value)), true) = (&result, from_owner) {
             if !fetches.is_superseded(&key, id) {
-                group.keep(false, key.clone(), value, shared.clock.now());
+                if let Some(copy) = aged(value, asked.elapsed()) {
+                    group.keep(false, key.clone(), &copy, shared.clock.now());
+                }
             }
         }
         fetches.complete(&key, id)
     };
     deliver(waiters, &result);
+}
+
+/// `fetched` as a copy to keep `elapsed` after the owner was asked: the owner measured the
+/// remaining lifetime when it answered, at some instant of the call, so the copy may live only
+/// what is left of it after the whole call (else it would outlive the owner's value by up to
+/// the call's duration). `None` when nothing is left.
+fn aged(fetched: &Fetched, elapsed: Duration) -> Option<Fetched> {
+    let ttl = match fetched.ttl {
+        Some(ttl) if ttl <= elapsed => return None,
+        ttl => ttl.map(|ttl| ttl - elapsed),
+    };
+    Some(Fetched {
+        value: fetched.value.clone(),
+        ttl,
+    })
 }
 
 /// Serve a set: applied on the owner, forwarded there otherwise; local copies are dropped.

@@ -26,5 +26,5 @@ pub use clock::Clock;
 pub use config::{GroupConfig, HotCacheConfig, NodeConfig, DEFAULT_GROUP};
 pub use error::{RequestError, StartError};
 pub use loader::{loader_fn, LoadError, Loaded, Loader};
-pub use node::{Group, Node, ShutdownReport};
+pub use node::{Group, Node, NodeProbe, ShutdownReport};
 pub use service::NodeService;

@@ -213,6 +213,57 @@ impl<T: Transport> Group<T> {
     }
 }
 
+/// A cheap, cloneable, read-only view of a running [`Node`]: its membership, routing and stats.
+///
+/// Obtained from [`Node::probe`]. It observes only; holding one keeps the node's stores alive
+/// but does not keep the node serving.
+pub struct NodeProbe<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> std::fmt::Debug for NodeProbe<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeProbe")
+            .field("shared", &self.shared)
+            .finish()
+    }
+}
+
+impl<T> Clone for NodeProbe<T> {
+    fn clone(&self) -> Self {
+        NodeProbe {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl<T: Transport> NodeProbe<T> {
+    /// The node as the cluster sees it.
+    pub fn member(&self) -> &Member {
+        &self.shared.me
+    }
+
+    /// The members the node currently routes to, sorted by id (like [`Node::members`]).
+    pub fn members(&self) -> Vec<Member> {
+        self.shared.router.read().members().cloned().collect()
+    }
+
+    /// The member the node believes owns `key` (like [`Node::owner`]).
+    pub fn owner(&self, key: &[u8]) -> Member {
+        self.shared.router.read().owner(key).clone()
+    }
+
+    /// Stats of every group on the node (like [`Node::stats`]).
+    pub fn stats(&self) -> NodeStats {
+        self.shared.stats(None).unwrap_or_default()
+    }
+
+    /// Requests being served right now (like [`Node::in_flight`]).
+    pub fn in_flight(&self) -> usize {
+        self.shared.admission.in_flight()
+    }
+}
+
 /// A cache node: hosts groups, follows membership and serves requests until shut down.
 ///
 /// Generic over the peer [`Transport`] and the [`Discovery`] backend, so the same runtime runs
@@ -322,6 +373,14 @@ impl<T: Transport, D: Discovery> Node<T, D> {
     /// Requests being served right now.
     pub fn in_flight(&self) -> usize {
         self.shared.admission.in_flight()
+    }
+
+    /// A read-only handle on this node that stays usable after the node itself was handed to
+    /// [`crate::server::run`] (which takes it by value): for tests, simulations and monitoring.
+    pub fn probe(&self) -> NodeProbe<T> {
+        NodeProbe {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Leave the cluster gracefully: deregister, refuse new requests, let in-flight ones finish
