@@ -1,0 +1,156 @@
+//! Throughput of the sharded store against moka and quick_cache on a mixed Zipf workload.
+//!
+//! Workload: [`KEYS`] keys drawn Zipf(s = [`ZIPF_S`]), values of 100 bytes, a byte budget that
+//! holds half the key space, 90% gets (a miss is followed by an insert, demand fill) and 10%
+//! unconditional inserts. The op sequence is generated once from a fixed seed; each cache is
+//! warmed with one pass before measuring. An "element" is one op of the sequence (a get, a get
+//! plus its fill, or an insert). The 2-thread variants split the sequence into two halves that
+//! run at once on the same cache.
+//!
+//! Benchmarks are named `store_mixed/<threads>t/<cache>`.
+
+// Benchmark setup panics on impossible configurations; that is the right failure in a bench.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use lcache_core::sharded::DEFAULT_SHARDS;
+use lcache_core::store::Policy;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use common::{item_weight, key, value, zipf_ids, BenchCache, Lcache, Moka, QuickCache, SEED};
+
+/// Distinct keys of the workload.
+const KEYS: u64 = 100_000;
+/// Zipf exponent.
+const ZIPF_S: f64 = 1.0;
+/// Ops in one pass of the sequence (one criterion iteration).
+const OPS: usize = 100_000;
+/// Share of ops that are unconditional inserts.
+const INSERT_SHARE: f64 = 0.10;
+
+/// One pre-generated operation.
+#[derive(Clone, Copy)]
+struct Op {
+    /// Index into the key and value tables.
+    id: u32,
+    /// An unconditional insert; otherwise a get with fill on miss.
+    insert: bool,
+}
+
+/// Keys, values and the op sequence, generated once.
+struct Workload {
+    keys: Vec<bytes::Bytes>,
+    values: Vec<bytes::Bytes>,
+    ops: Vec<Op>,
+}
+
+impl Workload {
+    fn new() -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+        let ids = zipf_ids(&mut rng, KEYS, ZIPF_S, OPS);
+        let ops = ids
+            .into_iter()
+            .map(|id| Op {
+                id: u32::try_from(id).expect("KEYS fits u32"),
+                insert: rng.random_bool(INSERT_SHARE),
+            })
+            .collect();
+        Workload {
+            keys: (0..KEYS).map(key).collect(),
+            values: (0..KEYS).map(value).collect(),
+            ops,
+        }
+    }
+
+    /// Byte budget holding half the key space.
+    fn budget(&self) -> u64 {
+        KEYS / 2 * item_weight()
+    }
+
+    /// Runs `ops` against `cache`; returns the hit count so the work cannot be optimised away.
+    fn run(&self, cache: &impl BenchCache, ops: &[Op]) -> u64 {
+        let mut hits = 0;
+        for op in ops {
+            let i = op.id as usize;
+            let (k, v) = (&self.keys[i], &self.values[i]);
+            if op.insert {
+                cache.insert(k, v);
+            } else if cache.get(k) {
+                hits += 1;
+            } else {
+                cache.insert(k, v);
+            }
+        }
+        hits
+    }
+
+    /// Wall time of `iters` passes, the sequence split evenly over `threads` threads.
+    fn time(&self, cache: &impl BenchCache, threads: usize, iters: u64) -> Duration {
+        let chunk = self.ops.len().div_ceil(threads);
+        let start = Instant::now();
+        std::thread::scope(|scope| {
+            for ops in self.ops.chunks(chunk) {
+                scope.spawn(move || {
+                    for _ in 0..iters {
+                        black_box(self.run(cache, ops));
+                    }
+                });
+            }
+        });
+        start.elapsed()
+    }
+}
+
+/// One benchmark: warm the cache with a pass, then time passes.
+fn bench_cache(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    workload: &Workload,
+    threads: usize,
+    name: &str,
+    cache: &impl BenchCache,
+) {
+    workload.run(cache, &workload.ops);
+    group.bench_function(name, |b| {
+        b.iter_custom(|iters| workload.time(cache, threads, iters));
+    });
+}
+
+fn store_mixed(c: &mut Criterion) {
+    let workload = Workload::new();
+    let budget = workload.budget();
+    let items = (KEYS / 2) as usize;
+    for threads in [1, 2] {
+        let mut group = c.benchmark_group(format!("store_mixed/{threads}t"));
+        group.throughput(Throughput::Elements(OPS as u64));
+        let lru = Lcache::new(budget, Policy::Lru, DEFAULT_SHARDS);
+        bench_cache(&mut group, &workload, threads, "lcache_lru", &lru);
+        drop(lru);
+        let lru2 = Lcache::new(budget, Policy::lru2(), DEFAULT_SHARDS);
+        bench_cache(&mut group, &workload, threads, "lcache_lru2", &lru2);
+        drop(lru2);
+        let moka = Moka::new(budget);
+        bench_cache(&mut group, &workload, threads, "moka", &moka);
+        drop(moka);
+        let quick = QuickCache::new(budget, items, None);
+        bench_cache(&mut group, &workload, threads, "quick_cache", &quick);
+        drop(quick);
+        group.finish();
+    }
+}
+
+criterion_group! {
+    name = benches;
+    // 8 benchmarks of ~5 s each on a 2-core machine: well under a minute in all.
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_secs(1))
+        .measurement_time(Duration::from_secs(4));
+    targets = store_mixed
+}
+criterion_main!(benches);
