@@ -13,7 +13,9 @@
 //! (whose policy is global anyway) with `run_pending_tasks()` every [`MAINTAIN_EVERY`] requests,
 //! since it applies admission and eviction asynchronously and would otherwise run over budget.
 //!
-//! Run with `cargo bench -p lcache-core --bench hit_ratio`.
+//! Run with `cargo bench -p lcache-core --bench hit_ratio`. Under `cargo test` (no `--bench`
+//! argument) it runs a tenth of the requests as a smoke test and checks that LRU2 resists the
+//! scans better than LRU.
 
 // Setup panics on impossible configurations, and printing the table is the point of this binary.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -32,7 +34,7 @@ const KEYS: u64 = 100_000;
 const ZIPF_S: f64 = 1.0;
 /// Uncounted Zipf requests that fill the cache first.
 const WARMUP: usize = 200_000;
-/// Counted Zipf requests.
+/// Counted Zipf requests (a tenth of them under `cargo test`).
 const REQUESTS: usize = 1_000_000;
 /// Zipf requests between two scans.
 const SCAN_EVERY: usize = 50_000;
@@ -127,13 +129,16 @@ fn static_top_k(entries: u64) -> f64 {
 }
 
 fn main() {
-    // `cargo bench` passes `--bench`; filters are not supported, so arguments are ignored.
+    // `cargo bench` passes `--bench`; `cargo test` does not (then this is a smoke test). Filters
+    // are not supported.
+    let full = std::env::args().any(|arg| arg == "--bench");
+    let requests = if full { REQUESTS } else { REQUESTS / 10 };
     let mut rng = ChaCha8Rng::seed_from_u64(SEED);
-    let ids = zipf_ids(&mut rng, KEYS, ZIPF_S, WARMUP + REQUESTS);
+    let ids = zipf_ids(&mut rng, KEYS, ZIPF_S, WARMUP + requests);
 
     println!("## Hit ratio (demand fill)\n");
     println!(
-        "seed {SEED:#x}; {KEYS} keys, Zipf s = {ZIPF_S}; {WARMUP} warm-up + {REQUESTS} counted \
+        "seed {SEED:#x}; {KEYS} keys, Zipf s = {ZIPF_S}; {WARMUP} warm-up + {requests} counted \
          requests; values {} B, every entry charged {} B by every cache; zipf+scan: after every \
          {SCAN_EVERY} requests a one-pass scan of {SCAN_LEN} new keys, hits counted on the Zipf \
          requests only; moka: run_pending_tasks() every {MAINTAIN_EVERY} requests; lcache and \
@@ -148,6 +153,7 @@ fn main() {
         rule.push_str("---:|---:|");
     }
     println!("{header}\n{rule}");
+    let mut with_scans = Vec::new();
     for contender in Contender::ALL {
         let mut row = format!("| {} |", contender.label());
         for pct in SIZES_PERCENT {
@@ -155,6 +161,9 @@ fn main() {
             for scans in [false, true] {
                 let ratio = contender.hit_ratio(entries, &ids, scans);
                 row.push_str(&format!(" {:.2}% |", ratio * 100.0));
+                if scans {
+                    with_scans.push((contender.label(), pct, ratio));
+                }
             }
         }
         println!("{row}");
@@ -165,4 +174,21 @@ fn main() {
         row.push_str(&format!(" {bound:.2}% | {bound:.2}% |"));
     }
     println!("{row}");
+    for pct in SIZES_PERCENT {
+        let ratio = |label: &str| {
+            with_scans
+                .iter()
+                .find(|(l, p, _)| *l == label && *p == pct)
+                .map(|&(_, _, r)| r)
+                .expect("every contender was measured")
+        };
+        let (lru, lru2) = (
+            ratio(Contender::LcacheLru.label()),
+            ratio(Contender::LcacheLru2.label()),
+        );
+        assert!(
+            lru2 > lru,
+            "LRU2 should resist scans better than LRU at {pct}%: {lru2:.4} <= {lru:.4}"
+        );
+    }
 }
