@@ -147,6 +147,11 @@ async fn shutdown_signal() {
     }
 }
 
+/// mimalloc: every request allocates (HTTP/2 frames, headers, the request and response
+/// messages), and it is measurably cheaper than the system allocator on that path.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     tracing_subscriber::fmt()

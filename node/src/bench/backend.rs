@@ -1,0 +1,208 @@
+//! The systems the load generator drives: LCache over gRPC, Redis over RESP and memcached over its
+//! text protocol, each behind one connection per worker.
+
+use anyhow::{bail, Context, Result};
+use async_memcached::AsciiProtocol;
+use bytes::Bytes;
+use lcache_transport::{CacheClient, ClientConfig};
+use std::fmt;
+use std::time::Duration;
+
+/// Timeout of one request, the same for every backend.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Timeout of establishing one connection.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Which protocol a target speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// An LCache node (or several, connections spread round-robin), gRPC `lcache.v1`.
+    Lcache,
+    /// A redis-server, RESP (`GET`/`SET`) on a multiplexed connection.
+    Redis,
+    /// A memcached, text protocol (`get`/`set`).
+    Memcached,
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Kind::Lcache => "LCache",
+            Kind::Redis => "Redis",
+            Kind::Memcached => "memcached",
+        })
+    }
+}
+
+/// One system under test: `NAME=KIND://HOST:PORT[,HOST:PORT...]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Label in the report, e.g. `lcache-1`.
+    pub name: String,
+    /// Protocol.
+    pub kind: Kind,
+    /// Addresses; connection `i` goes to `addrs[i % addrs.len()]`.
+    pub addrs: Vec<String>,
+}
+
+impl Target {
+    /// Parses `NAME=KIND://HOST:PORT[,HOST:PORT...]` with KIND `lcache`, `redis` or `memcached`.
+    pub fn parse(spec: &str) -> Result<Target> {
+        let Some((name, url)) = spec.split_once('=') else {
+            bail!("target {spec:?} is not NAME=KIND://HOST:PORT");
+        };
+        let Some((kind, addrs)) = url.split_once("://") else {
+            bail!("target {spec:?}: expected KIND://HOST:PORT");
+        };
+        let kind = match kind {
+            "lcache" => Kind::Lcache,
+            "redis" => Kind::Redis,
+            "memcached" | "memcache" => Kind::Memcached,
+            other => bail!("unknown target kind {other:?} (expected lcache, redis, memcached)"),
+        };
+        let addrs: Vec<String> = addrs
+            .split(',')
+            .map(str::trim)
+            .filter(|a| !a.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if name.trim().is_empty() || addrs.is_empty() {
+            bail!("target {spec:?} needs a name and at least one address");
+        }
+        if addrs
+            .iter()
+            .any(|a| a.contains('/') || a.rsplit_once(':').is_none())
+        {
+            bail!("target {spec:?}: addresses are HOST:PORT");
+        }
+        Ok(Target {
+            name: name.trim().to_owned(),
+            kind,
+            addrs,
+        })
+    }
+
+    /// Opens connection number `index` (to `addrs[index % len]`).
+    pub async fn connect(&self, index: usize, group: &str) -> Result<Conn> {
+        let Some(addr) = self.addrs.get(index % self.addrs.len().max(1)) else {
+            bail!("{}: no address to connect to", self.name);
+        };
+        let connecting = async {
+            Ok::<_, anyhow::Error>(match self.kind {
+                Kind::Lcache => {
+                    let config = ClientConfig {
+                        connect_timeout: CONNECT_TIMEOUT,
+                        request_timeout: REQUEST_TIMEOUT,
+                        ..ClientConfig::default()
+                    };
+                    Conn::Lcache {
+                        client: CacheClient::connect(addr, config).await?,
+                        group: group.to_owned(),
+                    }
+                }
+                Kind::Redis => {
+                    let client = redis::Client::open(format!("redis://{addr}/"))?;
+                    let config = redis::AsyncConnectionConfig::new()
+                        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                        .set_response_timeout(Some(REQUEST_TIMEOUT));
+                    Conn::Redis(
+                        client
+                            .get_multiplexed_async_connection_with_config(&config)
+                            .await?,
+                    )
+                }
+                Kind::Memcached => {
+                    Conn::Memcached(async_memcached::Client::new(format!("tcp://{addr}")).await?)
+                }
+            })
+        };
+        tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+            .await
+            .with_context(|| format!("{}: connecting to {addr} timed out", self.name))?
+            .with_context(|| format!("{}: cannot connect to {addr}", self.name))
+    }
+}
+
+/// One connection to a target, used by one worker at a time.
+pub enum Conn {
+    /// An LCache client (its own HTTP/2 connection) and the group it reads and writes.
+    Lcache {
+        /// The client.
+        client: CacheClient,
+        /// The group.
+        group: String,
+    },
+    /// A Redis connection.
+    Redis(redis::aio::MultiplexedConnection),
+    /// A memcached connection.
+    Memcached(async_memcached::Client),
+}
+
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Conn::Lcache { .. } => "Conn::Lcache",
+            Conn::Redis(_) => "Conn::Redis",
+            Conn::Memcached(_) => "Conn::Memcached",
+        })
+    }
+}
+
+impl Conn {
+    /// Reads `key`; `Ok(true)` on a hit.
+    pub async fn get(&mut self, key: &Bytes) -> Result<bool> {
+        Ok(match self {
+            Conn::Lcache { client, group } => client.get(group, key.clone()).await?.is_some(),
+            Conn::Redis(conn) => redis::cmd("GET")
+                .arg(key.as_ref())
+                .query_async::<Option<Vec<u8>>>(conn)
+                .await?
+                .is_some(),
+            Conn::Memcached(conn) => conn.get(key).await?.is_some(),
+        })
+    }
+
+    /// Writes `value` under `key`, without expiry.
+    pub async fn set(&mut self, key: &Bytes, value: &Bytes) -> Result<()> {
+        match self {
+            Conn::Lcache { client, group } => {
+                client.set(group, key.clone(), value.clone(), None).await?;
+            }
+            Conn::Redis(conn) => {
+                redis::cmd("SET")
+                    .arg(key.as_ref())
+                    .arg(value.as_ref())
+                    .query_async::<()>(conn)
+                    .await?;
+            }
+            Conn::Memcached(conn) => conn.set(key, value.as_ref(), None, None).await?,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        let t = Target::parse("lcache-3=lcache://127.0.0.1:1,127.0.0.1:2").unwrap();
+        assert_eq!(t.kind, Kind::Lcache);
+        assert_eq!(t.addrs.len(), 2);
+        assert_eq!(
+            Target::parse("m=memcached://127.0.0.1:11211").unwrap().kind,
+            Kind::Memcached
+        );
+        for bad in [
+            "redis://127.0.0.1:1",
+            "x=ftp://127.0.0.1:1",
+            "x=redis://",
+            "=redis://127.0.0.1:1",
+            "x=redis://127.0.0.1",
+            "x=redis://127.0.0.1:1/0",
+        ] {
+            assert!(Target::parse(bad).is_err(), "{bad}");
+        }
+    }
+}
