@@ -62,7 +62,7 @@ use bytes::Bytes;
 use crate::time::Timestamp;
 use expiry::ExpiryIndex;
 pub use stats::StoreStats;
-use tiers::{Entry, Tiers};
+use tiers::{Access, Entry, Tiers};
 
 /// Fixed bytes charged per entry on top of key and value, for the bookkeeping the store keeps
 /// about it (list links, hash slot, expiry record). An estimate, constant so that accounting is
@@ -226,23 +226,22 @@ impl Store {
     /// The valid value under `key`, counting a hit or a miss; a hit is an access for the eviction
     /// policy, and an expired entry found here is removed.
     pub fn get(&mut self, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        let Some(entry) = self.tiers.peek(key) else {
-            self.counters.misses += 1;
-            return None;
-        };
-        if entry.is_expired(now) {
-            self.remove(key);
-            self.counters.expirations += 1;
-            self.counters.misses += 1;
-            return None;
+        match self.tiers.access(key, now) {
+            Access::Hit { value, expires_at } => {
+                self.counters.hits += 1;
+                Some(Lookup { value, expires_at })
+            }
+            Access::Expired => {
+                self.remove(key);
+                self.counters.expirations += 1;
+                self.counters.misses += 1;
+                None
+            }
+            Access::Missing => {
+                self.counters.misses += 1;
+                None
+            }
         }
-        let lookup = Lookup {
-            value: entry.value.clone(),
-            expires_at: entry.expires_at,
-        };
-        self.tiers.touch(key);
-        self.counters.hits += 1;
-        Some(lookup)
     }
 
     /// The valid value under `key` without any effect: no counters, no recency change, and an

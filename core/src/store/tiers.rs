@@ -32,6 +32,35 @@ impl Entry {
     }
 }
 
+/// What a read of one key found ([`Tiers::access`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Access {
+    /// No entry under the key.
+    Missing,
+    /// An expired entry, left in place for the store to remove.
+    Expired,
+    /// A valid entry, now recorded as accessed.
+    Hit {
+        /// The cached value.
+        value: Bytes,
+        /// When it stops being valid, if ever.
+        expires_at: Option<Timestamp>,
+    },
+}
+
+impl Access {
+    fn of(entry: Option<&Entry>, now: Timestamp) -> Access {
+        match entry {
+            None => Access::Missing,
+            Some(entry) if entry.is_expired(now) => Access::Expired,
+            Some(entry) => Access::Hit {
+                value: entry.value.clone(),
+                expires_at: entry.expires_at,
+            },
+        }
+    }
+}
+
 type List = LruCache<Bytes, Entry, FixedState>;
 
 fn new_list() -> List {
@@ -89,24 +118,38 @@ impl Tiers {
         Some((k, entry))
     }
 
-    /// Records an access to `key`: plain LRU moves it to the MRU end of its list; LRU2 moves it to
-    /// the MRU end of protected (promoting it out of probation) and then rebalances.
-    pub(super) fn touch(&mut self, key: &[u8]) {
+    /// Looks `key` up as a read and, if its entry is valid at `now`, records the access: plain LRU
+    /// moves it to the MRU end of its list; LRU2 moves it to the MRU end of protected (promoting
+    /// it out of probation, then rebalancing). An expired entry is reported and left for the
+    /// store to remove; the other entries keep their order. One hash lookup for a hit in the list
+    /// that holds most hits (protected under LRU2, probation under LRU).
+    pub(super) fn access(&mut self, key: &[u8], now: Timestamp) -> Access {
         if self.protected_budget.is_none() {
-            self.probation.promote(key);
-            return;
+            return Access::of(self.probation.get(key), now);
         }
-        if let Some((k, entry)) = self.probation.pop_entry(key) {
-            self.probation_bytes -= entry.size;
-            self.push_protected(k, entry);
-        } else {
-            self.protected.promote(key);
+        if !self.protected.is_empty() {
+            // Promoting an entry within protected moves no bytes, so no rebalance is needed.
+            if let Some(entry) = self.protected.get(key) {
+                return Access::of(Some(entry), now);
+            }
         }
+        match self.probation.peek(key) {
+            None => return Access::Missing,
+            Some(entry) if entry.is_expired(now) => return Access::Expired,
+            Some(_) => {}
+        }
+        let Some((key, entry)) = self.probation.pop_entry(key) else {
+            return Access::Missing;
+        };
+        self.probation_bytes -= entry.size;
+        let hit = Access::of(Some(&entry), now);
+        self.push_protected(key, entry);
         self.rebalance();
+        hit
     }
 
     /// Stores `entry` under `key` and returns the entry it replaced. A new key goes to the MRU end
-    /// of probation; replacing an existing key counts as an access (see [`Tiers::touch`]).
+    /// of probation; replacing an existing key counts as an access (see [`Tiers::access`]).
     pub(super) fn insert(&mut self, key: Bytes, entry: Entry) -> Option<Entry> {
         let old = self.remove(&key).map(|(_, old)| old);
         if old.is_none() || self.protected_budget.is_none() {
