@@ -114,6 +114,14 @@ impl GroupState {
         }
     }
 
+    /// Bytes held and byte budget of each store: the main store, then the hot cache if any.
+    pub(crate) fn store_usage(&self) -> Vec<(u64, u64)> {
+        std::iter::once(&self.store)
+            .chain(self.hot.as_ref().map(|h| &h.store))
+            .map(|store| (store.stats().bytes, store.budget()))
+            .collect()
+    }
+
     /// Reclaim up to `max` expired entries from each store.
     pub(crate) fn sweep(&self, now: Timestamp, max: usize) -> usize {
         let mut swept = self.store.sweep_expired(now, max).len();
@@ -366,13 +374,18 @@ async fn lead_fetch<T: Transport>(
             )
         }
     };
+    // The owner's answer, aged by the whole call, is what the copy keeps and what every waiter
+    // gets: a waiter that joined the flight after the owner answered must not be told the value
+    // lives longer than it does (found by the simulation, S4).
+    let result = match result {
+        Ok(Some(value)) if from_owner => Ok(aged(&value, asked.elapsed())),
+        other => other,
+    };
     let waiters = {
         let mut fetches = group.fetches.lock();
-        if let (Ok(Some(value)), true) = (&result, from_owner) {
+        if let (Ok(Some(copy)), true) = (&result, from_owner) {
             if !fetches.is_superseded(&key, id) {
-                if let Some(copy) = aged(value, asked.elapsed()) {
-                    group.keep(false, key.clone(), &copy, shared.clock.now());
-                }
+                group.keep(false, key.clone(), copy, shared.clock.now());
             }
         }
         fetches.complete(&key, id)
@@ -383,7 +396,8 @@ async fn lead_fetch<T: Transport>(
 /// `fetched` as a copy to keep `elapsed` after the owner was asked: the owner measured the
 /// remaining lifetime when it answered, at some instant of the call, so the copy may live only
 /// what is left of it after the whole call (else it would outlive the owner's value by up to
-/// the call's duration). `None` when nothing is left.
+/// the call's duration). `None` when nothing is left: the value expired on the way, so the
+/// fetch answers a miss rather than a value past its lifetime.
 fn aged(fetched: &Fetched, elapsed: Duration) -> Option<Fetched> {
     let ttl = match fetched.ttl {
         Some(ttl) if ttl <= elapsed => return None,
@@ -467,5 +481,30 @@ pub(crate) async fn delete<T: Transport>(
                 RequestError::from_transport(owner.id.as_str(), &err)
             })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fetched(ttl: Option<Duration>) -> Fetched {
+        Fetched {
+            value: Bytes::from_static(b"v"),
+            ttl,
+        }
+    }
+
+    /// Found by the simulation (S4): a hot copy kept the owner's remaining lifetime as measured
+    /// when the owner answered, so it outlived the owner's value by the call's transit time.
+    #[test]
+    fn a_hot_copy_lives_only_what_is_left_after_the_fetch() {
+        let ms = Duration::from_millis;
+        let copy = aged(&fetched(Some(ms(500))), ms(120));
+        assert_eq!(copy.map(|c| c.ttl), Some(Some(ms(380))));
+        assert!(aged(&fetched(Some(ms(100))), ms(100)).is_none());
+        assert!(aged(&fetched(Some(ms(100))), ms(250)).is_none());
+        let forever = aged(&fetched(None), ms(250));
+        assert_eq!(forever.map(|c| c.ttl), Some(None));
     }
 }

@@ -258,6 +258,17 @@ impl<T: Transport> NodeProbe<T> {
         self.shared.stats(None).unwrap_or_default()
     }
 
+    /// Bytes held and byte budget of each store of `group`: its main store, then its hot cache
+    /// if it has one (empty for an unknown group). [`Self::stats`] sums them, which would hide a
+    /// store over its budget while the other is under.
+    pub fn store_usage(&self, group: &str) -> Vec<(u64, u64)> {
+        self.shared
+            .groups
+            .get(group)
+            .map(|g| g.store_usage())
+            .unwrap_or_default()
+    }
+
     /// Requests being served right now (like [`Node::in_flight`]).
     pub fn in_flight(&self) -> usize {
         self.shared.admission.in_flight()

@@ -25,6 +25,11 @@ pub struct ClientConfig {
     pub http2_keepalive_interval: Option<Duration>,
     /// How long to wait for a keepalive ping's answer before the connection counts as dead.
     pub http2_keepalive_timeout: Duration,
+    /// How long a stream this client reset (a call abandoned at its timeout) is remembered, so
+    /// that the late answer is dropped silently rather than answered with `RST_STREAM`. h2 measures
+    /// it on the wall clock (`std::time::Instant`), so a deterministic simulation sets it longer
+    /// than any run (the number remembered stays bounded by h2's limit of 50 per connection).
+    pub http2_reset_stream_duration: Duration,
 }
 
 impl Default for ClientConfig {
@@ -35,6 +40,7 @@ impl Default for ClientConfig {
             max_message_bytes: 4 * 1024 * 1024,
             http2_keepalive_interval: Some(Duration::from_secs(10)),
             http2_keepalive_timeout: Duration::from_secs(5),
+            http2_reset_stream_duration: Duration::from_secs(1),
         }
     }
 }

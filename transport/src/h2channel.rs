@@ -269,6 +269,7 @@ impl H2Channel {
             .initial_window_size(2 * 1024 * 1024)
             .initial_connection_window_size(5 * 1024 * 1024)
             .initial_max_send_streams(MAX_SEND_STREAMS)
+            .reset_stream_duration(self.inner.config.http2_reset_stream_duration)
             .handshake::<BoxIo, Bytes>(io)
             .await
             .map_err(|e| format!("HTTP/2 handshake failed: {}", error_chain(&e)))?;

@@ -1,0 +1,842 @@
+//! The property checkers: DESIGN.md's S1–S5 and L1–L2, read off a run's history.
+//!
+//! Each checker returns its first violation; [`check`] reports the earliest of them (by history
+//! position), so a failure shows the events that led to it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use crate::faults::FaultAction;
+use crate::history::{micros, Entry, Event, FailKind, LoadResult, Outcome, Phase, Request};
+use crate::options::Options;
+
+/// Slack on expiry comparisons: node clocks count whole milliseconds and a remaining lifetime
+/// crosses the wire in milliseconds, so a value may be served up to a few ms past its expiry.
+const EXPIRY_SLACK_US: u64 = 5_000;
+/// Slack on a request's deadline (one simulation tick, the client's timer resolution).
+const DEADLINE_SLACK_US: u64 = 50_000;
+
+/// A property a run broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// `S1`…`S5`, `L1`, `L2`.
+    pub property: &'static str,
+    /// What happened.
+    pub message: String,
+    /// Index of the history entry where it shows.
+    pub entry: usize,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} violated (history entry {}): {}",
+            self.property, self.entry, self.message
+        )
+    }
+}
+
+/// The earliest violation in `entries`, if any.
+pub fn check(entries: &[Entry], options: &Options) -> Option<Violation> {
+    let index = Index::build(entries);
+    let checks: [fn(&Index<'_>, &Options) -> Option<Violation>; 7] = [
+        s1_no_phantom,
+        s2_budget,
+        s3_one_load,
+        s4_expiry,
+        s5_progress,
+        l1_convergence,
+        l2_visibility,
+    ];
+    checks
+        .iter()
+        .filter_map(|check| check(&index, options))
+        .min_by_key(|v| v.entry)
+}
+
+/// One request and its response.
+#[derive(Debug)]
+struct Op<'a> {
+    inv: usize,
+    inv_us: u64,
+    client: &'a str,
+    node: &'a str,
+    request: &'a Request,
+    phase: Phase,
+    conn_since_us: u64,
+    deadline_us: u64,
+    ret: Option<(usize, u64, &'a Outcome)>,
+}
+
+/// Where a value came from.
+#[derive(Debug, Clone, Copy)]
+enum Origin {
+    /// Written by the set `op`.
+    Set { op: u64, at: usize },
+    /// Produced by a load that ended at `end_us`.
+    Load {
+        at: usize,
+        end_us: u64,
+        ttl_ms: Option<u64>,
+    },
+}
+
+impl Origin {
+    fn at(self) -> usize {
+        match self {
+            Origin::Set { at, .. } | Origin::Load { at, .. } => at,
+        }
+    }
+}
+
+struct Index<'a> {
+    entries: &'a [Entry],
+    ops: BTreeMap<u64, Op<'a>>,
+    origins: BTreeMap<(&'a str, &'a str), Origin>,
+    last_us: u64,
+}
+
+impl<'a> Index<'a> {
+    fn build(entries: &'a [Entry]) -> Self {
+        let mut ops = BTreeMap::new();
+        let mut origins = BTreeMap::new();
+        for (i, entry) in entries.iter().enumerate() {
+            match &entry.event {
+                Event::Invoke {
+                    op,
+                    client,
+                    node,
+                    request,
+                    phase,
+                    conn_since_us,
+                    deadline_ms,
+                } => {
+                    if let Request::Set { key, value, .. } = request {
+                        origins
+                            .entry((key.as_str(), value.as_str()))
+                            .or_insert(Origin::Set { op: *op, at: i });
+                    }
+                    ops.insert(
+                        *op,
+                        Op {
+                            inv: i,
+                            inv_us: entry.at_us,
+                            client,
+                            node,
+                            request,
+                            phase: *phase,
+                            conn_since_us: *conn_since_us,
+                            deadline_us: deadline_ms * 1_000,
+                            ret: None,
+                        },
+                    );
+                }
+                Event::Return { op, outcome } => {
+                    if let Some(o) = ops.get_mut(op) {
+                        o.ret = Some((i, entry.at_us, outcome));
+                    }
+                }
+                Event::LoadEnd {
+                    key,
+                    result: LoadResult::Value { value, ttl_ms },
+                    ..
+                } => {
+                    origins
+                        .entry((key.as_str(), value.as_str()))
+                        .or_insert(Origin::Load {
+                            at: i,
+                            end_us: entry.at_us,
+                            ttl_ms: *ttl_ms,
+                        });
+                }
+                _ => {}
+            }
+        }
+        Index {
+            entries,
+            ops,
+            origins,
+            last_us: entries.last().map_or(0, |e| e.at_us),
+        }
+    }
+
+    /// Every get that returned a value, with the value.
+    fn reads(&self) -> impl Iterator<Item = (u64, &Op<'a>, usize, &'a str)> + '_ {
+        self.ops
+            .iter()
+            .filter_map(|(id, op)| match (op.request, op.ret) {
+                (Request::Get { .. }, Some((ret, _, Outcome::Value { value, .. }))) => {
+                    Some((*id, op, ret, value.as_str()))
+                }
+                _ => None,
+            })
+    }
+
+    fn events(&self) -> impl Iterator<Item = (usize, &'a Entry)> + '_ {
+        self.entries.iter().enumerate()
+    }
+}
+
+/// The lifetime a value gets: its own, else the group's default.
+fn lifetime_us(ttl_ms: Option<u64>, options: &Options) -> Option<u64> {
+    ttl_ms
+        .map(|ms| ms * 1_000)
+        .or(options.default_ttl.map(micros))
+}
+
+/// S1: every value returned for k was written for k by a set or produced by k's loader.
+fn s1_no_phantom(index: &Index<'_>, _: &Options) -> Option<Violation> {
+    index.reads().find_map(|(id, op, ret, value)| {
+        let key = op.request.key();
+        let known = index
+            .origins
+            .get(&(key, value))
+            .is_some_and(|origin| origin.at() < ret);
+        (!known).then(|| Violation {
+            property: "S1",
+            message: format!(
+                "get {key} on {} (op {id}) returned {value:?}, which no set of {key} wrote and \
+                 {key}'s loader never produced",
+                op.node
+            ),
+            entry: ret,
+        })
+    })
+}
+
+/// S2: no store (main store, hot cache) holds more bytes than its budget, nor the group more
+/// than the sum (sampled every 50 ms on every node).
+fn s2_budget(index: &Index<'_>, _: &Options) -> Option<Violation> {
+    index.events().find_map(|(i, entry)| match &entry.event {
+        Event::Stats {
+            node,
+            inc,
+            bytes,
+            budget,
+            stores,
+            ..
+        } => {
+            let store = ["main store", "hot cache"];
+            let over = stores
+                .iter()
+                .zip(store)
+                .find(|((bytes, budget), _)| bytes > budget)
+                .map(|((bytes, budget), store)| {
+                    format!("its {store} holds {bytes} bytes of {budget}")
+                })
+                .or_else(|| (bytes > budget).then(|| format!("it holds {bytes} bytes")))?;
+            let budgets: Vec<u64> = stores.iter().map(|(_, budget)| *budget).collect();
+            Some(Violation {
+                property: "S2",
+                message: format!(
+                    "{node} (incarnation {inc}): {over}, budgets {budgets:?} (total {budget})"
+                ),
+                entry: i,
+            })
+        }
+        _ => None,
+    })
+}
+
+/// S3: on one node incarnation, a key's loader never runs twice at once.
+fn s3_one_load(index: &Index<'_>, _: &Options) -> Option<Violation> {
+    index.events().find_map(|(i, entry)| match &entry.event {
+        Event::LoadStart {
+            node,
+            inc,
+            key,
+            concurrent,
+        } if *concurrent > 1 => Some(Violation {
+            property: "S3",
+            message: format!(
+                "{concurrent} loads of {key} running at once on {node} (incarnation {inc})"
+            ),
+            entry: i,
+        }),
+        _ => None,
+    })
+}
+
+/// S4: no value is returned after its lifetime passed, nor with a remaining lifetime that
+/// reaches past it (a node would keep serving it, or a client keep it, too long). A value's
+/// lifetime starts when it was stored: at the latest when its set was acknowledged, or when its
+/// load ended. The node measured the remaining lifetime it reports at some instant after the get
+/// was sent, so sent time + reported remaining lifetime must not pass the expiry. (Unacknowledged
+/// sets are skipped: they may be applied arbitrarily late, e.g. after a held link releases.)
+fn s4_expiry(index: &Index<'_>, options: &Options) -> Option<Violation> {
+    index.reads().find_map(|(id, op, ret, value)| {
+        let key = op.request.key();
+        let origin = *index.origins.get(&(key, value))?;
+        let (stored_us, ttl_ms) = match origin {
+            Origin::Set { op: set, .. } => {
+                let set = index.ops.get(&set)?;
+                let (_, ret_us, outcome) = set.ret?;
+                let Request::Set { ttl_ms, .. } = set.request else {
+                    return None;
+                };
+                if *outcome != Outcome::Stored {
+                    return None;
+                }
+                (ret_us, *ttl_ms)
+            }
+            Origin::Load { end_us, ttl_ms, .. } => (end_us, ttl_ms),
+        };
+        let expiry = stored_us + lifetime_us(ttl_ms, options)?;
+        let reported = match op.ret {
+            Some((_, _, Outcome::Value { ttl_ms, .. })) => *ttl_ms,
+            _ => None,
+        };
+        let message = if op.inv_us > expiry + EXPIRY_SLACK_US {
+            format!(
+                "get {key} on {} (op {id}) at {:.3}s returned {value:?}, which expired at {:.3}s",
+                op.node,
+                op.inv_us as f64 / 1e6,
+                expiry as f64 / 1e6
+            )
+        } else {
+            let claimed = reported.map_or(u64::MAX, |ms| op.inv_us.saturating_add(ms * 1_000));
+            if claimed <= expiry + EXPIRY_SLACK_US {
+                return None;
+            }
+            let claimed = reported.map_or("never".to_owned(), |ms| format!("{ms} ms"));
+            format!(
+                "get {key} on {} (op {id}) sent at {:.3}s returned {value:?} with a remaining \
+                 lifetime of {claimed}, but it expires at {:.3}s",
+                op.node,
+                op.inv_us as f64 / 1e6,
+                expiry as f64 / 1e6
+            )
+        };
+        Some(Violation {
+            property: "S4",
+            message,
+            entry: ret,
+        })
+    })
+}
+
+/// Intervals (µs) during which something disturbed a client's path to a node.
+#[derive(Debug, Default)]
+struct Disturbances {
+    /// Per sorted host pair: faulted intervals.
+    links: BTreeMap<(String, String), Vec<(u64, u64)>>,
+    /// Latency spikes.
+    latency: Vec<(u64, u64)>,
+    /// Per node: instants it crashed, restarted, left, joined, started or stopped.
+    node_changes: BTreeMap<String, Vec<u64>>,
+    /// Per node: intervals it served.
+    serving: BTreeMap<String, Vec<(u64, u64)>>,
+}
+
+impl Disturbances {
+    fn build(index: &Index<'_>) -> Self {
+        let mut d = Disturbances::default();
+        let mut open_links: BTreeMap<(String, String), u64> = BTreeMap::new();
+        let mut open_latency: Option<u64> = None;
+        let mut open_serving: BTreeMap<String, u64> = BTreeMap::new();
+        let end = index.last_us;
+        for (_, entry) in index.events() {
+            let at = entry.at_us;
+            match &entry.event {
+                Event::Fault(action) => {
+                    if let Some((a, b)) = action.link() {
+                        let pair = (a.to_owned(), b.to_owned());
+                        if action.is_fault() {
+                            open_links.entry(pair).or_insert(at);
+                        } else if let Some(from) = open_links.remove(&pair) {
+                            d.links.entry(pair).or_default().push((from, at));
+                        }
+                    }
+                    match action {
+                        FaultAction::LatencySpike(_) => open_latency = open_latency.or(Some(at)),
+                        FaultAction::LatencyReset => {
+                            if let Some(from) = open_latency.take() {
+                                d.latency.push((from, at));
+                            }
+                        }
+                        FaultAction::Crash(n)
+                        | FaultAction::Restart(n)
+                        | FaultAction::Leave(n)
+                        | FaultAction::Join(n) => {
+                            d.node_changes.entry(n.clone()).or_default().push(at);
+                            if matches!(action, FaultAction::Crash(_)) {
+                                if let Some(from) = open_serving.remove(n) {
+                                    d.serving.entry(n.clone()).or_default().push((from, at));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                Event::Heal { .. } => {
+                    for (pair, from) in std::mem::take(&mut open_links) {
+                        d.links.entry(pair).or_default().push((from, at));
+                    }
+                    if let Some(from) = open_latency.take() {
+                        d.latency.push((from, at));
+                    }
+                }
+                Event::NodeStarted { node, .. } => {
+                    d.node_changes.entry(node.clone()).or_default().push(at);
+                    open_serving.insert(node.clone(), at);
+                }
+                Event::NodeStopped { node, .. } => {
+                    d.node_changes.entry(node.clone()).or_default().push(at);
+                    if let Some(from) = open_serving.remove(node) {
+                        d.serving.entry(node.clone()).or_default().push((from, at));
+                    }
+                }
+                _ => {}
+            }
+        }
+        for (pair, from) in open_links {
+            d.links.entry(pair).or_default().push((from, end));
+        }
+        if let Some(from) = open_latency {
+            d.latency.push((from, end));
+        }
+        for (node, from) in open_serving {
+            d.serving.entry(node).or_default().push((from, end));
+        }
+        d
+    }
+
+    /// Whether the path from `client` to `node` was undisturbed during `[from, to]` and the node
+    /// served throughout.
+    fn healthy(&self, client: &str, node: &str, from: u64, to: u64) -> bool {
+        let overlaps = |spans: &[(u64, u64)]| spans.iter().any(|&(a, b)| a <= to && from <= b);
+        let pair = if client <= node {
+            (client.to_owned(), node.to_owned())
+        } else {
+            (node.to_owned(), client.to_owned())
+        };
+        let link_ok = !self.links.get(&pair).is_some_and(|s| overlaps(s));
+        let latency_ok = !overlaps(&self.latency);
+        let steady = !self
+            .node_changes
+            .get(node)
+            .is_some_and(|t| t.iter().any(|&at| from < at && at <= to));
+        let serving = self
+            .serving
+            .get(node)
+            .is_some_and(|s| s.iter().any(|&(a, b)| a <= from && to <= b));
+        link_ok && latency_ok && steady && serving
+    }
+}
+
+/// S5: every request completes within its deadline; a request whose path to a serving node
+/// was healthy all along gets an answer (never a timeout); no host fails or panics.
+fn s5_progress(index: &Index<'_>, _: &Options) -> Option<Violation> {
+    let host_error = index.events().find_map(|(i, entry)| match &entry.event {
+        Event::HostError(what) => Some(Violation {
+            property: "S5",
+            message: format!("host failure: {what}"),
+            entry: i,
+        }),
+        _ => None,
+    });
+    let disturbances = Disturbances::build(index);
+    let late = index.ops.iter().find_map(|(id, op)| {
+        let limit = op.inv_us + op.deadline_us + DEADLINE_SLACK_US;
+        match op.ret {
+            Some((ret, ret_us, _)) if ret_us > limit => Some(Violation {
+                property: "S5",
+                message: format!(
+                    "{:?} on {} (op {id}) took {:.3}s, deadline {:.3}s",
+                    op.request,
+                    op.node,
+                    (ret_us - op.inv_us) as f64 / 1e6,
+                    op.deadline_us as f64 / 1e6
+                ),
+                entry: ret,
+            }),
+            Some((ret, ret_us, Outcome::Failed { kind, message }))
+                if matches!(kind, FailKind::Timeout)
+                    && disturbances.healthy(
+                        client_host(op.client),
+                        op.node,
+                        op.conn_since_us,
+                        ret_us,
+                    ) =>
+            {
+                Some(Violation {
+                    property: "S5",
+                    message: format!(
+                        "{:?} on {} (op {id}) timed out although the path from {} was healthy \
+                         and the node served throughout: {message}",
+                        op.request, op.node, op.client
+                    ),
+                    entry: ret,
+                })
+            }
+            None if index.last_us > limit => Some(Violation {
+                property: "S5",
+                message: format!("{:?} on {} (op {id}) never completed", op.request, op.node),
+                entry: op.inv,
+            }),
+            _ => None,
+        }
+    });
+    [host_error, late]
+        .into_iter()
+        .flatten()
+        .min_by_key(|v| v.entry)
+}
+
+/// The host of a client label (`c1.0` → `c1`).
+fn client_host(label: &str) -> &str {
+    label.split('.').next().unwrap_or(label)
+}
+
+/// L1: after the heal, views equal the live set within the bound (the driver records a
+/// timeout when they do not).
+fn l1_convergence(index: &Index<'_>, _: &Options) -> Option<Violation> {
+    index.events().find_map(|(i, entry)| match &entry.event {
+        Event::ConvergenceTimeout { detail } => Some(Violation {
+            property: "L1",
+            message: format!("views did not converge within the bound: {detail}"),
+            entry: i,
+        }),
+        _ => None,
+    })
+}
+
+/// L2: after convergence, every live node returns what the last acknowledged write of a key
+/// wrote (or, after a delete, a miss or a value loaded since), allowing only hot copies within
+/// their lifetime and eviction of the value on its owner.
+fn l2_visibility(index: &Index<'_>, options: &Options) -> Option<Violation> {
+    let mut evictions: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
+    for (i, entry) in index.events() {
+        match &entry.event {
+            Event::DataPath { ready: false, .. } => {
+                return Some(Violation {
+                    property: "L2",
+                    message: "node-to-node paths still failed after every probe round".into(),
+                    entry: i,
+                })
+            }
+            Event::WriteNotAcknowledged { key } => {
+                return Some(Violation {
+                    property: "L2",
+                    message: format!("no write of {key} was acknowledged after convergence"),
+                    entry: i,
+                })
+            }
+            Event::OwnerEvictions {
+                key, evictions: n, ..
+            } => evictions.entry(key).or_default().push(*n),
+            _ => {}
+        }
+    }
+    let mut last_write: BTreeMap<&str, (u64, &Op<'_>)> = BTreeMap::new();
+    for (id, op) in &index.ops {
+        if op.phase == Phase::L2Write
+            && matches!(
+                op.ret,
+                Some((_, _, Outcome::Stored | Outcome::Deleted { .. }))
+            )
+        {
+            last_write.insert(op.request.key(), (*id, op));
+        }
+    }
+    let hot_lifetime_us = micros(options.hot_lifetime());
+    index.ops.iter().find_map(|(id, op)| {
+        if op.phase != Phase::L2Read {
+            return None;
+        }
+        let (ret, _, outcome) = op.ret?;
+        let key = op.request.key();
+        let (write_id, write) = *last_write.get(key)?;
+        let (write_ret, write_ret_us, _) = write.ret?;
+        let evicted = evictions
+            .get(key)
+            .is_none_or(|n| n.len() < 2 || n.first() != n.last());
+        let origin = |value: &str| index.origins.get(&(key, value)).copied();
+        let loaded_since =
+            |value: &str| matches!(origin(value), Some(Origin::Load { at, .. }) if at > write.inv);
+        let stale_hot_copy = |value: &str| {
+            options.hot.is_some()
+                && op.inv_us < write_ret_us + hot_lifetime_us + EXPIRY_SLACK_US
+                && origin(value).is_some_and(|o| o.at() < write_ret)
+        };
+        let load_failed = |message: &str| message.contains("loading failed");
+        let ok = match (write.request, outcome) {
+            (Request::Set { value, .. }, Outcome::Value { value: got, .. }) => {
+                got == value || (evicted && loaded_since(got)) || stale_hot_copy(got)
+            }
+            (Request::Set { .. }, Outcome::Miss) => evicted,
+            (Request::Set { .. }, Outcome::Failed { message, .. }) => {
+                evicted && load_failed(message)
+            }
+            (Request::Delete { .. }, Outcome::Miss) => true,
+            (Request::Delete { .. }, Outcome::Value { value: got, .. }) => {
+                loaded_since(got) || stale_hot_copy(got)
+            }
+            (Request::Delete { .. }, Outcome::Failed { message, .. }) => load_failed(message),
+            _ => false,
+        };
+        (!ok).then(|| Violation {
+            property: "L2",
+            message: format!(
+                "after convergence, {:?} (op {write_id}) was acknowledged, but get {key} on {} \
+                 (op {id}) returned {outcome:?}{}",
+                write.request,
+                op.node,
+                if evicted {
+                    " (the owner evicted meanwhile)"
+                } else {
+                    ""
+                }
+            ),
+            entry: ret,
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Mutation;
+
+    fn options() -> Options {
+        let mut o = Options::from_seed(1, Mutation::None);
+        o.default_ttl = None;
+        o.hot = None;
+        o
+    }
+
+    fn at(ms: u64, event: Event) -> Entry {
+        Entry {
+            at_us: ms * 1_000,
+            event,
+        }
+    }
+
+    fn invoke(op: u64, node: &str, request: Request, phase: Phase) -> Event {
+        Event::Invoke {
+            op,
+            client: "c1.0".into(),
+            node: node.into(),
+            request,
+            phase,
+            conn_since_us: 0,
+            deadline_ms: 4_500,
+        }
+    }
+
+    fn get(key: &str) -> Request {
+        Request::Get { key: key.into() }
+    }
+
+    fn set(key: &str, value: &str, ttl_ms: Option<u64>) -> Request {
+        Request::Set {
+            key: key.into(),
+            value: value.into(),
+            ttl_ms,
+        }
+    }
+
+    fn ret(op: u64, outcome: Outcome) -> Event {
+        Event::Return { op, outcome }
+    }
+
+    fn value(v: &str) -> Outcome {
+        Outcome::Value {
+            value: v.into(),
+            ttl_ms: None,
+        }
+    }
+
+    fn started(node: &str) -> Event {
+        Event::NodeStarted {
+            node: node.into(),
+            inc: 1,
+        }
+    }
+
+    fn property(entries: &[Entry], o: &Options) -> Option<&'static str> {
+        check(entries, o).map(|v| v.property)
+    }
+
+    #[test]
+    fn a_clean_history_passes() {
+        let h = [
+            at(0, started("n1")),
+            at(1, invoke(0, "n1", set("k", "S:k:1", None), Phase::Safety)),
+            at(2, ret(0, Outcome::Stored)),
+            at(3, invoke(1, "n1", get("k"), Phase::Safety)),
+            at(4, ret(1, value("S:k:1"))),
+        ];
+        assert_eq!(check(&h, &options()), None);
+    }
+
+    #[test]
+    fn s1_catches_a_value_of_another_key() {
+        let h = [
+            at(0, started("n1")),
+            at(1, invoke(0, "n1", set("j", "S:j:1", None), Phase::Safety)),
+            at(2, ret(0, Outcome::Stored)),
+            at(3, invoke(1, "n1", get("k"), Phase::Safety)),
+            at(4, ret(1, value("S:j:1"))),
+        ];
+        assert_eq!(property(&h, &options()), Some("S1"));
+    }
+
+    #[test]
+    fn s2_s3_catch_budget_and_double_loads() {
+        let stats = |stores: Vec<(u64, u64)>| Event::Stats {
+            node: "n1".into(),
+            inc: 1,
+            bytes: stores.iter().map(|s| s.0).sum(),
+            budget: stores.iter().map(|s| s.1).sum(),
+            stores,
+            evictions: 0,
+            local_fallbacks: 0,
+            peer_errors: 0,
+        };
+        let within = stats(vec![(100, 100), (20, 25)]);
+        assert_eq!(property(&[at(0, within)], &options()), None);
+        // The total is within budget, but the main store is over its own.
+        let main_over = stats(vec![(101, 100), (0, 25)]);
+        assert_eq!(property(&[at(0, main_over)], &options()), Some("S2"));
+        let hot_over = stats(vec![(0, 100), (26, 25)]);
+        assert_eq!(property(&[at(0, hot_over)], &options()), Some("S2"));
+        let load = Event::LoadStart {
+            node: "n1".into(),
+            inc: 1,
+            key: "k".into(),
+            concurrent: 2,
+        };
+        assert_eq!(property(&[at(0, load)], &options()), Some("S3"));
+    }
+
+    #[test]
+    fn s4_catches_a_value_served_past_its_ttl() {
+        let h = |read_ms| {
+            vec![
+                at(0, started("n1")),
+                at(
+                    1,
+                    invoke(0, "n1", set("k", "S:k:1", Some(100)), Phase::Safety),
+                ),
+                at(2, ret(0, Outcome::Stored)),
+                at(read_ms, invoke(1, "n1", get("k"), Phase::Safety)),
+                at(
+                    read_ms + 1,
+                    ret(
+                        1,
+                        Outcome::Value {
+                            value: "S:k:1".into(),
+                            ttl_ms: Some(0),
+                        },
+                    ),
+                ),
+            ]
+        };
+        assert_eq!(property(&h(100), &options()), None);
+        assert_eq!(property(&h(200), &options()), Some("S4"));
+    }
+
+    #[test]
+    fn s4_catches_a_remaining_lifetime_past_the_expiry() {
+        let h = |remaining_ms: Option<u64>| {
+            vec![
+                at(0, started("n1")),
+                at(
+                    1,
+                    invoke(0, "n1", set("k", "S:k:1", Some(100)), Phase::Safety),
+                ),
+                at(2, ret(0, Outcome::Stored)),
+                at(50, invoke(1, "n1", get("k"), Phase::Safety)),
+                at(
+                    60,
+                    ret(
+                        1,
+                        Outcome::Value {
+                            value: "S:k:1".into(),
+                            ttl_ms: remaining_ms,
+                        },
+                    ),
+                ),
+            ]
+        };
+        // Stored by 2 ms at the latest, for 100 ms: at most 52 ms are left when the get is sent.
+        assert_eq!(property(&h(Some(45)), &options()), None);
+        assert_eq!(property(&h(Some(52)), &options()), None);
+        assert_eq!(property(&h(Some(90)), &options()), Some("S4"));
+        assert_eq!(property(&h(None), &options()), Some("S4"));
+    }
+
+    #[test]
+    fn s5_catches_late_answers_hangs_and_timeouts_on_healthy_paths() {
+        let late = [
+            at(0, started("n1")),
+            at(1, invoke(0, "n1", get("k"), Phase::Safety)),
+            at(6_000, ret(0, Outcome::Miss)),
+        ];
+        assert_eq!(property(&late, &options()), Some("S5"));
+        let hang = [
+            at(0, started("n1")),
+            at(1, invoke(0, "n1", get("k"), Phase::Safety)),
+            at(9_000, Event::Registry("later".into())),
+        ];
+        assert_eq!(property(&hang, &options()), Some("S5"));
+        let timeout = Outcome::Failed {
+            kind: FailKind::Timeout,
+            message: "no answer".into(),
+        };
+        let healthy = [
+            at(0, started("n1")),
+            at(1, invoke(0, "n1", get("k"), Phase::Safety)),
+            at(4_001, ret(0, timeout.clone())),
+        ];
+        assert_eq!(property(&healthy, &options()), Some("S5"));
+        let partitioned = [
+            at(0, started("n1")),
+            at(
+                1,
+                Event::Fault(FaultAction::Partition("c1".into(), "n1".into())),
+            ),
+            at(1, invoke(0, "n1", get("k"), Phase::Safety)),
+            at(4_001, ret(0, timeout)),
+        ];
+        assert_eq!(property(&partitioned, &options()), None);
+    }
+
+    #[test]
+    fn l1_and_l2_catch_what_the_liveness_phase_reports() {
+        let timeout = Event::ConvergenceTimeout {
+            detail: "n1 routes to n2".into(),
+        };
+        assert_eq!(property(&[at(0, timeout)], &options()), Some("L1"));
+        let evictions = |ms| {
+            at(
+                ms,
+                Event::OwnerEvictions {
+                    key: "k".into(),
+                    owner: "n1".into(),
+                    evictions: 0,
+                },
+            )
+        };
+        let h = |read: Outcome| {
+            vec![
+                at(0, started("n1")),
+                at(1, invoke(0, "n1", set("k", "V:k:0", None), Phase::L2Write)),
+                at(2, ret(0, Outcome::Stored)),
+                at(
+                    3,
+                    invoke(1, "n1", Request::Delete { key: "k".into() }, Phase::L2Write),
+                ),
+                at(4, ret(1, Outcome::Deleted { existed: true })),
+                evictions(5),
+                at(6, invoke(2, "n1", get("k"), Phase::L2Read)),
+                at(7, ret(2, read)),
+                evictions(8),
+            ]
+        };
+        assert_eq!(property(&h(Outcome::Miss), &options()), None);
+        assert_eq!(property(&h(value("V:k:0")), &options()), Some("L2"));
+    }
+}
