@@ -7,9 +7,11 @@
 # stops everything it started, and writes a markdown table to target/bench-vs.md (and stdout).
 #
 # Knobs (environment): DURATION (measured time per round, default 3s), WARMUP (1s), ROUNDS (3),
-# CONNECTIONS (32), KEYS (100000), THREADS (generator threads, 1), SEED (1), SCENARIOS
-# (space-separated lcache-bench --scenario specs), TARGETS (subset of: lcache-1 lcache-3 redis
-# memcached), OUT (target/bench-vs.md), TIME_LIMIT (seconds the generator may run in all, 900).
+# CONNECTIONS (32), WORKERS (concurrent workers sharing the connections, default CONNECTIONS;
+# memcached keeps one connection per worker), KEYS (100000), THREADS (generator threads, 1),
+# SEED (1), SCENARIOS (space-separated lcache-bench --scenario specs), TARGETS (subset of:
+# lcache-1 lcache-3 redis memcached), OUT (target/bench-vs.md), TIME_LIMIT (seconds the
+# generator may run in all, 900).
 # Time per backend per scenario: ROUNDS x (WARMUP + DURATION) plus the preload, about 15 s by
 # default; the whole default run takes about 5 minutes after the build.
 set -euo pipefail
@@ -20,6 +22,7 @@ DURATION=${DURATION:-3s}
 WARMUP=${WARMUP:-1s}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
+WORKERS=${WORKERS:-$CONNECTIONS}
 KEYS=${KEYS:-100000}
 THREADS=${THREADS:-1}
 SEED=${SEED:-1}
@@ -142,6 +145,7 @@ mkdir -p "$(dirname "$OUT")"
 # A hard bound on the whole measurement, whatever happens to a server.
 LIMIT=()
 if command -v timeout >/dev/null; then LIMIT=(timeout --signal=INT "$TIME_LIMIT"); fi
-"${LIMIT[@]}" "$BIN/lcache-bench" "${ARGS[@]}" --connections "$CONNECTIONS" --keys "$KEYS" \
+"${LIMIT[@]}" "$BIN/lcache-bench" "${ARGS[@]}" --connections "$CONNECTIONS" \
+    --workers "$WORKERS" --keys "$KEYS" \
     --duration "$DURATION" --warmup "$WARMUP" --rounds "$ROUNDS" --threads "$THREADS" \
     --seed "$SEED" --markdown "$OUT"

@@ -1,5 +1,6 @@
 //! The systems the load generator drives: LCache over gRPC, Redis over RESP and memcached over its
-//! text protocol, each behind one connection per worker.
+//! text protocol. Workers may share connections where the client multiplexes (LCache, Redis);
+//! memcached's client needs exclusive access, so each memcached worker has its own connection.
 
 use anyhow::{bail, Context, Result};
 use async_memcached::AsciiProtocol;
@@ -22,6 +23,29 @@ pub enum Kind {
     Redis,
     /// A memcached, text protocol (`get`/`set`).
     Memcached,
+}
+
+impl Kind {
+    /// Whether several workers can have calls in flight on one connection of this kind at once
+    /// (LCache's HTTP/2 client and Redis's multiplexed connection can; async-memcached's client
+    /// cannot, it takes `&mut self` for every call).
+    pub fn multiplexes(self) -> bool {
+        match self {
+            Kind::Lcache | Kind::Redis => true,
+            Kind::Memcached => false,
+        }
+    }
+
+    /// How many connections to open for `workers` workers when asked for `connections`: at most
+    /// `connections` (and no more than there are workers) for a kind that multiplexes, one per
+    /// worker otherwise.
+    pub fn connections_for(self, connections: usize, workers: usize) -> usize {
+        if self.multiplexes() {
+            connections.min(workers)
+        } else {
+            workers
+        }
+    }
 }
 
 impl fmt::Display for Kind {
@@ -123,7 +147,8 @@ impl Target {
     }
 }
 
-/// One connection to a target, used by one worker at a time.
+/// One worker's handle on a connection to a target. LCache and Redis handles may share their
+/// connection with other workers' (see [`Conn::share`]); a memcached handle owns its own.
 pub enum Conn {
     /// An LCache client (its own HTTP/2 connection) and the group it reads and writes.
     Lcache {
@@ -149,6 +174,19 @@ impl fmt::Debug for Conn {
 }
 
 impl Conn {
+    /// Another handle on the same connection, for another worker, if the connection multiplexes
+    /// concurrent calls (`None` for memcached).
+    pub fn share(&self) -> Option<Conn> {
+        match self {
+            Conn::Lcache { client, group } => Some(Conn::Lcache {
+                client: client.clone(),
+                group: group.clone(),
+            }),
+            Conn::Redis(conn) => Some(Conn::Redis(conn.clone())),
+            Conn::Memcached(_) => None,
+        }
+    }
+
     /// Reads `key`; `Ok(true)` on a hit.
     pub async fn get(&mut self, key: &Bytes) -> Result<bool> {
         Ok(match self {
@@ -204,5 +242,18 @@ mod tests {
         ] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    #[test]
+    fn connections_for_workers() {
+        // Multiplexing kinds share at most the asked-for connections among the workers.
+        assert_eq!(Kind::Lcache.connections_for(4, 32), 4);
+        assert_eq!(Kind::Redis.connections_for(1, 32), 1);
+        assert_eq!(Kind::Lcache.connections_for(32, 32), 32);
+        // Never more connections than workers.
+        assert_eq!(Kind::Redis.connections_for(32, 8), 8);
+        // memcached: one connection per worker, whatever was asked.
+        assert_eq!(Kind::Memcached.connections_for(4, 32), 32);
+        assert_eq!(Kind::Memcached.connections_for(32, 8), 8);
     }
 }

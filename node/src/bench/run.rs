@@ -74,16 +74,35 @@ struct Tally {
     errors: AtomicU64,
 }
 
-/// Opens `count` connections to `target`.
-pub async fn connect_all(target: &Target, count: usize, group: &str) -> Result<Vec<Conn>> {
-    let mut conns = Vec::with_capacity(count);
-    for i in 0..count {
+/// Opens the connections of `workers` workers to `target` and returns one handle per worker.
+///
+/// For a kind that multiplexes ([`Kind::multiplexes`]), `connections` connections are opened
+/// (no more than `workers`) and worker `i` shares connection `i % connections`; for memcached,
+/// every worker gets a connection of its own.
+///
+/// [`Kind::multiplexes`]: crate::bench::backend::Kind::multiplexes
+pub async fn connect_all(
+    target: &Target,
+    connections: usize,
+    workers: usize,
+    group: &str,
+) -> Result<Vec<Conn>> {
+    let opened = target.kind.connections_for(connections, workers);
+    let mut conns = Vec::with_capacity(workers);
+    for i in 0..opened {
         conns.push(target.connect(i, group).await?);
+    }
+    for i in opened..workers {
+        let shared = conns
+            .get(i % opened.max(1))
+            .and_then(Conn::share)
+            .ok_or_else(|| anyhow!("{}: worker {i} cannot share a connection", target.name))?;
+        conns.push(shared);
     }
     Ok(conns)
 }
 
-/// Writes every key once with `value`, spread over the connections. Fails on the first error.
+/// Writes every key once with `value`, spread over the workers' handles. Fails on the first error.
 pub async fn preload(conns: Vec<Conn>, keys: &Arc<Vec<Bytes>>, value: &Bytes) -> Result<Vec<Conn>> {
     let workers = conns.len().max(1);
     let mut tasks = Vec::with_capacity(workers);
@@ -110,7 +129,7 @@ pub async fn preload(conns: Vec<Conn>, keys: &Arc<Vec<Bytes>>, value: &Bytes) ->
     Ok(conns)
 }
 
-/// Runs `scenario` on every connection at once; returns the connections and the result.
+/// Runs `scenario` with one worker per handle, all at once; returns the handles and the result.
 pub async fn run(
     label: &str,
     conns: Vec<Conn>,
@@ -212,7 +231,8 @@ fn new_histogram() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, MAX_LATENCY_NS, 3).map_err(|e| anyhow!("histogram: {e:?}"))
 }
 
-/// One closed-loop worker: one operation in flight on its connection at a time.
+/// One closed-loop worker: one operation of its own in flight at a time (other workers' may
+/// share the connection).
 async fn worker(
     mut conn: Conn,
     mut stream: OpStream,

@@ -9,6 +9,10 @@
 //!   --connections 32 --duration 3s --rounds 3
 //! ```
 //!
+//! `--workers N` runs N concurrent workers over the `--connections` connections (worker i on
+//! connection i % connections), so LCache's HTTP/2 and Redis's multiplexed connections carry
+//! several calls at once; memcached keeps one connection per worker.
+//!
 //! The report goes to stdout (and `--markdown`); progress and other logs go to stderr through
 //! `tracing` (`RUST_LOG` filters them; `--quiet` keeps only warnings).
 #![allow(clippy::print_stdout)]
@@ -49,10 +53,15 @@ struct Args {
     /// [default: dist=uniform,value=100,read=1].
     #[arg(long = "scenario", value_name = "SPEC")]
     scenarios: Vec<String>,
-    /// Connections per target, each with one request in flight (for LCache: one client, i.e.
-    /// one HTTP/2 connection, each).
+    /// Connections per target (for LCache: one client, i.e. one HTTP/2 connection, each). The
+    /// workers share them: worker i uses connection i % connections. memcached's client cannot
+    /// multiplex, so memcached always gets one connection per worker.
     #[arg(long, default_value_t = 32)]
     connections: usize,
+    /// Concurrent closed-loop workers per target, each with one request in flight
+    /// [default: --connections, i.e. one connection per worker].
+    #[arg(long)]
+    workers: Option<usize>,
     /// Keys in the key space; all are written before a scenario is measured.
     #[arg(long, default_value_t = 100_000)]
     keys: usize,
@@ -97,15 +106,21 @@ fn main() -> Result<()> {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .init();
-    if args.threads == 0 || args.connections == 0 || args.rounds == 0 || args.keys == 0 {
-        bail!("--threads, --connections, --rounds and --keys must be at least 1");
+    let workers = args.workers.unwrap_or(args.connections);
+    if args.threads == 0
+        || args.connections == 0
+        || workers == 0
+        || args.rounds == 0
+        || args.keys == 0
+    {
+        bail!("--threads, --connections, --workers, --rounds and --keys must be at least 1");
     }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(args.threads)
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")?;
-    let report = runtime.block_on(bench_all(&args))?;
+    let report = runtime.block_on(bench_all(&args, workers))?;
     println!("{report}");
     if let Some(path) = &args.markdown {
         std::fs::write(path, &report)
@@ -132,7 +147,8 @@ fn parse_pids(specs: &[String]) -> Result<BTreeMap<String, Vec<u32>>> {
     Ok(pids)
 }
 
-async fn bench_all(args: &Args) -> Result<String> {
+/// Runs every scenario against every target with `workers` workers each; returns the report.
+async fn bench_all(args: &Args, workers: usize) -> Result<String> {
     let targets = args
         .targets
         .iter()
@@ -164,13 +180,13 @@ async fn bench_all(args: &Args) -> Result<String> {
     let mut conns = Vec::with_capacity(targets.len());
     for target in &targets {
         tracing::info!(
-            "connecting {} connections to {} ({})",
-            args.connections,
+            "connecting {} connection(s) for {workers} workers to {} ({})",
+            target.kind.connections_for(args.connections, workers),
             target.name,
             target.addrs.join(",")
         );
         conns.push(Some(
-            connect_all(target, args.connections, &args.group).await?,
+            connect_all(target, args.connections, workers, &args.group).await?,
         ));
     }
 
@@ -216,13 +232,22 @@ async fn bench_all(args: &Args) -> Result<String> {
             targets: summaries,
         });
     }
+    let sharing = if workers == args.connections {
+        format!("{workers} connections per target (one request in flight each)")
+    } else {
+        let shared = args.connections.min(workers);
+        format!(
+            "{workers} workers per target (one request in flight each) sharing {shared} \
+             connection(s) for LCache and Redis (worker i on connection i % {shared}); memcached \
+             (whose client cannot multiplex) keeps one connection per worker"
+        )
+    };
     let settings = format!(
-        "lcache-bench: {} connections per target (one request in flight each), {} keys \
+        "lcache-bench: {sharing}, {} keys \
          (all preloaded), {} warm-up + {} measured per round, {} round(s) with targets \
          interleaved, generator on {} tokio thread(s), seed {}. Latency percentiles are over \
          all rounds; CPU µs/op is user+system time of the server process(es) and of the \
          generator per operation (median over rounds).",
-        args.connections,
         args.keys,
         args.warmup,
         match args.ops {
