@@ -38,8 +38,8 @@ pub mod run;
 
 /// Whether this build seeds each simulated host's tokio rng (it needs `--cfg tokio_unstable`,
 /// which `.cargo/config.toml` sets; a `RUSTFLAGS` environment variable replaces it). Without
-/// it, `tokio::select!` inside tonic, hyper and h2 picks branches at random and two runs of one
-/// seed may differ.
+/// it, tokio's select macro inside tonic, hyper and h2 picks branches at random and two runs of
+/// one seed may differ.
 pub const TOKIO_RNG_SEEDED: bool = cfg!(tokio_unstable);
 
 pub use checker::Violation;
