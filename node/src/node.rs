@@ -132,6 +132,21 @@ impl<T: Transport> Shared<T> {
         self.rejected(group, result)
     }
 
+    /// The members the node currently routes to, sorted by id.
+    fn members(&self) -> Vec<Member> {
+        self.router.read().members().cloned().collect()
+    }
+
+    /// The member the node believes owns `key`.
+    fn owner(&self, key: &[u8]) -> Member {
+        self.router.read().owner(key).clone()
+    }
+
+    /// Stats of every group on the node.
+    fn all_stats(&self) -> NodeStats {
+        self.stats(None).unwrap_or_default()
+    }
+
     /// Stats of one group, or of all groups.
     pub(crate) fn stats(&self, group: Option<&str>) -> Result<NodeStats, RequestError> {
         let groups = match group {
@@ -245,17 +260,17 @@ impl<T: Transport> NodeProbe<T> {
 
     /// The members the node currently routes to, sorted by id (like [`Node::members`]).
     pub fn members(&self) -> Vec<Member> {
-        self.shared.router.read().members().cloned().collect()
+        self.shared.members()
     }
 
     /// The member the node believes owns `key` (like [`Node::owner`]).
     pub fn owner(&self, key: &[u8]) -> Member {
-        self.shared.router.read().owner(key).clone()
+        self.shared.owner(key)
     }
 
     /// Stats of every group on the node (like [`Node::stats`]).
     pub fn stats(&self) -> NodeStats {
-        self.shared.stats(None).unwrap_or_default()
+        self.shared.all_stats()
     }
 
     /// Bytes held and byte budget of each store of `group`: its main store, then its hot cache
@@ -368,17 +383,17 @@ impl<T: Transport, D: Discovery> Node<T, D> {
 
     /// The members this node currently routes to, sorted by id.
     pub fn members(&self) -> Vec<Member> {
-        self.shared.router.read().members().cloned().collect()
+        self.shared.members()
     }
 
     /// The member this node believes owns `key`.
     pub fn owner(&self, key: &[u8]) -> Member {
-        self.shared.router.read().owner(key).clone()
+        self.shared.owner(key)
     }
 
     /// Stats of every group on this node.
     pub fn stats(&self) -> NodeStats {
-        self.shared.stats(None).unwrap_or_default()
+        self.shared.all_stats()
     }
 
     /// Requests being served right now.
