@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use http::Uri;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tonic::transport::Endpoint;
 use tower::Service;
 
 use crate::h2channel::H2Channel;
@@ -67,24 +66,19 @@ where
     })
 }
 
-/// The endpoint for a `host:port` address, with the config's connection settings.
-pub(crate) fn endpoint(addr: &str, config: &ClientConfig) -> Result<Endpoint, String> {
+/// Checks that `addr` is a `host:port` address (no scheme, no path), as every client takes it.
+pub(crate) fn validate_addr(addr: &str) -> Result<(), String> {
     if addr.is_empty() {
         return Err("address is empty".into());
     }
     if addr.contains("://") || addr.contains('/') {
         return Err("expected host:port without scheme or path".into());
     }
-    let endpoint = Endpoint::from_shared(format!("http://{addr}")).map_err(|e| e.to_string())?;
-    if endpoint.uri().port_u16().is_none() {
+    let uri: Uri = format!("http://{addr}")
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| e.to_string())?;
+    if uri.port_u16().is_none() {
         return Err("missing port".into());
     }
-    let endpoint = endpoint
-        .connect_timeout(config.connect_timeout)
-        .tcp_nodelay(true)
-        .keep_alive_timeout(config.http2_keepalive_timeout);
-    Ok(match config.http2_keepalive_interval {
-        Some(interval) => endpoint.http2_keep_alive_interval(interval),
-        None => endpoint,
-    })
+    Ok(())
 }

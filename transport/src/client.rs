@@ -1,5 +1,5 @@
 //! [`CacheClient`]: a small client of the cache API for the `lcache` CLI, tests and simulated
-//! workloads. It shares endpoints, call bounds and status classification with
+//! workloads. It shares address checks, the HTTP/2 channel and status classification with
 //! [`crate::GrpcTransport`].
 
 use std::time::Duration;
@@ -9,7 +9,7 @@ use http::Uri;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
-use crate::channel::{endpoint, ClientConfig};
+use crate::channel::ClientConfig;
 use crate::convert::Failure;
 use crate::error::ClientError;
 use crate::h2channel::{ConnectFailure, H2Channel, Rpc};
@@ -31,7 +31,6 @@ pub struct CacheClient {
 impl CacheClient {
     /// Connects over TCP to the node at `addr` (`host:port`), within `config.connect_timeout`.
     pub async fn connect(addr: &str, config: ClientConfig) -> Result<Self, ClientError> {
-        Self::validate(addr, &config)?;
         let channel =
             H2Channel::tcp(addr, config.clone()).map_err(|reason| ClientError::InvalidAddress {
                 addr: addr.to_owned(),
@@ -54,7 +53,6 @@ impl CacheClient {
         C::Future: Send + 'static,
         C::Error: Into<BoxError>,
     {
-        Self::validate(addr, &config)?;
         let channel =
             H2Channel::with_connector(addr, config.clone(), connector).map_err(|reason| {
                 ClientError::InvalidAddress {
@@ -63,16 +61,6 @@ impl CacheClient {
                 }
             })?;
         Self::connected(addr, config, channel).await
-    }
-
-    /// Checks `addr` the way every client and the peer transport do.
-    fn validate(addr: &str, config: &ClientConfig) -> Result<(), ClientError> {
-        endpoint(addr, config)
-            .map(drop)
-            .map_err(|reason| ClientError::InvalidAddress {
-                addr: addr.to_owned(),
-                reason,
-            })
     }
 
     /// Establishes the channel's connection, bounded by the connect timeout.

@@ -54,7 +54,7 @@ pub enum ServiceError {
 /// the node may serve the request itself (e.g. run the loader locally).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
-    /// The member's address cannot be turned into an endpoint.
+    /// The member's address is not a valid `host:port`.
     #[error("peer {peer}: invalid address {addr:?}: {reason}")]
     InvalidAddress {
         /// The peer.
@@ -202,7 +202,7 @@ fn code_is_peer_failure(code: Code) -> bool {
 /// Error of a [`crate::CacheClient`] call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ClientError {
-    /// The server address cannot be turned into an endpoint.
+    /// The server address is not a valid `host:port`.
     #[error("invalid server address {addr:?}: {reason}")]
     InvalidAddress {
         /// The address given.

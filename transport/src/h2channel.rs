@@ -28,7 +28,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 
-use crate::channel::ClientConfig;
+use crate::channel::{validate_addr, ClientConfig};
 use crate::convert::{classify, error_chain, Failure};
 use crate::io::BoxError;
 
@@ -194,6 +194,7 @@ impl H2Channel {
         config: ClientConfig,
         dialer: Box<dyn Dial>,
     ) -> Result<Self, String> {
+        validate_addr(addr)?;
         let base = format!("http://{addr}");
         let uri = |rpc: Rpc| -> Result<Uri, String> {
             format!("{base}{}", rpc.path())

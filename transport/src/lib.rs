@@ -26,7 +26,7 @@ pub use channel::ClientConfig;
 pub use client::CacheClient;
 pub use convert::MAX_GROUP_NAME_BYTES;
 pub use error::{ClientError, ServeError, ServiceError, TransportError};
-pub use io::{BoxError, ServerIo, TokioConnector};
+pub use io::{BoxError, ServerIo};
 pub use server::{
     parse_grpc_timeout, serve, serve_with_incoming, server, CacheHandler, ServerConfig,
     SERVICE_NAME,

@@ -12,7 +12,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
-use crate::channel::{connector_channels, endpoint, http_channels, ChannelFactory, ClientConfig};
+use crate::channel::{connector_channels, http_channels, ChannelFactory, ClientConfig};
 use crate::convert::Failure;
 use crate::error::TransportError;
 use crate::h2channel::{H2Channel, Rpc};
@@ -132,7 +132,6 @@ impl GrpcTransport {
             addr: peer.addr.clone(),
             reason,
         };
-        endpoint(&peer.addr, &self.config).map_err(invalid)?;
         let channel = (self.make_channel)(&peer.addr, &self.config).map_err(invalid)?;
         let replaced = peers.insert(
             peer.id.clone(),
