@@ -18,7 +18,14 @@ pub fn ring_hash(bytes: &[u8]) -> u64 {
 
 /// Hash used to pick a key's shard: XXH3-64 with [`SHARD_SEED`].
 pub fn shard_hash(bytes: &[u8]) -> u64 {
-    xxh3_64_with_seed(bytes, SHARD_SEED)
+    shard_hash_seeded(bytes, 0)
+}
+
+/// [`shard_hash`] mixed with a per-process `seed`, so clients cannot aim crafted keys at one
+/// shard. Placement inside one process is all a shard choice decides, so it need not be stable
+/// across processes; `seed = 0` gives [`shard_hash`].
+pub fn shard_hash_seeded(bytes: &[u8], seed: u64) -> u64 {
+    xxh3_64_with_seed(bytes, SHARD_SEED ^ seed)
 }
 
 #[cfg(test)]

@@ -1,7 +1,8 @@
 //! A [`Store`] split into lock-protected shards for concurrent use (segment locking).
 //!
-//! A key lives in shard `shard_hash(key) & (shards - 1)` ([`crate::hash::shard_hash`], stable
-//! across processes). The byte budget is split evenly, the remainder going one byte each to the
+//! A key lives in shard `shard_hash_seeded(key, hash_seed) & (shards - 1)`
+//! ([`crate::hash::shard_hash_seeded`]; the seed is per process, so crafted keys cannot be aimed
+//! at one shard). The byte budget is split evenly, the remainder going one byte each to the
 //! first shards, and every shard enforces its own part, so the whole never exceeds the budget.
 //! Each call locks exactly one shard, except [`ShardedStore::sweep_expired`], [`ShardedStore::stats`]
 //! and [`ShardedStore::clear`], which lock the shards one after another (never two at once); their
@@ -17,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use parking_lot::Mutex;
 
-use crate::hash::shard_hash;
+use crate::hash::shard_hash_seeded;
 use crate::store::{
     entry_size, Eviction, Lookup, Policy, Store, StoreConfig, StoreError, StoreStats,
 };
@@ -35,15 +36,18 @@ pub struct ShardedStoreConfig {
     pub policy: Policy,
     /// Number of shards, a power of two `>= 1`.
     pub shards: usize,
+    /// Seed of the shard choice and of every shard's hasher (see [`StoreConfig::hash_seed`]).
+    pub hash_seed: u64,
 }
 
 impl ShardedStoreConfig {
-    /// A configuration with [`DEFAULT_SHARDS`] shards.
+    /// A configuration with [`DEFAULT_SHARDS`] shards and hash seed 0.
     pub fn new(budget_bytes: u64, policy: Policy) -> Self {
         ShardedStoreConfig {
             budget_bytes,
             policy,
             shards: DEFAULT_SHARDS,
+            hash_seed: 0,
         }
     }
 }
@@ -55,6 +59,7 @@ pub struct ShardedStore {
     mask: usize,
     budget: u64,
     max_entry: u64,
+    hash_seed: u64,
     /// Shard where the next sweep starts, so successive sweeps cover every shard.
     sweep_cursor: AtomicUsize,
 }
@@ -93,6 +98,7 @@ impl ShardedStore {
                 Store::new(StoreConfig {
                     budget_bytes,
                     policy: config.policy,
+                    hash_seed: config.hash_seed,
                 })
                 .map(Mutex::new)
             })
@@ -102,14 +108,15 @@ impl ShardedStore {
             mask: count - 1,
             budget: config.budget_bytes,
             max_entry: base,
+            hash_seed: config.hash_seed,
             sweep_cursor: AtomicUsize::new(0),
         })
     }
 
-    /// Index of the shard that holds `key`: `shard_hash(key) & (shards - 1)`.
+    /// Index of the shard that holds `key`: `shard_hash_seeded(key, hash_seed) & (shards - 1)`.
     pub fn shard_of(&self, key: &[u8]) -> usize {
         // Truncating the hash is fine: only the low bits are kept.
-        shard_hash(key) as usize & self.mask
+        shard_hash_seeded(key, self.hash_seed) as usize & self.mask
     }
 
     /// [`Store::get`] on the key's shard.
@@ -223,9 +230,8 @@ mod tests {
 
     fn sharded(budget_bytes: u64, shards: usize) -> ShardedStore {
         ShardedStore::new(ShardedStoreConfig {
-            budget_bytes,
-            policy: Policy::lru2(),
             shards,
+            ..ShardedStoreConfig::new(budget_bytes, Policy::lru2())
         })
         .unwrap()
     }
@@ -266,9 +272,8 @@ mod tests {
     #[test]
     fn invalid_configs_are_rejected() {
         let config = |budget_bytes, shards, policy| ShardedStoreConfig {
-            budget_bytes,
-            policy,
             shards,
+            ..ShardedStoreConfig::new(budget_bytes, policy)
         };
         for bad in [
             config(1_000, 0, Policy::Lru),
@@ -293,10 +298,10 @@ mod tests {
     }
 
     #[test]
-    fn shard_of_uses_the_stable_shard_hash() {
+    fn shard_of_uses_the_seeded_shard_hash() {
         let s = sharded(1 << 20, 8);
         for key in [&b""[..], b"lcache", b"some other key"] {
-            assert_eq!(s.shard_of(key), (shard_hash(key) & 7) as usize);
+            assert_eq!(s.shard_of(key), (crate::hash::shard_hash(key) & 7) as usize);
         }
         // Golden: shard_hash(b"lcache") = 0xe907_2d38_bb1e_68bc.
         assert_eq!(s.shard_of(b"lcache"), 4);

@@ -479,17 +479,15 @@ fn build_group(group: &GroupConfig, config: &NodeConfig) -> Result<GroupState, S
         return Err(invalid("the default TTL must be longer than zero".into()));
     }
     let store = ShardedStore::new(ShardedStoreConfig {
-        budget_bytes: group.budget_bytes,
-        policy: group.policy,
         shards: group.effective_shards(group.budget_bytes, &config.limits),
+        ..ShardedStoreConfig::new(group.budget_bytes, group.policy)
     })
     .map_err(|err| invalid(err.to_string()))?;
     let hot = match group.hot {
         Some(hot) if hot.budget_bytes > 0 => {
             let store = ShardedStore::new(ShardedStoreConfig {
-                budget_bytes: hot.budget_bytes,
-                policy: lcache_core::store::Policy::Lru,
                 shards: group.effective_shards(hot.budget_bytes, &config.limits),
+                ..ShardedStoreConfig::new(hot.budget_bytes, lcache_core::store::Policy::Lru)
             })
             .map_err(|err| invalid(format!("hot cache: {err}")))?;
             Some(HotCache::new(store, hot.lifetime))

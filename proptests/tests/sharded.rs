@@ -81,7 +81,7 @@ proptest! {
         ops in prop::collection::vec(op(), 1..250),
     ) {
         let budget = per_shard * shards as u64 + extra;
-        let store = ShardedStore::new(ShardedStoreConfig { budget_bytes: budget, policy, shards })
+        let store = ShardedStore::new(ShardedStoreConfig { shards, ..ShardedStoreConfig::new(budget, policy) })
             .unwrap();
         let mut model = ShardedModel::new(budget, policy, shards, |k: &[u8]| store.shard_of(k));
         prop_assert_eq!(store.max_entry_size(), budget / shards as u64);
@@ -237,7 +237,7 @@ proptest! {
         streams in prop::collection::vec(prop::collection::vec(thread_op(), 100..600), 2..5),
     ) {
         let budget = per_shard * shards as u64;
-        let store = ShardedStore::new(ShardedStoreConfig { budget_bytes: budget, policy, shards })
+        let store = ShardedStore::new(ShardedStoreConfig { shards, ..ShardedStoreConfig::new(budget, policy) })
             .unwrap();
         let done = AtomicBool::new(false);
         let (tallies, observations) = std::thread::scope(|scope| {

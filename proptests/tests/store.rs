@@ -91,11 +91,7 @@ fn deadline(expiry: Expiry, now: u64) -> Option<Timestamp> {
 
 /// Runs `ops` on a real store and on the model, checking they agree after every step.
 fn check_against_model(budget: u64, policy: Policy, ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut store = Store::new(StoreConfig {
-        budget_bytes: budget,
-        policy,
-    })
-    .unwrap();
+    let mut store = Store::new(StoreConfig::new(budget, policy)).unwrap();
     let mut model = StoreModel::new(budget, policy);
     let mut now_ms = 1_000u64;
     for (step, op) in ops.iter().enumerate() {

@@ -65,9 +65,8 @@ impl Lcache {
     /// A store of `budget` bytes over `shards` shards.
     pub fn new(budget: u64, policy: Policy, shards: usize) -> Self {
         let config = ShardedStoreConfig {
-            budget_bytes: budget,
-            policy,
             shards,
+            ..ShardedStoreConfig::new(budget, policy)
         };
         Lcache(ShardedStore::new(config).expect("valid store config"))
     }

@@ -132,6 +132,21 @@ pub struct StoreConfig {
     pub budget_bytes: u64,
     /// Eviction policy.
     pub policy: Policy,
+    /// Seed of the hasher of the store's maps. Keys are chosen by clients, so a node seeds it per
+    /// process (from the OS; a simulation from its run seed) to keep crafted keys from colliding
+    /// on purpose. Any value is valid; the seed changes no observable result, only memory layout.
+    pub hash_seed: u64,
+}
+
+impl StoreConfig {
+    /// A configuration with hash seed 0 (tests, benches; a server passes a per-process seed).
+    pub fn new(budget_bytes: u64, policy: Policy) -> Self {
+        StoreConfig {
+            budget_bytes,
+            policy,
+            hash_seed: 0,
+        }
+    }
 }
 
 /// A value found in the store.
@@ -216,7 +231,10 @@ impl Store {
         Ok(Store {
             budget: config.budget_bytes,
             policy: config.policy,
-            tiers: Tiers::new(config.policy.protected_budget(config.budget_bytes)),
+            tiers: Tiers::new(
+                config.policy.protected_budget(config.budget_bytes),
+                config.hash_seed,
+            ),
             expiry: ExpiryIndex::default(),
             next_seq: 0,
             counters: StoreStats::default(),

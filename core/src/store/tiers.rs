@@ -1,6 +1,7 @@
 //! The recency lists of a store and the moves between them.
 //!
-//! Two [`LruCache`]s (unbounded, fixed hasher, so nothing depends on a per-process seed) hold the
+//! Two [`LruCache`]s (unbounded; hasher seeded by [`StoreConfig::hash_seed`](super::StoreConfig),
+//! which changes no iteration order the store exposes: lists are walked in recency order) hold the
 //! entries: `probation` (P) and `protected` (Q). Plain LRU uses P alone; LRU2 uses both, with Q
 //! kept within its byte budget by demoting Q's least-recently-used entries to the front of P.
 //! This module only moves entries and keeps byte counts; which entry to evict and what to count
@@ -63,8 +64,11 @@ impl Access {
 
 type List = LruCache<Bytes, Entry, FixedState>;
 
-fn new_list() -> List {
-    LruCache::unbounded_with_hasher(FixedState::default())
+/// Makes the protected list's hasher differ from probation's.
+const PROTECTED_SEED_TWEAK: u64 = 0x9e37_79b9_7f4a_7c15;
+
+fn new_list(hash_seed: u64) -> List {
+    LruCache::unbounded_with_hasher(FixedState::with_seed(hash_seed))
 }
 
 /// The probation and protected lists with their byte counts.
@@ -80,10 +84,10 @@ pub(super) struct Tiers {
 
 impl Tiers {
     /// Empty lists; `protected_budget` is `None` for plain LRU.
-    pub(super) fn new(protected_budget: Option<u64>) -> Self {
+    pub(super) fn new(protected_budget: Option<u64>, hash_seed: u64) -> Self {
         Tiers {
-            probation: new_list(),
-            protected: new_list(),
+            probation: new_list(hash_seed),
+            protected: new_list(hash_seed ^ PROTECTED_SEED_TWEAK),
             probation_bytes: 0,
             protected_bytes: 0,
             protected_budget,

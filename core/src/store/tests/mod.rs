@@ -27,11 +27,7 @@ fn value_for(key: &str, size: u64) -> Bytes {
 const UNIT: u64 = 100;
 
 fn store(budget_units: u64, policy: Policy) -> Store {
-    Store::new(StoreConfig {
-        budget_bytes: budget_units * UNIT,
-        policy,
-    })
-    .unwrap()
+    Store::new(StoreConfig::new(budget_units * UNIT, policy)).unwrap()
 }
 
 fn put(store: &mut Store, key: &str) -> Vec<Eviction> {
@@ -93,10 +89,7 @@ fn entry_size_adds_overhead() {
 
 #[test]
 fn config_is_validated() {
-    let config = |budget_bytes, policy| StoreConfig {
-        budget_bytes,
-        policy,
-    };
+    let config = StoreConfig::new;
     assert!(matches!(
         Store::new(config(0, Policy::Lru)),
         Err(StoreError::InvalidConfig(_))

@@ -13,11 +13,7 @@ fn mixed_workload_keeps_invariants() {
             protected_percent: 7,
         },
     ] {
-        let mut s = Store::new(StoreConfig {
-            budget_bytes: 2_000,
-            policy,
-        })
-        .unwrap();
+        let mut s = Store::new(StoreConfig::new(2_000, policy)).unwrap();
         let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
         let mut next = move || {
             rng ^= rng << 13;
