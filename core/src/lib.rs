@@ -8,6 +8,8 @@
 //! outputs in every process and under any runtime.
 #![warn(missing_docs)]
 
+pub mod counters;
+pub mod group;
 pub mod hash;
 pub mod limits;
 pub mod member;

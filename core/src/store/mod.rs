@@ -61,7 +61,7 @@ use bytes::Bytes;
 
 use crate::time::Timestamp;
 use expiry::ExpiryIndex;
-pub use stats::StoreStats;
+pub use stats::{AtomicStoreStats, StoreStats};
 use tiers::{Access, Entry, Tiers};
 
 /// Fixed bytes charged per entry on top of key and value, for the bookkeeping the store keeps
@@ -350,6 +350,14 @@ impl Store {
             });
         }
         swept
+    }
+
+    /// Calls `visit` with the key and value of every entry (expired ones not yet removed
+    /// included), in an order that depends only on the calls made so far.
+    pub fn visit(&self, mut visit: impl FnMut(&[u8], &[u8])) {
+        for (key, entry) in self.tiers.entries() {
+            visit(key, &entry.value);
+        }
     }
 
     /// Counters since creation plus the current bytes and entries.

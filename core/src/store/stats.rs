@@ -2,40 +2,28 @@
 
 use std::ops::AddAssign;
 
-/// Counters and current size of a store.
-///
-/// `hits`, `misses`, `inserts`, `evictions` and `expirations` count events since the store was
-/// created (they survive [`Store::clear`](super::Store::clear)); `bytes` and `entries` describe the
-/// contents at the moment the stats were taken. Sum shards or groups with [`StoreStats::merge`] or
-/// `+=`.
-#[derive(Default, Clone, Copy, Debug, PartialEq, Eq)]
-pub struct StoreStats {
-    /// `get` calls that returned a value.
-    pub hits: u64,
-    /// `get` calls that found nothing, or only an expired entry.
-    pub misses: u64,
-    /// Inserts that stored an entry (new key or replacement).
-    pub inserts: u64,
-    /// Entries removed to make room (reason [`Capacity`](super::EvictionReason::Capacity)).
-    pub evictions: u64,
-    /// Expired entries removed by `get` or `sweep_expired`.
-    pub expirations: u64,
-    /// Bytes charged for the current entries (see [`entry_size`](super::entry_size)).
-    pub bytes: u64,
-    /// Number of current entries.
-    pub entries: u64,
-}
-
-impl StoreStats {
-    /// Adds every field of `other` to `self` (saturating), e.g. to sum the shards of a store.
-    pub fn merge(&mut self, other: &StoreStats) {
-        self.hits = self.hits.saturating_add(other.hits);
-        self.misses = self.misses.saturating_add(other.misses);
-        self.inserts = self.inserts.saturating_add(other.inserts);
-        self.evictions = self.evictions.saturating_add(other.evictions);
-        self.expirations = self.expirations.saturating_add(other.expirations);
-        self.bytes = self.bytes.saturating_add(other.bytes);
-        self.entries = self.entries.saturating_add(other.entries);
+crate::counters! {
+    /// Counters and current size of a store.
+    ///
+    /// `hits`, `misses`, `inserts`, `evictions` and `expirations` count events since the store
+    /// was created (they survive [`Store::clear`](super::Store::clear)); `bytes` and `entries`
+    /// describe the contents at the moment the stats were taken. Sum shards or groups with
+    /// [`StoreStats::merge`] or `+=`.
+    pub struct StoreStats / AtomicStoreStats {
+        /// `get` calls that returned a value.
+        hits,
+        /// `get` calls that found nothing, or only an expired entry.
+        misses,
+        /// Inserts that stored an entry (new key or replacement).
+        inserts,
+        /// Entries removed to make room (reason [`Capacity`](super::EvictionReason::Capacity)).
+        evictions,
+        /// Expired entries removed by `get` or `sweep_expired`.
+        expirations,
+        /// Bytes charged for the current entries (see [`entry_size`](super::entry_size)).
+        bytes,
+        /// Number of current entries.
+        entries,
     }
 }
 

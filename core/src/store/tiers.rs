@@ -226,6 +226,11 @@ impl Tiers {
             .map(|(k, _)| k)
     }
 
+    /// Every entry, probation first then protected (list order, not a hasher's).
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
+        self.probation.iter().chain(self.protected.iter())
+    }
+
     /// Keys of probation then protected, each from least to most recently used (tests only).
     #[cfg(test)]
     pub(super) fn order(&self) -> (Vec<Bytes>, Vec<Bytes>) {

@@ -1,0 +1,295 @@
+//! The flights of one shard of a group: loads and fetches in progress, who waits on each, and
+//! which of them a new caller may still join.
+//!
+//! Per key there is at most one *current* flight — the one new callers join. A write, a ring
+//! change or a fencing *detaches* a running flight: it keeps running and its waiters still get its
+//! result, but nobody joins it any more and its result is never kept. Loads keep one more rule
+//! (S3 of DESIGN.md): a key's loader never runs twice at once on a node, so a load decided while a
+//! detached load of the same key still runs is *queued* and starts when that one ends.
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+
+use crate::member::Member;
+use crate::time::Timestamp;
+
+/// Identifies one flight, so a stale completion cannot finish a newer flight of the same key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FlightId(u64);
+
+impl FlightId {
+    /// The raw number, for logs and traces. Ids grow by one per flight started in a shard.
+    pub fn as_u64(self) -> u64 {
+        self.0
+    }
+}
+
+/// What a flight does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Kind {
+    /// Run the group's loader on this node.
+    Load,
+    /// Ask the key's owner.
+    Fetch { owner: Member },
+}
+
+/// Whether a flight's work runs yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum State {
+    Running,
+    /// A load waiting for a detached load of the same key to end.
+    Queued,
+}
+
+/// One load or fetch and the callers waiting for it.
+#[derive(Debug)]
+pub(super) struct Flight<W> {
+    pub(super) id: FlightId,
+    pub(super) key: Bytes,
+    pub(super) kind: Kind,
+    pub(super) state: State,
+    /// Every caller waiting, the one that started the flight first.
+    pub(super) waiters: Vec<W>,
+    /// When the work started (or the flight was queued), to age an owner's answer.
+    pub(super) started_at: Timestamp,
+}
+
+/// The flights of one shard.
+#[derive(Debug)]
+pub(super) struct Flights<W> {
+    current: BTreeMap<Bytes, Flight<W>>,
+    detached: BTreeMap<FlightId, Flight<W>>,
+    /// The one running load of each key, current or detached.
+    running_loads: BTreeMap<Bytes, FlightId>,
+    next_id: u64,
+}
+
+impl<W> Default for Flights<W> {
+    fn default() -> Self {
+        Flights {
+            current: BTreeMap::new(),
+            detached: BTreeMap::new(),
+            running_loads: BTreeMap::new(),
+            next_id: 0,
+        }
+    }
+}
+
+impl<W> Flights<W> {
+    /// The flight new callers of `key` join, if any.
+    pub(super) fn current_mut(&mut self, key: &[u8]) -> Option<&mut Flight<W>> {
+        self.current.get_mut(key)
+    }
+
+    /// Whether a load of `key` runs now (current or detached).
+    pub(super) fn load_running(&self, key: &[u8]) -> bool {
+        self.running_loads.contains_key(key)
+    }
+
+    /// Starts the current flight of `key` (there must be none) with its first waiter.
+    pub(super) fn start(
+        &mut self,
+        key: Bytes,
+        kind: Kind,
+        waiters: Vec<W>,
+        now: Timestamp,
+    ) -> (FlightId, State) {
+        debug_assert!(
+            !self.current.contains_key(&key),
+            "one current flight per key"
+        );
+        let id = FlightId(self.next_id);
+        self.next_id += 1;
+        let state = if kind == Kind::Load && self.load_running(&key) {
+            State::Queued
+        } else {
+            State::Running
+        };
+        if kind == Kind::Load && state == State::Running {
+            self.running_loads.insert(key.clone(), id);
+        }
+        let flight = Flight {
+            id,
+            key: key.clone(),
+            kind,
+            state,
+            waiters,
+            started_at: now,
+        };
+        self.current.insert(key, flight);
+        (id, state)
+    }
+
+    /// Removes flight `id` of `key` (current or detached) because its work ended; returns it and
+    /// whether it had been detached. `None` if no such flight exists (a stale completion).
+    pub(super) fn finish(&mut self, key: &[u8], id: FlightId) -> Option<(Flight<W>, bool)> {
+        let found = match self.current.get(key) {
+            Some(flight) if flight.id == id && flight.state == State::Running => {
+                self.current.remove(key).map(|f| (f, false))
+            }
+            _ => self.detached.remove(&id).map(|f| (f, true)),
+        }?;
+        if self.running_loads.get(key) == Some(&id) {
+            self.running_loads.remove(key);
+        }
+        Some(found)
+    }
+
+    /// The current flight of `key` if it is a load queued behind one that ended: marks it running
+    /// (its work must start now) and returns its id.
+    pub(super) fn release_queued(&mut self, key: &[u8], now: Timestamp) -> Option<FlightId> {
+        if self.load_running(key) {
+            return None;
+        }
+        let flight = self.current.get_mut(key)?;
+        if flight.state != State::Queued {
+            return None;
+        }
+        flight.state = State::Running;
+        flight.started_at = now;
+        self.running_loads.insert(flight.key.clone(), flight.id);
+        Some(flight.id)
+    }
+
+    /// Removes the current flight of `key` whatever its state (its work could not start).
+    pub(super) fn abandon(&mut self, key: &[u8], id: FlightId) -> Option<Flight<W>> {
+        match self.current.get(key) {
+            Some(flight) if flight.id == id => {
+                if self.running_loads.get(key) == Some(&id) {
+                    self.running_loads.remove(key);
+                }
+                self.current.remove(key)
+            }
+            _ => None,
+        }
+    }
+
+    /// Detaches the running current flight of `key`: it finishes for its waiters, nobody joins it
+    /// any more and its result is not kept. A queued load stays current (it has not started, so
+    /// what it loads will be newer than whatever detached it). True if a flight was detached.
+    pub(super) fn detach(&mut self, key: &[u8]) -> bool {
+        match self.current.get(key) {
+            Some(flight) if flight.state == State::Running => {
+                if let Some(flight) = self.current.remove(key) {
+                    self.detached.insert(flight.id, flight);
+                }
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Detaches every running current flight; returns how many.
+    pub(super) fn detach_all(&mut self) -> usize {
+        let running: Vec<Bytes> = self
+            .current
+            .iter()
+            .filter(|(_, f)| f.state == State::Running)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in &running {
+            self.detach(key);
+        }
+        running.len()
+    }
+
+    /// Flights in progress (current and detached).
+    pub(super) fn len(&self) -> usize {
+        self.current.len() + self.detached.len()
+    }
+
+    /// Checks the invariants (debug builds): one running load per key, every running load
+    /// indexed, queued flights only behind a running load.
+    pub(super) fn check(&self) {
+        if !cfg!(debug_assertions) {
+            return;
+        }
+        for (key, id) in &self.running_loads {
+            let in_current = self
+                .current
+                .get(key)
+                .is_some_and(|f| f.id == *id && f.kind == Kind::Load && f.state == State::Running);
+            let in_detached = self
+                .detached
+                .get(id)
+                .is_some_and(|f| f.key == *key && f.kind == Kind::Load);
+            assert!(
+                in_current ^ in_detached,
+                "running load of {key:?} not found once"
+            );
+        }
+        for flight in self.current.values().chain(self.detached.values()) {
+            if flight.kind == Kind::Load && flight.state == State::Running {
+                assert_eq!(self.running_loads.get(&flight.key), Some(&flight.id));
+            }
+            if flight.state == State::Queued {
+                assert!(
+                    self.load_running(&flight.key),
+                    "a queued load waits for nothing"
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(k: &str) -> Bytes {
+        Bytes::copy_from_slice(k.as_bytes())
+    }
+
+    const T0: Timestamp = Timestamp::ZERO;
+
+    #[test]
+    fn a_detached_load_makes_the_next_one_wait() {
+        let mut f: Flights<u32> = Flights::default();
+        let (first, state) = f.start(key("k"), Kind::Load, vec![1], T0);
+        assert_eq!(state, State::Running);
+        assert!(f.detach(b"k"));
+        assert!(f.current_mut(b"k").is_none());
+        let (second, state) = f.start(key("k"), Kind::Load, vec![2], T0);
+        assert_eq!(state, State::Queued);
+        f.check();
+        // The queued flight cannot start while the detached one runs.
+        assert_eq!(f.release_queued(b"k", T0), None);
+        let (done, detached) = f.finish(b"k", first).unwrap();
+        assert!(detached);
+        assert_eq!(done.waiters, vec![1]);
+        assert_eq!(f.release_queued(b"k", T0), Some(second));
+        f.check();
+        let (done, detached) = f.finish(b"k", second).unwrap();
+        assert!(!detached);
+        assert_eq!(done.waiters, vec![2]);
+        assert_eq!(f.len(), 0);
+    }
+
+    #[test]
+    fn stale_completions_change_nothing() {
+        let mut f: Flights<u32> = Flights::default();
+        let (id, _) = f.start(key("k"), Kind::Load, vec![1], T0);
+        assert!(f.finish(b"k", FlightId(99)).is_none());
+        assert!(f.finish(b"other", id).is_none());
+        assert!(f.finish(b"k", id).is_some());
+        assert!(f.finish(b"k", id).is_none());
+    }
+
+    #[test]
+    fn fetches_never_queue_and_detach_all_spares_queued_loads() {
+        let mut f: Flights<u32> = Flights::default();
+        let owner = Member::new("o", "o:1", 0);
+        f.start(key("a"), Kind::Fetch { owner }, vec![1], T0);
+        f.start(key("b"), Kind::Load, vec![2], T0);
+        assert!(f.detach(b"b"));
+        let (_, state) = f.start(key("b"), Kind::Load, vec![3], T0);
+        assert_eq!(state, State::Queued);
+        assert_eq!(f.detach_all(), 1, "only the running fetch of a");
+        assert!(
+            f.current_mut(b"b").is_some(),
+            "the queued load stays current"
+        );
+        f.check();
+    }
+}

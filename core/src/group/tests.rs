@@ -1,0 +1,545 @@
+//! Example-based tests of the group state machine, one per rule of the module docs. The
+//! model-based properties live in `proptests/tests/group.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+use crate::member::{Member, MemberId};
+use crate::membership::RingChange;
+use crate::ring::RingConfig;
+
+/// The runtime error of these tests.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TestError {
+    Refused(Refusal),
+    Failed(&'static str),
+}
+
+impl From<Refusal> for TestError {
+    fn from(r: Refusal) -> Self {
+        TestError::Refused(r)
+    }
+}
+
+type G = Group<u32, TestError>;
+
+fn member(id: &str) -> Member {
+    Member::new(id, format!("{id}:1"), 0)
+}
+
+fn router(me: &str, others: &[&str]) -> Arc<Router> {
+    let mut router = Router::new(member(me), RingConfig { vnodes: 64 });
+    let added: Vec<_> = others
+        .iter()
+        .map(|id| RingChange::Added(member(id)))
+        .collect();
+    router.apply(&added);
+    Arc::new(router)
+}
+
+fn settings() -> GroupSettings {
+    GroupSettings {
+        name: "g".into(),
+        budget_bytes: 64 << 10,
+        policy: Policy::lru2(),
+        shards: 4,
+        default_ttl: None,
+        hot: Some(HotSettings {
+            budget_bytes: 16 << 10,
+            lifetime: Duration::from_millis(1_000),
+        }),
+        misses: Some(MissSettings {
+            budget_bytes: 4 << 10,
+            ttl: Duration::from_millis(500),
+        }),
+        max_waiters_per_key: 8,
+        hash_seed: 7,
+    }
+}
+
+struct Fixture {
+    group: G,
+    slots: Arc<LoadSlots>,
+    /// A key node `a` (this node) owns, and one `b` owns.
+    mine: Bytes,
+    theirs: Bytes,
+}
+
+fn fixture_with(settings: GroupSettings, cap: usize) -> Fixture {
+    let router = router("a", &["b", "c"]);
+    let slots = LoadSlots::new(cap);
+    let key = |owner: &str| {
+        (0..)
+            .map(|i| Bytes::from(format!("key-{i}")))
+            .find(|k| router.owner(k).id.as_str() == owner)
+            .unwrap()
+    };
+    let (mine, theirs) = (key("a"), key("b"));
+    Fixture {
+        group: Group::new(settings, router, slots.clone()).unwrap(),
+        slots,
+        mine,
+        theirs,
+    }
+}
+
+fn fixture() -> Fixture {
+    fixture_with(settings(), 16)
+}
+
+fn at(ms: u64) -> Timestamp {
+    Timestamp::from_millis(ms)
+}
+
+fn value(v: &'static str, ttl_ms: Option<u64>) -> Fetched {
+    Fetched {
+        value: Bytes::from_static(v.as_bytes()),
+        ttl: ttl_ms.map(Duration::from_millis),
+    }
+}
+
+fn start_load(step: GetStep<TestError>) -> (FlightRef, LoadPermit) {
+    match step {
+        GetStep::Start(Work::Load { flight, permit }) => (flight, permit),
+        other => panic!("expected a load, got {other:?}"),
+    }
+}
+
+fn start_fetch(step: GetStep<TestError>) -> (FlightRef, Member) {
+    match step {
+        GetStep::Start(Work::Fetch { flight, owner }) => (flight, owner),
+        other => panic!("expected a fetch, got {other:?}"),
+    }
+}
+
+fn reply(step: GetStep<TestError>) -> Reply<TestError> {
+    match step {
+        GetStep::Reply(reply) => reply,
+        other => panic!("expected a reply, got {other:?}"),
+    }
+}
+
+fn got(step: GetStep<TestError>) -> Option<&'static str> {
+    reply(step).unwrap().map(|f| {
+        let text = String::from_utf8(f.value.to_vec()).unwrap();
+        &*Box::leak(text.into_boxed_str())
+    })
+}
+
+/// The single delivery of a completion: (waiters, value text or error).
+/// What one batch of waiters got: the value's bytes, a miss or an error.
+type Got = Result<Option<Bytes>, TestError>;
+
+fn delivered(c: &Completion<u32, TestError>) -> Vec<(Vec<u32>, Got)> {
+    c.deliveries
+        .iter()
+        .map(|d| {
+            (
+                d.waiters.clone(),
+                d.reply.clone().map(|f| f.map(|f| f.value)),
+            )
+        })
+        .collect()
+}
+
+fn some(v: &'static str) -> Got {
+    Ok(Some(Bytes::from_static(v.as_bytes())))
+}
+
+#[test]
+fn the_owner_loads_once_and_every_caller_gets_the_value() {
+    let f = fixture();
+    let (flight, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(1), || 2),
+        GetStep::Wait
+    ));
+    assert_eq!(f.slots.running(), 1);
+    let done = f
+        .group
+        .loaded(&flight, LoadOutcome::Value(value("v1", None)), at(5));
+    drop(permit);
+    assert_eq!(delivered(&done), vec![(vec![1, 2], some("v1"))]);
+    assert!(done.start.is_none());
+    assert_eq!(got(f.group.get(&f.mine, false, at(6), || 3)), Some("v1"));
+    let c = f.group.stats().counters;
+    assert_eq!((c.loads, c.coalesced, c.misses, c.hits), (1, 1, 2, 1));
+    assert_eq!(f.group.flights(), 0);
+}
+
+#[test]
+fn a_panicking_loader_fails_every_waiter_and_never_wedges_the_key() {
+    let f = fixture();
+    let (flight, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(1), || 2),
+        GetStep::Wait
+    ));
+    let done = f.group.loaded(
+        &flight,
+        LoadOutcome::Panicked(TestError::Failed("loader panicked")),
+        at(2),
+    );
+    assert_eq!(
+        delivered(&done),
+        vec![(vec![1, 2], Err(TestError::Failed("loader panicked")))]
+    );
+    assert_eq!(f.group.flights(), 0);
+    // The next get starts a fresh load instead of joining a dead flight.
+    start_load(f.group.get(&f.mine, false, at(3), || 3));
+    let c = f.group.stats().counters;
+    assert_eq!((c.load_errors, c.loader_panics, c.loads), (1, 1, 2));
+}
+
+#[test]
+fn a_write_detaches_the_load_in_flight_so_the_writer_reads_its_write() {
+    let f = fixture();
+    let (flight, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    let step = f.group.set(
+        f.mine.clone(),
+        Bytes::from_static(b"v2"),
+        None,
+        false,
+        at(1),
+    );
+    match step {
+        WriteStep::Applied { existed, peers } => {
+            assert!(!existed);
+            let ids: Vec<_> = peers.iter().map(|m| m.id.as_str()).collect();
+            assert_eq!(ids, ["b", "c"]);
+        }
+        other => panic!("expected applied, got {other:?}"),
+    }
+    // A get after the write does not join the old load: it reads the write.
+    assert_eq!(got(f.group.get(&f.mine, false, at(2), || 2)), Some("v2"));
+    let done = f
+        .group
+        .loaded(&flight, LoadOutcome::Value(value("old", None)), at(3));
+    assert_eq!(delivered(&done), vec![(vec![1], some("old"))]);
+    assert_eq!(got(f.group.get(&f.mine, false, at(4), || 3)), Some("v2"));
+    assert_eq!(f.group.stats().counters.superseded, 1);
+}
+
+#[test]
+fn a_load_after_a_delete_waits_for_the_detached_one_then_runs() {
+    let f = fixture();
+    let (first, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    assert!(matches!(
+        f.group.delete(&f.mine, false, at(1)),
+        WriteStep::Applied { .. }
+    ));
+    // The key's loader is still running: the next load is queued, not started (S3).
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(2), || 2),
+        GetStep::Wait
+    ));
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(2), || 3),
+        GetStep::Wait
+    ));
+    let done = f
+        .group
+        .loaded(&first, LoadOutcome::Value(value("old", None)), at(3));
+    drop(permit);
+    assert_eq!(delivered(&done), vec![(vec![1], some("old"))]);
+    let Some(Work::Load { flight: second, .. }) = done.start else {
+        panic!("the queued load starts now");
+    };
+    let done = f
+        .group
+        .loaded(&second, LoadOutcome::Value(value("new", None)), at(4));
+    assert_eq!(delivered(&done), vec![(vec![2, 3], some("new"))]);
+    assert_eq!(got(f.group.get(&f.mine, false, at(5), || 4)), Some("new"));
+}
+
+#[test]
+fn a_fetched_value_is_aged_by_the_call_and_kept_as_a_bounded_hot_copy() {
+    let f = fixture();
+    let (flight, owner) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    assert_eq!(owner.id.as_str(), "b");
+    let done = f.group.fetched(
+        &flight,
+        FetchOutcome::Answered(Ok(Some(value("v", Some(5_000))))),
+        at(100),
+    );
+    let reply = done.deliveries[0].reply.clone().unwrap().unwrap();
+    assert_eq!(reply.ttl, Some(Duration::from_millis(4_900)));
+    // Kept for the hot lifetime (1 s), shorter than what the owner has left.
+    let hit = reply_value(f.group.get(&f.theirs, false, at(600), || 2));
+    assert_eq!(hit.ttl, Some(Duration::from_millis(500)));
+    assert!(matches!(
+        f.group.get(&f.theirs, false, at(1_100), || 3),
+        GetStep::Start(Work::Fetch { .. })
+    ));
+    // A value that expired on the way is a miss, and is not kept.
+    let f = fixture();
+    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    let done = f.group.fetched(
+        &flight,
+        FetchOutcome::Answered(Ok(Some(value("v", Some(50))))),
+        at(80),
+    );
+    assert_eq!(delivered(&done), vec![(vec![1], Ok(None))]);
+    assert_eq!(tier_entries(&f.group, Tier::Hot), 0);
+}
+
+fn reply_value(step: GetStep<TestError>) -> Fetched {
+    reply(step).unwrap().unwrap()
+}
+
+#[test]
+fn an_invalidation_drops_the_hot_copy_and_detaches_the_fetch() {
+    let f = fixture();
+    let (old, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    f.group.invalidate(&f.theirs);
+    let (new, _) = start_fetch(f.group.get(&f.theirs, false, at(1), || 2));
+    assert_ne!(old, new);
+    let done = f.group.fetched(
+        &old,
+        FetchOutcome::Answered(Ok(Some(value("old", None)))),
+        at(2),
+    );
+    assert_eq!(delivered(&done), vec![(vec![1], some("old"))]);
+    let done = f.group.fetched(
+        &new,
+        FetchOutcome::Answered(Ok(Some(value("new", None)))),
+        at(3),
+    );
+    assert_eq!(delivered(&done), vec![(vec![2], some("new"))]);
+    assert_eq!(got(f.group.get(&f.theirs, false, at(4), || 3)), Some("new"));
+    f.group.invalidate(&f.theirs);
+    start_fetch(f.group.get(&f.theirs, false, at(5), || 4));
+    assert_eq!(f.group.stats().counters.invalidations_received, 2);
+}
+
+#[test]
+fn only_an_unreachable_owner_makes_a_node_load_locally() {
+    let f = fixture();
+    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    let done = f.group.fetched(
+        &flight,
+        FetchOutcome::Answered(Err(TestError::Failed("owner's loader failed"))),
+        at(1),
+    );
+    assert!(done.start.is_none(), "the owner answered: no local load");
+    assert_eq!(
+        delivered(&done),
+        vec![(vec![1], Err(TestError::Failed("owner's loader failed")))]
+    );
+    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(2), || 2));
+    assert!(matches!(
+        f.group.get(&f.theirs, false, at(2), || 3),
+        GetStep::Wait
+    ));
+    let done = f.group.fetched(
+        &flight,
+        FetchOutcome::Unreachable(TestError::Failed("connection refused")),
+        at(3),
+    );
+    assert!(done.deliveries.is_empty());
+    let Some(Work::Load { flight, .. }) = done.start else {
+        panic!("an unreachable owner turns the fetch into a local load");
+    };
+    let done = f
+        .group
+        .loaded(&flight, LoadOutcome::Value(value("local", None)), at(4));
+    assert_eq!(delivered(&done), vec![(vec![2, 3], some("local"))]);
+    // Kept as a hot copy only: the main store holds nothing for a key it does not own.
+    assert_eq!(tier_entries(&f.group, Tier::Main), 0);
+    assert_eq!(tier_entries(&f.group, Tier::Hot), 1);
+    let c = f.group.stats().counters;
+    assert_eq!((c.fallbacks, c.fetch_errors, c.loads), (1, 2, 1));
+}
+
+fn tier_entries(group: &G, tier: Tier) -> u64 {
+    group.stats().tier(tier).map_or(0, |t| t.store.entries)
+}
+
+#[test]
+fn forwarded_requests_for_keys_this_node_does_not_own_never_hop_again() {
+    let f = fixture();
+    let set = f.group.set(
+        f.theirs.clone(),
+        Bytes::from_static(b"x"),
+        None,
+        true,
+        at(0),
+    );
+    assert!(matches!(set, WriteStep::NotOwner { owner } if owner.as_str() == "b"));
+    assert!(matches!(
+        f.group.delete(&f.theirs, true, at(0)),
+        WriteStep::NotOwner { .. }
+    ));
+    assert!(matches!(
+        f.group
+            .set(f.theirs.clone(), Bytes::from_static(b"x"), None, false, at(0)),
+        WriteStep::Forward { owner } if owner.id.as_str() == "b"
+    ));
+    // A forwarded get is served here with a local load, kept only as a hot copy.
+    let (flight, _) = start_load(f.group.get(&f.theirs, true, at(0), || 1));
+    f.group
+        .loaded(&flight, LoadOutcome::Value(value("v", None)), at(1));
+    assert_eq!(tier_entries(&f.group, Tier::Main), 0);
+    assert_eq!(got(f.group.get(&f.theirs, true, at(2), || 2)), Some("v"));
+    let c = f.group.stats().counters;
+    assert_eq!((c.not_owner, c.stray_gets, c.hot_hits), (2, 1, 1));
+}
+
+#[test]
+fn a_ring_change_keeps_a_racing_load_out_of_the_main_store() {
+    let f = fixture();
+    let (flight, _) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
+    let done = f
+        .group
+        .loaded(&flight, LoadOutcome::Value(value("v", None)), at(1));
+    assert_eq!(delivered(&done), vec![(vec![1], some("v"))]);
+    assert_eq!(tier_entries(&f.group, Tier::Main), 0, "not kept as owner");
+    assert_eq!(tier_entries(&f.group, Tier::Hot), 1, "kept as a copy");
+}
+
+/// A router for node `a` in which `b` owns `key`.
+fn ring_where_b_owns(key: &[u8]) -> Router {
+    for n in 0.. {
+        let others: Vec<String> = (0..=n).map(|i| format!("b{i}")).collect();
+        let mut r = Router::new(member("a"), RingConfig { vnodes: 64 });
+        let changes: Vec<_> = others
+            .iter()
+            .map(|id| RingChange::Added(member(id)))
+            .collect();
+        r.apply(&changes);
+        if r.owner(key).id != MemberId::new("a") {
+            return r;
+        }
+    }
+    unreachable!()
+}
+
+#[test]
+fn a_ring_change_hands_off_main_keys_and_drops_copies_of_keys_now_owned() {
+    let f = fixture();
+    assert!(matches!(
+        f.group
+            .set(f.mine.clone(), Bytes::from_static(b"m"), None, false, at(0)),
+        WriteStep::Applied { .. }
+    ));
+    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    f.group.fetched(
+        &flight,
+        FetchOutcome::Answered(Ok(Some(value("t", None)))),
+        at(1),
+    );
+    assert_eq!(tier_entries(&f.group, Tier::Hot), 1);
+    // Alone: this node owns every key now; its old main key stays, the hot copy goes.
+    let alone = Arc::new(router("a", &[]));
+    assert_eq!(f.group.ring_changed(&alone), 1);
+    assert_eq!(got(f.group.get(&f.mine, false, at(2), || 2)), Some("m"));
+    assert_eq!(tier_entries(&f.group, Tier::Hot), 0);
+    // Handed to `b`: the main store lets the key go.
+    assert_eq!(
+        f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine))),
+        1
+    );
+    assert_eq!(tier_entries(&f.group, Tier::Main), 0);
+}
+
+#[test]
+fn fencing_drops_everything_and_detaches_every_flight() {
+    let f = fixture();
+    f.group
+        .set(f.mine.clone(), Bytes::from_static(b"m"), None, false, at(0));
+    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    f.group.fence();
+    assert_eq!(f.group.stats().entries(), 0);
+    let done = f.group.fetched(
+        &flight,
+        FetchOutcome::Answered(Ok(Some(value("t", None)))),
+        at(1),
+    );
+    assert_eq!(delivered(&done), vec![(vec![1], some("t"))]);
+    assert_eq!(
+        f.group.stats().entries(),
+        0,
+        "a detached fetch keeps nothing"
+    );
+    start_load(f.group.get(&f.mine, false, at(2), || 2));
+    assert_eq!(f.group.stats().counters.fenced, 1);
+}
+
+#[test]
+fn a_loader_miss_is_remembered_until_its_ttl_or_a_write() {
+    let f = fixture();
+    let (flight, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    f.group.loaded(&flight, LoadOutcome::Missing, at(1));
+    drop(permit);
+    assert_eq!(reply(f.group.get(&f.mine, false, at(100), || 2)), Ok(None));
+    assert_eq!(f.group.stats().counters.miss_hits, 1);
+    // The remembered miss expires with its TTL (500 ms).
+    start_load(f.group.get(&f.mine, false, at(501), || 3));
+    let f = fixture();
+    let (flight, _) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    f.group.loaded(&flight, LoadOutcome::Missing, at(1));
+    f.group.set(
+        f.mine.clone(),
+        Bytes::from_static(b"now"),
+        None,
+        false,
+        at(2),
+    );
+    assert_eq!(got(f.group.get(&f.mine, false, at(3), || 2)), Some("now"));
+}
+
+#[test]
+fn no_more_loads_than_the_node_cap_and_no_more_waiters_than_the_key_bound() {
+    let f = fixture_with(
+        GroupSettings {
+            max_waiters_per_key: 2,
+            ..settings()
+        },
+        1,
+    );
+    let (flight, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    let other = (0..)
+        .map(|i| Bytes::from(format!("other-{i}")))
+        .find(|k| {
+            matches!(
+                f.group.get(k, false, at(0), || 0),
+                GetStep::Reply(Err(TestError::Refused(Refusal::LoadsFull { cap: 1 })))
+            )
+        })
+        .unwrap();
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(0), || 2),
+        GetStep::Wait
+    ));
+    assert_eq!(
+        reply(f.group.get(&f.mine, false, at(0), || 3)),
+        Err(TestError::Refused(Refusal::WaitersFull { max: 2 }))
+    );
+    f.group
+        .loaded(&flight, LoadOutcome::Value(value("v", None)), at(1));
+    drop(permit);
+    assert_eq!(f.slots.running(), 0);
+    start_load(f.group.get(&other, false, at(2), || 4));
+    assert!(f.group.stats().counters.overloaded >= 2);
+}
+
+#[test]
+fn ttls_resolve_against_the_group_default() {
+    let f = fixture_with(
+        GroupSettings {
+            default_ttl: Some(Duration::from_millis(300)),
+            ..settings()
+        },
+        4,
+    );
+    f.group
+        .set(f.mine.clone(), Bytes::from_static(b"v"), None, false, at(0));
+    assert_eq!(
+        reply_value(f.group.get(&f.mine, false, at(100), || 1)).ttl,
+        Some(Duration::from_millis(200))
+    );
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(300), || 2),
+        GetStep::Start(Work::Load { .. })
+    ));
+}
