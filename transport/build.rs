@@ -10,6 +10,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .build_server(true)
         .build_transport(false)
         .bytes(".lcache.v1")
+        // Maps encode in key order, so a message always has the same bytes.
+        .btree_map(".lcache.v1")
         .compile_fds(fds)?;
     Ok(())
 }

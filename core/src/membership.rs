@@ -124,7 +124,10 @@ impl Snapshot {
 }
 
 /// The live member set of the cluster as seen by one node, itself always included.
-#[derive(Debug, Clone, PartialEq, Eq)]
+///
+/// Two views are equal when their membership state is (the order events arrived in may differ);
+/// [`MembershipView::self_losses`] counts observations and takes no part in equality.
+#[derive(Debug, Clone)]
 pub struct MembershipView {
     self_member: Member,
     snapshot: Option<Snapshot>,
@@ -133,7 +136,24 @@ pub struct MembershipView {
     /// The materialised live set, self included.
     live: BTreeMap<MemberId, Member>,
     revision: u64,
+    /// This node's incarnation as its newest registration shows it, as of the last event
+    /// applied (`None`: not registered). An observation, not membership state.
+    registered: Option<u64>,
+    /// Times this node was seen out of the membership (see [`MembershipView::self_losses`]).
+    self_losses: u64,
 }
+
+impl PartialEq for MembershipView {
+    fn eq(&self, other: &Self) -> bool {
+        self.self_member == other.self_member
+            && self.snapshot == other.snapshot
+            && self.records == other.records
+            && self.live == other.live
+            && self.revision == other.revision
+    }
+}
+
+impl Eq for MembershipView {}
 
 impl MembershipView {
     /// A view holding only `self_member`, which stays live whatever events say.
@@ -145,6 +165,8 @@ impl MembershipView {
             records: BTreeMap::new(),
             live,
             revision: 0,
+            registered: None,
+            self_losses: 0,
         }
     }
 
@@ -165,6 +187,7 @@ impl MembershipView {
                 self.merge_record(id, Record::Down { revision })
             }
         };
+        self.track_self();
         self.refresh(touched)
     }
 
@@ -201,6 +224,41 @@ impl MembershipView {
     /// This node's member record.
     pub fn self_member(&self) -> &Member {
         &self.self_member
+    }
+
+    /// How many times this node was seen out of the membership after having been seen in it:
+    /// its own `Down` newer than its registration, a newer snapshot without it, or a newer
+    /// registration of it under another incarnation (it was lost and registered again). Peers
+    /// may have taken over its keys meanwhile, so each time it must drop what it holds before it
+    /// serves as an owner again.
+    pub fn self_losses(&self) -> u64 {
+        self.self_losses
+    }
+
+    /// Compares this node's registration, as the newest information shows it, with what it was
+    /// before the last event: gone, or back under another incarnation, counts a loss.
+    fn track_self(&mut self) {
+        let now = self.registration_of_self();
+        if let Some(before) = self.registered {
+            if now != Some(before) {
+                self.self_losses += 1;
+            }
+        }
+        self.registered = now;
+    }
+
+    /// This node's incarnation in its newest record or snapshot, ignoring that the view always
+    /// keeps it live; `None` when the newest information says it is not registered.
+    fn registration_of_self(&self) -> Option<u64> {
+        match self.records.get(&self.self_member.id) {
+            Some(Record::Up { member, .. }) => Some(member.incarnation),
+            Some(Record::Down { .. }) => None,
+            None => self
+                .snapshot
+                .as_ref()
+                .and_then(|s| s.members.get(&self.self_member.id))
+                .map(|m| m.incarnation),
+        }
     }
 
     /// Highest revision of any event applied so far (0 before the first).
@@ -548,5 +606,42 @@ mod tests {
             n += 1;
         }
         assert_eq!(n, 24);
+    }
+
+    #[test]
+    fn self_losses_count_departures_seen_after_registration() {
+        let mut v = view();
+        // Not registered yet: a snapshot without self is no loss.
+        v.apply(snap(1, vec![m("a", 1)]));
+        assert_eq!(v.self_losses(), 0);
+        v.apply(up(2, m("self", 1)));
+        // A stale Down (older than the registration) is no loss either.
+        v.apply(down(1, "self"));
+        assert_eq!(v.self_losses(), 0);
+        v.apply(down(3, "self"));
+        assert_eq!(v.self_losses(), 1);
+        // Registered again, then a newer snapshot without self: lost again.
+        v.apply(up(4, m("self", 1)));
+        v.apply(snap(5, vec![m("a", 1)]));
+        assert_eq!(v.self_losses(), 2);
+        // Re-registered under a new incarnation without a Down in between: also a loss.
+        v.apply(snap(6, vec![m("a", 1), m("self", 6)]));
+        v.apply(up(8, m("self", 8)));
+        assert_eq!(v.self_losses(), 3);
+        // Self stays in the view through all of it.
+        assert!(v.contains(&MemberId::new("self")));
+        // Duplicates and stale news change nothing.
+        v.apply(up(8, m("self", 8)));
+        v.apply(down(3, "self"));
+        assert_eq!(v.self_losses(), 3);
+        // Views fed the same events in another order are equal, whatever they counted.
+        let mut w = view();
+        for e in [up(8, m("self", 8)), snap(6, vec![m("a", 1), m("self", 6)])] {
+            w.apply(e);
+        }
+        assert_eq!(
+            w.members().collect::<Vec<_>>(),
+            v.members().collect::<Vec<_>>()
+        );
     }
 }

@@ -1,6 +1,6 @@
 //! A fixed list of peers: the embedded default, needing no external service.
 
-use crate::{Discovery, DiscoveryError};
+use crate::{Discovery, DiscoveryError, Fence};
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::MembershipEvent;
 use std::collections::BTreeMap;
@@ -32,10 +32,12 @@ impl StaticDiscovery {
 }
 
 impl Discovery for StaticDiscovery {
+    /// Sends the one snapshot; a static registration is never lost, so `fence` is never raised.
     async fn join(
         &self,
         me: Member,
         events: mpsc::Sender<MembershipEvent>,
+        _fence: Fence,
     ) -> Result<(), DiscoveryError> {
         let mut members = self.peers.clone();
         members.insert(me.id.clone(), me);
@@ -139,7 +141,10 @@ mod tests {
     async fn join_sends_one_snapshot_with_self_replacing_its_static_entry() {
         let discovery = StaticDiscovery::new(parse_peers("a=h:1,b=h:2").unwrap());
         let (tx, mut rx) = mpsc::channel(4);
-        discovery.join(member("a", "h:9", 3), tx).await.unwrap();
+        discovery
+            .join(member("a", "h:9", 3), tx, Fence::none())
+            .await
+            .unwrap();
         let event = rx.recv().await.unwrap();
         let MembershipEvent::Snapshot { revision, members } = event else {
             panic!("expected a snapshot, got {event:?}");
@@ -156,7 +161,10 @@ mod tests {
         let discovery = StaticDiscovery::default();
         let (tx, rx) = mpsc::channel(1);
         drop(rx);
-        let err = discovery.join(member("a", "h:1", 0), tx).await.unwrap_err();
+        let err = discovery
+            .join(member("a", "h:1", 0), tx, Fence::none())
+            .await
+            .unwrap_err();
         assert!(matches!(err, DiscoveryError::Closed));
     }
 }

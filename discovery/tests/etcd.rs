@@ -9,7 +9,7 @@ use etcd_client::{Client, GetOptions};
 use etcd_server::EtcdServer;
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::{MembershipEvent, MembershipView};
-use lcache_discovery::{Discovery, EtcdConfig, EtcdDiscovery, EVENT_CHANNEL_CAPACITY};
+use lcache_discovery::{Discovery, EtcdConfig, EtcdDiscovery, Fence, EVENT_CHANNEL_CAPACITY};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -33,7 +33,7 @@ impl Joined {
         let me = Member::new(id, format!("127.0.0.1:{port}"), 0);
         let discovery = EtcdDiscovery::new(config).unwrap();
         let (tx, events) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
-        discovery.join(me.clone(), tx).await.unwrap();
+        discovery.join(me.clone(), tx, Fence::none()).await.unwrap();
         Joined {
             discovery,
             view: MembershipView::new(me),

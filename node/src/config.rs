@@ -28,18 +28,32 @@ pub struct GroupConfig {
     pub default_ttl: Option<Duration>,
     /// Optional hot cache of values fetched from owners.
     pub hot: Option<HotCacheConfig>,
+    /// Optional memory of loader misses on the owner (penetration protection).
+    pub misses: Option<MissCacheConfig>,
     /// Source of values on a miss on the owner; `None` makes the group a pure set/get cache.
     pub loader: Option<Arc<dyn Loader>>,
 }
 
 /// A bounded cache of copies of values owned by other nodes, so hot keys are not fetched on
-/// every request. Copies are not invalidated by writes elsewhere: they simply expire.
+/// every request. A write invalidates every node's copy before it is acknowledged; a copy an
+/// invalidation missed (a fault) still expires within the lifetime.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HotCacheConfig {
     /// Byte budget of the hot cache.
     pub budget_bytes: u64,
     /// Longest time a copy is served (also never past the owner's remaining TTL).
     pub lifetime: Duration,
+}
+
+/// Remembered loader misses: a key the loader has no value for is answered "not found" by its
+/// owner for `ttl` without asking the loader again, so a flood of gets for absent keys reaches the
+/// source once per key and period. A write of the key forgets the miss at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MissCacheConfig {
+    /// Byte budget of the remembered misses (each costs its key plus the per-entry overhead).
+    pub budget_bytes: u64,
+    /// How long a miss is remembered.
+    pub ttl: Duration,
 }
 
 impl GroupConfig {
@@ -49,8 +63,13 @@ impl GroupConfig {
     pub const DEFAULT_SHARDS: usize = 16;
     /// Default lifetime of hot copies.
     pub const DEFAULT_HOT_LIFETIME: Duration = Duration::from_secs(2);
+    /// Default time a loader miss is remembered.
+    pub const DEFAULT_MISS_TTL: Duration = Duration::from_secs(1);
+    /// Budget of the remembered misses, as a fraction of the main budget (1/32).
+    pub const MISS_BUDGET_DIVISOR: u64 = 32;
 
-    /// A group with default settings: 64 MiB, LRU2, no TTL, a hot cache of 1/8 of the budget.
+    /// A group with default settings: 64 MiB, LRU2, no TTL, a hot cache of 1/8 of the budget,
+    /// loader misses remembered for 1 s in 1/32 of the budget.
     pub fn new(name: impl Into<String>) -> Self {
         let budget_bytes = Self::DEFAULT_BUDGET_BYTES;
         GroupConfig {
@@ -63,17 +82,32 @@ impl GroupConfig {
                 budget_bytes: budget_bytes / 8,
                 lifetime: Self::DEFAULT_HOT_LIFETIME,
             }),
+            misses: Some(MissCacheConfig {
+                budget_bytes: budget_bytes / Self::MISS_BUDGET_DIVISOR,
+                ttl: Self::DEFAULT_MISS_TTL,
+            }),
             loader: None,
         }
     }
 
-    /// The same group with another budget (the hot cache keeps 1/8 of it).
+    /// The same group with another budget (the hot cache keeps 1/8 of it, the remembered misses
+    /// 1/32).
     pub fn with_budget(mut self, budget_bytes: u64) -> Self {
         self.budget_bytes = budget_bytes;
         if let Some(hot) = &mut self.hot {
             hot.budget_bytes = budget_bytes / 8;
         }
+        if let Some(misses) = &mut self.misses {
+            misses.budget_bytes = budget_bytes / Self::MISS_BUDGET_DIVISOR;
+        }
         self
+    }
+
+    /// Sum of the budgets of every store of the group (main, hot, misses): what it may hold.
+    pub fn total_budget_bytes(&self) -> u64 {
+        self.budget_bytes
+            + self.hot.map_or(0, |h| h.budget_bytes)
+            + self.misses.map_or(0, |m| m.budget_bytes)
     }
 
     /// The same group with a loader.
@@ -82,11 +116,24 @@ impl GroupConfig {
         self
     }
 
-    /// Shard count to use so that an entry of `max_entry` bytes fits one shard.
-    pub(crate) fn effective_shards(&self, budget_bytes: u64, limits: &Limits) -> usize {
+    /// Shard count to use so that the largest entry `limits` allow fits one shard of the main
+    /// store, and every other tier gives each shard a budget too.
+    pub(crate) fn effective_shards(&self, limits: &Limits) -> usize {
         let max_entry = entry_size(limits.max_key_bytes, limits.max_value_bytes);
+        let smallest_tier = [
+            Some(self.budget_bytes),
+            self.hot.map(|h| h.budget_bytes),
+            self.misses.map(|m| m.budget_bytes),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .unwrap_or(self.budget_bytes);
         let mut shards = self.shards.max(1).next_power_of_two();
-        while shards > 1 && budget_bytes / shards as u64 <= max_entry {
+        while shards > 1
+            && (self.budget_bytes / shards as u64 <= max_entry
+                || smallest_tier / (shards as u64) < 1)
+        {
             shards /= 2;
         }
         shards
@@ -102,6 +149,7 @@ impl fmt::Debug for GroupConfig {
             .field("shards", &self.shards)
             .field("default_ttl", &self.default_ttl)
             .field("hot", &self.hot)
+            .field("misses", &self.misses)
             .field("loader", &self.loader.is_some())
             .finish()
     }
@@ -122,15 +170,29 @@ pub struct NodeConfig {
     pub max_in_flight: usize,
     /// Callers that may wait on one key's load at once.
     pub max_waiters_per_key: usize,
-    /// Deadline of a request whose caller gave none (and cap on the ones they give).
+    /// Loader runs at once on the node, over all groups; a get that would start one more is
+    /// refused with `ResourceExhausted`. A load holds its slot until the loader really returns
+    /// (or its load timeout), whether or not its callers still wait.
+    pub max_loads: usize,
+    /// Deadline of a client request whose caller gave none (and cap on the ones they give).
     pub request_timeout: Duration,
-    /// Longest a forwarded request waits for the owner, so a dead owner leaves time in the
-    /// request's deadline to fall back to loading locally.
+    /// Transit allowance of a call to a peer: a forwarded get waits for the owner up to
+    /// `load_timeout + peer_timeout`, so a slow but healthy owner (whose loader may take up to
+    /// `load_timeout`) is waited for; a write forwarded to the owner or an invalidation waits up
+    /// to `peer_timeout` plus the owner's own invalidations.
     pub peer_timeout: Duration,
     /// Longest a loader may run before its load counts as failed.
     pub load_timeout: Duration,
-    /// Longest graceful shutdown waits for in-flight requests.
+    /// Longest a graceful shutdown takes in total (deregister, stop accepting, drain).
     pub shutdown_grace: Duration,
+    /// Seed of the store hashers and of the shard choice; `None` draws one from the OS at start
+    /// (keys come from clients, so the seed must not be predictable). A simulation passes its
+    /// run's seed so replays stay exact.
+    pub hash_seed: Option<u64>,
+    /// Fault points for simulations (named delays and drops inside the request path); `None`
+    /// in production, where the `buggify` feature is off and none is compiled in.
+    #[cfg(feature = "buggify")]
+    pub buggify: Option<Arc<dyn crate::buggify::Buggify>>,
     /// Virtual nodes of the consistent-hash ring.
     pub ring: RingConfig,
     /// Period of the expired-entry sweep.
@@ -142,6 +204,14 @@ pub struct NodeConfig {
 }
 
 impl NodeConfig {
+    /// Default of [`NodeConfig::max_loads`].
+    pub const DEFAULT_MAX_LOADS: usize = 256;
+
+    /// How long a forwarded get waits for the key's owner: its load timeout plus transit.
+    pub fn forward_timeout(&self) -> Duration {
+        self.load_timeout.saturating_add(self.peer_timeout)
+    }
+
     /// A node with default limits hosting the `default` group.
     pub fn new(id: impl Into<MemberId>, advertise: impl Into<String>) -> Self {
         NodeConfig {
@@ -151,6 +221,7 @@ impl NodeConfig {
             limits: Limits::default(),
             max_in_flight: 10_000,
             max_waiters_per_key: 10_000,
+            max_loads: Self::DEFAULT_MAX_LOADS,
             request_timeout: Duration::from_secs(5),
             peer_timeout: Duration::from_secs(2),
             load_timeout: Duration::from_secs(10),
@@ -159,6 +230,9 @@ impl NodeConfig {
             sweep_interval: Duration::from_secs(1),
             sweep_batch: 1_024,
             groups: vec![GroupConfig::new(DEFAULT_GROUP)],
+            hash_seed: None,
+            #[cfg(feature = "buggify")]
+            buggify: None,
         }
     }
 

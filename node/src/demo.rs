@@ -74,9 +74,16 @@ impl DemoReport {
             for g in &stats.groups {
                 let _ = writeln!(
                     out,
-                    "stats {} [{}]: hits={} misses={} loads={} peer_gets={} hot_hits={} entries={} bytes={}",
-                    stats.node_id, g.group, g.hits, g.misses, g.loads, g.peer_gets, g.hot_hits,
-                    g.entries, g.bytes
+                    "stats {} [{}]: hits={} misses={} loads={} fetches={} hot_hits={} entries={} bytes={}",
+                    stats.node_id,
+                    g.group,
+                    g.counters.hits,
+                    g.counters.misses,
+                    g.counters.loads,
+                    g.counters.fetches,
+                    g.counters.hot_hits,
+                    g.entries(),
+                    g.bytes()
                 );
             }
         }

@@ -10,20 +10,23 @@
 #![warn(missing_docs)]
 
 mod admission;
+pub mod buggify;
 mod clock;
 pub mod config;
 pub mod demo;
 mod error;
-mod group;
 pub mod loader;
+mod membership;
 mod node;
+mod reads;
+mod runtime;
 pub mod server;
 mod service;
 pub mod spec;
-mod stats;
+mod writes;
 
 pub use clock::Clock;
-pub use config::{GroupConfig, HotCacheConfig, NodeConfig, DEFAULT_GROUP};
+pub use config::{GroupConfig, HotCacheConfig, MissCacheConfig, NodeConfig, DEFAULT_GROUP};
 pub use error::{RequestError, StartError};
 pub use loader::{loader_fn, LoadError, Loaded, Loader};
 pub use node::{Group, Node, NodeProbe, ShutdownReport};

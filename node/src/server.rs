@@ -67,24 +67,27 @@ where
         result = &mut server => Some(result),
         () = shutdown => None,
     };
+    // From here on, the whole shutdown shares one deadline: the grace period is the longest it
+    // takes, not the longest each of its steps takes.
     if let Some(result) = early {
         tracing::error!(node = %node.member().id, "server stopped on its own");
-        let deregistered = node.deregister().await;
-        node.finish(deregistered).await;
+        let deadline = node.shutdown_deadline();
+        let deregistered = node.deregister(deadline).await;
+        node.finish(deregistered, deadline).await;
         return result.map(|()| ShutdownReport {
             deregistered,
             drained: true,
         });
     }
     tracing::info!(node = %node.member().id, "shutdown requested");
+    let deadline = node.shutdown_deadline();
     // 1. Deregister, so peers stop routing here.
-    let deregistered = node.deregister().await;
+    let deregistered = node.deregister(deadline).await;
     // 2. Stop accepting connections; in-flight requests keep running.
     let _ = stop_accepting.send(());
-    let grace = node.grace();
-    let served = tokio::time::timeout(grace, &mut server).await;
+    let served = tokio::time::timeout_at(deadline, &mut server).await;
     // 3 + 4. Drain what is left through admission, then release.
-    let report = node.finish(deregistered).await;
+    let report = node.finish(deregistered, deadline).await;
     match served {
         Ok(result) => result.map(|()| report),
         Err(_) => {

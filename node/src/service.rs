@@ -1,30 +1,31 @@
-//! The node as a gRPC handler: what clients and peers call.
+//! The node as a [`CacheHandler`]: what clients and peers call, over any front door.
 
-use crate::node::Shared;
-use lcache_transport::{
-    CacheHandler, DeleteRequest, Fetched, GetRequest, NodeStats, ServiceError, SetRequest,
-    Transport,
-};
 use std::sync::Arc;
-use std::time::Duration;
+
+use lcache_transport::{
+    CacheHandler, Deadline, DeleteRequest, Fetched, GetRequest, InvalidateRequest, NodeStats,
+    ServiceError, SetRequest, Transport,
+};
+
+use crate::runtime::Runtime;
 
 /// Serves the `lcache.v1.Cache` API on behalf of one node.
 #[derive(Debug)]
 pub struct NodeService<T> {
-    shared: Arc<Shared<T>>,
+    runtime: Arc<Runtime<T>>,
 }
 
 impl<T> Clone for NodeService<T> {
     fn clone(&self) -> Self {
         NodeService {
-            shared: self.shared.clone(),
+            runtime: self.runtime.clone(),
         }
     }
 }
 
 impl<T> NodeService<T> {
-    pub(crate) fn new(shared: Arc<Shared<T>>) -> Self {
-        NodeService { shared }
+    pub(crate) fn new(runtime: Arc<Runtime<T>>) -> Self {
+        NodeService { runtime }
     }
 }
 
@@ -32,24 +33,24 @@ impl<T: Transport> CacheHandler for NodeService<T> {
     async fn get(
         &self,
         req: GetRequest,
-        deadline: Option<Duration>,
+        deadline: Deadline,
     ) -> Result<Option<Fetched>, ServiceError> {
-        Ok(self.shared.get(req, deadline).await?)
+        Ok(self.runtime.get(req, deadline).await?)
     }
 
-    async fn set(&self, req: SetRequest, deadline: Option<Duration>) -> Result<(), ServiceError> {
-        Ok(self.shared.set(req, deadline).await?)
+    async fn set(&self, req: SetRequest, deadline: Deadline) -> Result<(), ServiceError> {
+        Ok(self.runtime.set(req, deadline).await?)
     }
 
-    async fn delete(
-        &self,
-        req: DeleteRequest,
-        deadline: Option<Duration>,
-    ) -> Result<bool, ServiceError> {
-        Ok(self.shared.delete(req, deadline).await?)
+    async fn delete(&self, req: DeleteRequest, deadline: Deadline) -> Result<bool, ServiceError> {
+        Ok(self.runtime.delete(req, deadline).await?)
+    }
+
+    async fn invalidate(&self, req: InvalidateRequest) -> Result<(), ServiceError> {
+        Ok(self.runtime.invalidate(req)?)
     }
 
     async fn stats(&self, group: Option<String>) -> Result<NodeStats, ServiceError> {
-        Ok(self.shared.stats(group.as_deref())?)
+        Ok(self.runtime.stats(group.as_deref())?)
     }
 }

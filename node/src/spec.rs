@@ -1,6 +1,6 @@
 //! Parsing the command-line forms of sizes, durations and group settings.
 
-use crate::config::{GroupConfig, HotCacheConfig};
+use crate::config::{GroupConfig, HotCacheConfig, MissCacheConfig};
 use lcache_core::store::Policy;
 use std::time::Duration;
 
@@ -59,9 +59,10 @@ pub fn parse_policy(input: &str) -> Result<Policy, SpecError> {
 }
 
 /// A group: `NAME[:key=value,...]` with keys `budget` (size), `policy`, `ttl` (duration or
-/// `none`), `shards`, `hot` (size, `0` disables the hot cache) and `hot-ttl` (duration).
+/// `none`), `shards`, `hot` (size, `0` disables the hot cache), `hot-ttl` (duration),
+/// `miss-ttl` (how long a loader miss is remembered, `0` turns it off) and `miss-budget` (size).
 ///
-/// Example: `users:budget=128MiB,policy=lru2,ttl=30s,hot=16MiB,hot-ttl=2s`.
+/// Example: `users:budget=128MiB,policy=lru2,ttl=30s,hot=16MiB,hot-ttl=2s,miss-ttl=1s`.
 pub fn parse_group(input: &str) -> Result<GroupConfig, SpecError> {
     let (name, options) = input.split_once(':').unwrap_or((input, ""));
     let name = name.trim();
@@ -71,6 +72,8 @@ pub fn parse_group(input: &str) -> Result<GroupConfig, SpecError> {
     let mut group = GroupConfig::new(name);
     let mut hot_budget = None;
     let mut hot_lifetime = GroupConfig::DEFAULT_HOT_LIFETIME;
+    let mut miss_budget = None;
+    let mut miss_ttl = GroupConfig::DEFAULT_MISS_TTL;
     for option in options.split(',').map(str::trim).filter(|o| !o.is_empty()) {
         let (key, value) = option.split_once('=').ok_or_else(|| {
             SpecError::new("group", input, format!("`{option}` is not key=value"))
@@ -90,11 +93,17 @@ pub fn parse_group(input: &str) -> Result<GroupConfig, SpecError> {
             }
             "hot" => hot_budget = Some(parse_size(value)?),
             "hot-ttl" => hot_lifetime = parse_duration(value)?,
+            "miss-ttl" if value.trim() == "0" => miss_ttl = Duration::ZERO,
+            "miss-ttl" => miss_ttl = parse_duration(value)?,
+            "miss-budget" => miss_budget = Some(parse_size(value)?),
             other => {
                 return Err(SpecError::new(
                     "group",
                     input,
-                    format!("unknown option `{other}` (budget, policy, ttl, shards, hot, hot-ttl)"),
+                    format!(
+                        "unknown option `{other}` (budget, policy, ttl, shards, hot, hot-ttl, \
+                         miss-ttl, miss-budget)"
+                    ),
                 ))
             }
         }
@@ -103,6 +112,11 @@ pub fn parse_group(input: &str) -> Result<GroupConfig, SpecError> {
     group.hot = (hot_budget > 0).then_some(HotCacheConfig {
         budget_bytes: hot_budget,
         lifetime: hot_lifetime,
+    });
+    let miss_budget = miss_budget.unwrap_or(group.budget_bytes / GroupConfig::MISS_BUDGET_DIVISOR);
+    group.misses = (miss_budget > 0 && !miss_ttl.is_zero()).then_some(MissCacheConfig {
+        budget_bytes: miss_budget,
+        ttl: miss_ttl,
     });
     Ok(group)
 }
@@ -164,6 +178,22 @@ mod tests {
         assert_eq!(g.default_ttl, None);
         assert_eq!(g.hot.map(|h| h.budget_bytes), Some(g.budget_bytes / 8));
         assert_eq!(parse_group("cold:hot=0").unwrap().hot, None);
+        assert_eq!(
+            g.misses,
+            Some(MissCacheConfig {
+                budget_bytes: g.budget_bytes / 32,
+                ttl: Duration::from_secs(1)
+            })
+        );
+        assert_eq!(parse_group("open:miss-ttl=0").unwrap().misses, None);
+        let m = parse_group("m:miss-ttl=250ms,miss-budget=1MiB").unwrap();
+        assert_eq!(
+            m.misses,
+            Some(MissCacheConfig {
+                budget_bytes: 1 << 20,
+                ttl: Duration::from_millis(250)
+            })
+        );
     }
 
     #[test]

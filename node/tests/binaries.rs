@@ -125,18 +125,20 @@ async fn the_cli_sets_gets_deletes_and_reports_with_documented_exit_codes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
-    // A peer that accepts connections and never answers: a get forwarded to it stays in flight
-    // until the node's peer timeout, then falls back to the (absent) local loader → a miss.
+    // A peer that accepts connections, says nothing, and dies 1.5 s later: a get forwarded to it
+    // stays in flight until the connection breaks, then the owner counts as unreachable and the
+    // node falls back to its (absent) local loader → a miss.
     let blackhole = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let blackhole_addr = blackhole.local_addr().unwrap().to_string();
     let (accepted_tx, accepted) = mpsc::channel();
     std::thread::spawn(move || {
-        let mut held = Vec::new();
         for stream in blackhole.incoming().take(4) {
-            held.push(stream);
             let _ = accepted_tx.send(());
+            std::thread::spawn(move || {
+                std::thread::sleep(Duration::from_millis(1_500));
+                drop(stream);
+            });
         }
-        std::thread::sleep(Duration::from_secs(60));
     });
     let peers = format!("silent={blackhole_addr}");
     let mut node = NodeProcess::start(&[

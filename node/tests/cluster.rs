@@ -24,14 +24,14 @@ async fn a_get_on_a_non_owner_is_fetched_from_the_owner_and_loaded_there() {
     assert_eq!(loader.calls(), 1);
 
     let stats = cluster.stats().await;
-    assert_eq!(stats[owner].loads, 1, "the owner ran the loader");
-    assert_eq!(stats[owner].entries, 1, "the owner keeps the value");
-    assert_eq!(stats[owner].forwarded_in, 1);
+    assert_eq!(stats[owner].counters.loads, 1, "the owner ran the loader");
+    assert_eq!(stats[owner].entries(), 1, "the owner keeps the value");
+    assert_eq!(stats[owner].counters.forwarded_in, 1);
     assert_eq!(
-        stats[asker].peer_gets, 1,
+        stats[asker].counters.fetches, 1,
         "the asker fetched from the owner"
     );
-    assert_eq!(stats[asker].loads, 0);
+    assert_eq!(stats[asker].counters.loads, 0);
 
     // A second get on the same non-owner is served from its hot copy.
     let again = cluster.nodes[asker]
@@ -41,7 +41,7 @@ async fn a_get_on_a_non_owner_is_fetched_from_the_owner_and_loaded_there() {
         .unwrap();
     assert_eq!(again.unwrap().value, format!("loaded:{key}").as_bytes());
     assert_eq!(loader.calls(), 1);
-    assert_eq!(cluster.stats().await[asker].hot_hits, 1);
+    assert_eq!(cluster.stats().await[asker].counters.hot_hits, 1);
     cluster.shutdown().await;
 }
 
@@ -58,9 +58,9 @@ async fn a_set_through_a_non_owner_lands_on_the_owner() {
         .await
         .unwrap();
     let stats = cluster.stats().await;
-    assert_eq!(stats[owner].entries, 1, "stored on the owner");
-    assert_eq!(stats[writer].entries, 0, "not stored on the writer");
-    assert_eq!(stats[1].entries, 0);
+    assert_eq!(stats[owner].entries(), 1, "stored on the owner");
+    assert_eq!(stats[writer].entries(), 0, "not stored on the writer");
+    assert_eq!(stats[1].entries(), 0);
     for node in &cluster.nodes {
         let got = node.client.get(G, key.clone()).await.unwrap();
         assert_eq!(
@@ -133,7 +133,7 @@ async fn set_with_ttl_reports_its_remaining_lifetime_and_delete_removes_it() {
         cluster.nodes[1].client.get(G, key.clone()).await.unwrap(),
         None
     );
-    assert_eq!(cluster.stats().await[owner].entries, 0);
+    assert_eq!(cluster.stats().await[owner].entries(), 0);
     cluster.shutdown().await;
 }
 
@@ -151,7 +151,12 @@ async fn a_hundred_concurrent_gets_of_a_cold_key_load_it_once_in_the_cluster() {
     // Every request is parked on a flight once the owner's one load waits for the gate:
     // 100 client requests + 2 forwarded fetches, minus one leader per flight (3 flights).
     eventually(Duration::from_secs(10), || async {
-        let dedups: u64 = cluster.stats().await.iter().map(|s| s.load_dedups).sum();
+        let dedups: u64 = cluster
+            .stats()
+            .await
+            .iter()
+            .map(|s| s.counters.coalesced)
+            .sum();
         dedups == 99
     })
     .await;
@@ -183,9 +188,9 @@ async fn a_stopped_owner_leaves_the_others_answering_by_local_fallback() {
     }
     let stats = cluster.stats().await; // nodes 0 and 2
     for s in &stats {
-        assert_eq!(s.local_fallbacks, 1, "{s:?}");
-        assert_eq!(s.peer_errors, 1, "{s:?}");
-        assert_eq!(s.loads, 1, "{s:?}");
+        assert_eq!(s.counters.fallbacks, 1, "{s:?}");
+        assert_eq!(s.counters.fetch_errors, 1, "{s:?}");
+        assert_eq!(s.counters.loads, 1, "{s:?}");
     }
     // Writes to the dead owner fail clearly instead of pretending to succeed.
     let err = cluster.nodes[0]

@@ -35,7 +35,7 @@ async fn every_node_reads_the_keys_the_others_set_and_the_loader_runs_once() {
         .stats
         .iter()
         .flat_map(|s| &s.groups)
-        .map(|g| g.loads)
+        .map(|g| g.counters.loads)
         .sum();
     assert_eq!(loads, 1, "the cluster loaded db-row-42 once, on its owner");
     assert!(report.render().contains("stats A [default]"));

@@ -223,7 +223,7 @@ async fn three_nodes_join_through_etcd_and_route_every_key_to_one_owner() {
     let loads: u64 = [&a, &b, &c]
         .iter()
         .flat_map(|n| n.node.stats().groups)
-        .map(|g| g.loads)
+        .map(|g| g.counters.loads)
         .sum();
     assert_eq!(loads, 30, "each key loaded once, on its owner");
 

@@ -11,7 +11,8 @@ use lcache_core::member::{Member, MemberId};
 use lcache_discovery::StaticDiscovery;
 use lcache_node::{GroupConfig, HotCacheConfig, Node, NodeConfig, NodeService};
 use lcache_transport::{
-    CacheHandler, DeleteRequest, Fetched, GetRequest, SetRequest, Transport, TransportError,
+    CacheHandler, Deadline, DeleteRequest, Fetched, GetRequest, InvalidateRequest, SetRequest,
+    Transport, TransportError,
 };
 use tokio::time::Instant;
 
@@ -33,7 +34,7 @@ impl Transport for SlowOwner {
         &self,
         _peer: &Member,
         _req: GetRequest,
-        _timeout: Duration,
+        _deadline: Deadline,
     ) -> Result<Option<Fetched>, TransportError> {
         let left = self
             .expires_at
@@ -50,7 +51,7 @@ impl Transport for SlowOwner {
         &self,
         _peer: &Member,
         _req: SetRequest,
-        _timeout: Duration,
+        _deadline: Deadline,
     ) -> Result<(), TransportError> {
         Ok(())
     }
@@ -59,9 +60,18 @@ impl Transport for SlowOwner {
         &self,
         _peer: &Member,
         _req: DeleteRequest,
-        _timeout: Duration,
+        _deadline: Deadline,
     ) -> Result<bool, TransportError> {
         Ok(false)
+    }
+
+    async fn invalidate(
+        &self,
+        _peer: &Member,
+        _req: InvalidateRequest,
+        _deadline: Deadline,
+    ) -> Result<(), TransportError> {
+        Ok(())
     }
 
     fn forget(&self, _peer: &MemberId) {}
@@ -74,7 +84,9 @@ async fn ttl_of(service: &NodeService<SlowOwner>, key: &str) -> Option<Duration>
         key: key.to_owned().into(),
         forwarded: false,
     };
-    let fetched = service.get(req, Some(Duration::from_secs(5))).await;
+    let fetched = service
+        .get(req, Deadline::after(Duration::from_secs(5)))
+        .await;
     fetched
         .unwrap()
         .map(|f| f.ttl.expect("the value has a TTL"))

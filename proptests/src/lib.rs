@@ -4,6 +4,8 @@
 //! naive transcription of the documented semantics (linear scans over `Vec`s, recomputation from
 //! scratch) that is meant to be obviously correct rather than fast, plus shared proptest strategies.
 //!
+//! - [`group_cluster`] drives a cluster of group state machines and checks them against the
+//!   consistency rules;
 //! - [`store_model`] models `Store` (LRU and LRU2, expiry, stats);
 //! - [`sharded_model`] models `ShardedStore` as one store model per shard;
 //! - [`singleflight_model`] models `SingleFlight`;
@@ -11,6 +13,7 @@
 //! - [`strategy`] generates membership events and delivery orders.
 #![warn(missing_docs)]
 
+pub mod group_cluster;
 pub mod membership_model;
 pub mod sharded_model;
 pub mod singleflight_model;

@@ -319,7 +319,7 @@ async fn probe_data_path(session: &mut Session, live: &[(String, Running)]) {
         live.iter()
             .map(|(_, r)| {
                 let s = r.probe.group_stats();
-                s.local_fallbacks + s.peer_errors
+                s.counters.fallbacks + s.counters.fetch_errors
             })
             .sum()
     };
@@ -381,7 +381,7 @@ fn record_owner_evictions(ctx: &ClientContext, live: &[(String, Running)], key: 
     let evictions = live
         .iter()
         .find(|(name, _)| *name == owner)
-        .map_or(0, |(_, r)| r.probe.group_stats().evictions);
+        .map_or(0, |(_, r)| r.probe.group_stats().evictions());
     ctx.history.record(Event::OwnerEvictions {
         key: key.to_owned(),
         owner,

@@ -3,13 +3,16 @@
 //! them within 100 seeds (see [`crate::Mutation`]).
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::MembershipEvent;
+use lcache_discovery::Fence;
 use lcache_discovery::{Discovery, DiscoveryError, EVENT_CHANNEL_CAPACITY};
 use lcache_node::{LoadError, Loaded, Loader};
-use lcache_transport::{DeleteRequest, Fetched, GetRequest, SetRequest, Transport, TransportError};
+use lcache_transport::{
+    Deadline, DeleteRequest, Fetched, GetRequest, InvalidateRequest, SetRequest, Transport,
+    TransportError,
+};
 use tokio::sync::mpsc;
 
 use crate::options::{key_index, key_name};
@@ -24,27 +27,36 @@ impl<T: Transport> Transport for DropDeletes<T> {
         &self,
         peer: &Member,
         req: GetRequest,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<Option<Fetched>, TransportError> {
-        self.0.get(peer, req, timeout).await
+        self.0.get(peer, req, deadline).await
     }
 
     async fn set(
         &self,
         peer: &Member,
         req: SetRequest,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<(), TransportError> {
-        self.0.set(peer, req, timeout).await
+        self.0.set(peer, req, deadline).await
     }
 
     async fn delete(
         &self,
         _peer: &Member,
         _req: DeleteRequest,
-        _timeout: Duration,
+        _deadline: Deadline,
     ) -> Result<bool, TransportError> {
         Ok(true)
+    }
+
+    async fn invalidate(
+        &self,
+        peer: &Member,
+        req: InvalidateRequest,
+        deadline: Deadline,
+    ) -> Result<(), TransportError> {
+        self.0.invalidate(peer, req, deadline).await
     }
 
     fn forget(&self, peer: &MemberId) {
@@ -63,6 +75,7 @@ impl<D: Discovery> Discovery for NoDepartures<D> {
         &self,
         me: Member,
         events: mpsc::Sender<MembershipEvent>,
+        fence: Fence,
     ) -> Result<(), DiscoveryError> {
         let (tx, mut rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
         tokio::spawn(async move {
@@ -89,7 +102,7 @@ impl<D: Discovery> Discovery for NoDepartures<D> {
                 }
             }
         });
-        self.0.join(me, tx).await
+        self.0.join(me, tx, fence).await
     }
 
     async fn leave(&self) -> Result<(), DiscoveryError> {

@@ -70,7 +70,17 @@ impl<T: Transport> Probe for NodeProbe<T> {
     }
 
     fn store_usage(&self) -> Vec<(u64, u64)> {
-        NodeProbe::store_usage(self, GROUP)
+        self.stats()
+            .groups
+            .into_iter()
+            .next()
+            .map(|g| {
+                g.tiers
+                    .iter()
+                    .map(|t| (t.store.bytes, t.budget_bytes))
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 }
 
@@ -182,6 +192,11 @@ fn node_config(ctx: &NodeContext, inc: u64, loader: Arc<dyn Loader>) -> NodeConf
     group.loader = Some(loader);
     let mut config = NodeConfig::new(name, format!("{name}:{PORT}")).with_groups(vec![group]);
     config.incarnation = inc;
+    // The stores' hashers are seeded from the run's seed, never the OS: replays stay exact.
+    config.hash_seed = Some(crate::rng::component_seed(
+        o.seed,
+        &format!("hash/{name}/{inc}"),
+    ));
     config.limits = LIMITS;
     config.request_timeout = o.call_timeout + Duration::from_secs(1);
     config.peer_timeout = o.peer_timeout;
@@ -333,12 +348,12 @@ async fn monitor(
             history.record(Event::Stats {
                 node: node.clone(),
                 inc,
-                bytes: stats.bytes,
-                budget: stats.budget_bytes,
+                bytes: stats.bytes(),
+                budget: stats.budget_bytes(),
                 stores,
-                evictions: stats.evictions,
-                local_fallbacks: stats.local_fallbacks,
-                peer_errors: stats.peer_errors,
+                evictions: stats.evictions(),
+                local_fallbacks: stats.counters.fallbacks,
+                peer_errors: stats.counters.fetch_errors,
             });
         }
         samples += 1;

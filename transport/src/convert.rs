@@ -7,21 +7,32 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use lcache_core::member::MemberId;
+use lcache_core::store::StoreStats;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
 
 use crate::error::{ClientError, ServiceError, TransportError};
 use crate::proto;
-use crate::types::{DeleteRequest, Fetched, GetRequest, GroupStats, NodeStats, SetRequest};
+use crate::types::{
+    DeleteRequest, Fetched, GetRequest, GroupCounters, GroupStats, InvalidateRequest, NodeStats,
+    SetRequest, Tier, TierStats,
+};
 
-/// Longest accepted group name, in bytes.
-pub const MAX_GROUP_NAME_BYTES: usize = 256;
+/// Longest accepted group name, in bytes (the core's limit, re-exported).
+pub use lcache_core::limits::MAX_GROUP_NAME_BYTES;
 
 /// Trailer that marks an `INVALID_ARGUMENT` status as "unknown group".
 const ERROR_KIND_KEY: &str = "lcache-error";
 /// Value of [`ERROR_KIND_KEY`] for an unknown group.
 const UNKNOWN_GROUP: &str = "unknown-group";
+/// Value of [`ERROR_KIND_KEY`] for a node that is shutting down.
+const NOT_SERVING: &str = "not-serving";
+/// Value of [`ERROR_KIND_KEY`] for a forwarded write refused by a node that does not own the key.
+const NOT_OWNER: &str = "not-owner";
+/// Value of [`ERROR_KIND_KEY`] for a loader that failed on the node.
+const LOAD_FAILED: &str = "load-failed";
 /// Binary trailer carrying the unknown group's name (any UTF-8).
 const GROUP_KEY: &str = "lcache-group-bin";
 
@@ -29,19 +40,10 @@ const GROUP_KEY: &str = "lcache-group-bin";
 // Validation of incoming requests (server side)
 // ---------------------------------------------------------------------------------------------
 
+/// Checks a group name with the core's rules (the one owner of every limit).
 fn validate_group(group: &str) -> Result<(), ServiceError> {
-    if group.is_empty() {
-        return Err(ServiceError::InvalidArgument(
-            "group must not be empty".into(),
-        ));
-    }
-    if group.len() > MAX_GROUP_NAME_BYTES {
-        return Err(ServiceError::InvalidArgument(format!(
-            "group name is {} bytes, the limit is {MAX_GROUP_NAME_BYTES}",
-            group.len()
-        )));
-    }
-    Ok(())
+    lcache_core::limits::check_group_name(group)
+        .map_err(|err| ServiceError::InvalidArgument(err.to_string()))
 }
 
 fn validate_key(group: &str, key: &[u8]) -> Result<(), ServiceError> {
@@ -87,7 +89,7 @@ impl TryFrom<proto::GetRequest> for GetRequest {
         let forwarded = forwarded_from_hops(&m.group, m.hops)?;
         Ok(GetRequest {
             group: m.group,
-            key: m.key,
+            key: owned(&m.key),
             forwarded,
         })
     }
@@ -112,8 +114,8 @@ impl TryFrom<proto::SetRequest> for SetRequest {
         };
         Ok(SetRequest {
             group: m.group,
-            key: m.key,
-            value: m.value,
+            key: owned(&m.key),
+            value: owned(&m.value),
             ttl,
             forwarded,
         })
@@ -129,8 +131,21 @@ impl TryFrom<proto::DeleteRequest> for DeleteRequest {
         let forwarded = forwarded_from_hops(&m.group, m.hops)?;
         Ok(DeleteRequest {
             group: m.group,
-            key: m.key,
+            key: owned(&m.key),
             forwarded,
+        })
+    }
+}
+
+impl TryFrom<proto::InvalidateRequest> for InvalidateRequest {
+    type Error = ServiceError;
+
+    fn try_from(m: proto::InvalidateRequest) -> Result<Self, ServiceError> {
+        validate_group(&m.group)?;
+        validate_key(&m.group, &m.key)?;
+        Ok(InvalidateRequest {
+            group: m.group,
+            key: owned(&m.key),
         })
     }
 }
@@ -185,6 +200,7 @@ impl From<Fetched> for proto::GetResponse {
         proto::GetResponse {
             value: f.value,
             ttl_ms: f.ttl.map(ttl_to_ms_floor),
+            held_ms: 0,
         }
     }
 }
@@ -192,58 +208,93 @@ impl From<Fetched> for proto::GetResponse {
 impl From<proto::GetResponse> for Fetched {
     fn from(m: proto::GetResponse) -> Self {
         Fetched {
-            value: m.value,
+            value: owned(&m.value),
             ttl: m.ttl_ms.map(Duration::from_millis),
         }
     }
+}
+
+/// A peer's answer as a [`crate::Transport`] reports it: the remaining lifetime as of when the
+/// peer *received* the request (its answer's lifetime plus the time it held the request), so the
+/// caller, aging it by its whole call, takes off only the transit.
+pub(crate) fn fetched_at_receipt(m: proto::GetResponse) -> Fetched {
+    let held = Duration::from_millis(m.held_ms);
+    let mut fetched = Fetched::from(m);
+    fetched.ttl = fetched.ttl.map(|ttl| ttl.saturating_add(held));
+    fetched
+}
+
+impl From<InvalidateRequest> for proto::InvalidateRequest {
+    fn from(r: InvalidateRequest) -> Self {
+        proto::InvalidateRequest {
+            group: r.group,
+            key: r.key,
+        }
+    }
+}
+
+/// A copy of `bytes` that owns exactly its own memory.
+///
+/// Decoded `bytes` fields are zero-copy slices of the connection's receive buffer: a stored key
+/// or value kept as such a slice would keep the whole buffer alive (kilobytes per entry). Every
+/// key and value is therefore copied once, here, where it leaves the wire.
+fn owned(bytes: &Bytes) -> Bytes {
+    Bytes::copy_from_slice(bytes)
 }
 
 impl From<GroupStats> for proto::GroupStats {
     fn from(s: GroupStats) -> Self {
         proto::GroupStats {
             group: s.group,
-            hits: s.hits,
-            misses: s.misses,
-            loads: s.loads,
-            load_errors: s.load_errors,
-            peer_gets: s.peer_gets,
-            peer_errors: s.peer_errors,
-            local_fallbacks: s.local_fallbacks,
-            inserts: s.inserts,
-            evictions: s.evictions,
-            expirations: s.expirations,
-            bytes: s.bytes,
-            entries: s.entries,
-            budget_bytes: s.budget_bytes,
-            rejected: s.rejected,
-            load_dedups: s.load_dedups,
-            hot_hits: s.hot_hits,
-            forwarded_in: s.forwarded_in,
+            counters: s
+                .counters
+                .values()
+                .map(|(name, value)| (name.to_owned(), value))
+                .collect(),
+            tiers: s
+                .tiers
+                .iter()
+                .map(|t| proto::TierStats {
+                    tier: t.tier.name().to_owned(),
+                    budget_bytes: t.budget_bytes,
+                    store: t
+                        .store
+                        .values()
+                        .map(|(name, value)| (name.to_owned(), value))
+                        .collect(),
+                })
+                .collect(),
         }
     }
 }
 
 impl From<proto::GroupStats> for GroupStats {
+    /// Counters this version does not know (a newer peer's) are skipped; missing ones read 0.
     fn from(s: proto::GroupStats) -> Self {
+        let mut counters = GroupCounters::default();
+        for (name, value) in &s.counters {
+            counters.set(name, *value);
+        }
+        let tiers = s
+            .tiers
+            .iter()
+            .filter_map(|t| {
+                let tier = Tier::from_name(&t.tier)?;
+                let mut store = StoreStats::default();
+                for (name, value) in &t.store {
+                    store.set(name, *value);
+                }
+                Some(TierStats {
+                    tier,
+                    budget_bytes: t.budget_bytes,
+                    store,
+                })
+            })
+            .collect();
         GroupStats {
             group: s.group,
-            hits: s.hits,
-            misses: s.misses,
-            loads: s.loads,
-            load_errors: s.load_errors,
-            peer_gets: s.peer_gets,
-            peer_errors: s.peer_errors,
-            local_fallbacks: s.local_fallbacks,
-            inserts: s.inserts,
-            evictions: s.evictions,
-            expirations: s.expirations,
-            bytes: s.bytes,
-            entries: s.entries,
-            budget_bytes: s.budget_bytes,
-            rejected: s.rejected,
-            load_dedups: s.load_dedups,
-            hot_hits: s.hot_hits,
-            forwarded_in: s.forwarded_in,
+            counters,
+            tiers,
         }
     }
 }
@@ -291,6 +342,9 @@ impl From<ServiceError> for Status {
                 )
             }
             ServiceError::Unavailable(m) => Status::unavailable(m),
+            ServiceError::NotServing(m) => unavailable_kind(NOT_SERVING, m),
+            ServiceError::NotOwner(m) => unavailable_kind(NOT_OWNER, m),
+            ServiceError::LoadFailed(m) => unavailable_kind(LOAD_FAILED, m),
             ServiceError::DeadlineExceeded(m) => Status::deadline_exceeded(m),
             ServiceError::ResourceExhausted(m) => Status::resource_exhausted(m),
             ServiceError::Internal(m) => Status::internal(m),
@@ -298,9 +352,21 @@ impl From<ServiceError> for Status {
     }
 }
 
+/// `UNAVAILABLE` with an `lcache-error: kind` trailer.
+fn unavailable_kind(kind: &'static str, message: String) -> Status {
+    let mut md = MetadataMap::new();
+    md.insert(ERROR_KIND_KEY, MetadataValue::from_static(kind));
+    Status::with_metadata(Code::Unavailable, message, md)
+}
+
 /// What an error status means to a client, before the client adds whom it was talking to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Failure {
+    /// No connection could be made, or it broke before an answer (set by the channel itself).
+    Unreachable(String),
+    NotServing(String),
+    NotOwner(String),
+    LoadFailed(String),
     Unavailable(String),
     DeadlineExceeded,
     ResourceExhausted(String),
@@ -308,7 +374,10 @@ pub(crate) enum Failure {
     UnknownGroup(String),
     InvalidArgument(String),
     NotFound(String),
-    Other { code: Code, message: String },
+    Other {
+        code: Code,
+        message: String,
+    },
 }
 
 /// Classifies an error status (from the peer, or produced locally by tonic).
@@ -318,10 +387,18 @@ pub(crate) enum Failure {
 /// message over the size limit.
 pub(crate) fn classify(status: &Status) -> Failure {
     match status.code() {
-        Code::Unavailable => Failure::Unavailable(with_sources(
-            status.message().to_owned(),
-            std::error::Error::source(status),
-        )),
+        Code::Unavailable => {
+            let message = with_sources(
+                status.message().to_owned(),
+                std::error::Error::source(status),
+            );
+            match error_kind(status.metadata()) {
+                Some(NOT_SERVING) => Failure::NotServing(message),
+                Some(NOT_OWNER) => Failure::NotOwner(message),
+                Some(LOAD_FAILED) => Failure::LoadFailed(message),
+                _ => Failure::Unavailable(message),
+            }
+        }
         Code::NotFound => Failure::NotFound(status.message().to_owned()),
         Code::DeadlineExceeded | Code::Cancelled => Failure::DeadlineExceeded,
         Code::ResourceExhausted => Failure::ResourceExhausted(status.message().to_owned()),
@@ -363,9 +440,16 @@ fn with_sources(mut out: String, mut source: Option<&(dyn std::error::Error + 's
     out
 }
 
+/// The `lcache-error` trailer, if it is one of the kinds this version knows.
+fn error_kind(md: &MetadataMap) -> Option<&'static str> {
+    let kind = md.get(ERROR_KIND_KEY)?.as_bytes();
+    [UNKNOWN_GROUP, NOT_SERVING, NOT_OWNER, LOAD_FAILED]
+        .into_iter()
+        .find(|known| known.as_bytes() == kind)
+}
+
 fn unknown_group(md: &MetadataMap) -> Option<String> {
-    let kind = md.get(ERROR_KIND_KEY)?;
-    if kind.as_bytes() != UNKNOWN_GROUP.as_bytes() {
+    if error_kind(md) != Some(UNKNOWN_GROUP) {
         return None;
     }
     let group = md.get_bin(GROUP_KEY)?.to_bytes().ok()?;
@@ -383,6 +467,10 @@ impl Failure {
         let peer = peer.clone();
         let addr = addr.to_owned();
         match self {
+            Failure::Unreachable(reason) => TransportError::Unreachable { peer, addr, reason },
+            Failure::NotServing(reason) => TransportError::NotServing { peer, addr, reason },
+            Failure::NotOwner(reason) => TransportError::NotOwner { peer, addr, reason },
+            Failure::LoadFailed(reason) => TransportError::LoadFailed { peer, addr, reason },
             Failure::Unavailable(reason) => TransportError::Unavailable { peer, addr, reason },
             Failure::DeadlineExceeded => TransportError::DeadlineExceeded {
                 peer,
@@ -425,7 +513,11 @@ impl Failure {
     pub(crate) fn into_client(self, addr: &str, timeout: Duration) -> ClientError {
         let addr = addr.to_owned();
         match self {
-            Failure::Unavailable(reason) => ClientError::Unavailable { addr, reason },
+            Failure::Unreachable(reason)
+            | Failure::NotServing(reason)
+            | Failure::NotOwner(reason)
+            | Failure::LoadFailed(reason)
+            | Failure::Unavailable(reason) => ClientError::Unavailable { addr, reason },
             Failure::DeadlineExceeded => ClientError::DeadlineExceeded { addr, timeout },
             Failure::ResourceExhausted(message) => ClientError::ResourceExhausted { addr, message },
             Failure::MessageTooLarge(message) => ClientError::MessageTooLarge { addr, message },
@@ -448,7 +540,6 @@ impl Failure {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use bytes::Bytes;
 
     fn get(group: &str, key: &'static [u8], hops: u32) -> proto::GetRequest {
         proto::GetRequest {

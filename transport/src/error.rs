@@ -15,16 +15,21 @@ use tonic::Code;
 
 /// Error a [`crate::CacheHandler`] returns; the server maps it to a gRPC status.
 ///
-/// | variant             | gRPC code            |
-/// |---------------------|----------------------|
-/// | `InvalidArgument`   | `INVALID_ARGUMENT`   |
-/// | `UnknownGroup`      | `INVALID_ARGUMENT` (message names the group, plus an `lcache-error: unknown-group` trailer) |
-/// | `Unavailable`       | `UNAVAILABLE`        |
-/// | `DeadlineExceeded`  | `DEADLINE_EXCEEDED`  |
-/// | `ResourceExhausted` | `RESOURCE_EXHAUSTED` |
-/// | `Internal`          | `INTERNAL`           |
+/// | variant             | gRPC code            | `lcache-error` trailer |
+/// |---------------------|----------------------|------------------------|
+/// | `InvalidArgument`   | `INVALID_ARGUMENT`   |                        |
+/// | `UnknownGroup`      | `INVALID_ARGUMENT`   | `unknown-group` (and the group in `lcache-group-bin`) |
+/// | `Unavailable`       | `UNAVAILABLE`        |                        |
+/// | `NotServing`        | `UNAVAILABLE`        | `not-serving`          |
+/// | `NotOwner`          | `UNAVAILABLE`        | `not-owner`            |
+/// | `LoadFailed`        | `UNAVAILABLE`        | `load-failed`          |
+/// | `DeadlineExceeded`  | `DEADLINE_EXCEEDED`  |                        |
+/// | `ResourceExhausted` | `RESOURCE_EXHAUSTED` |                        |
+/// | `Internal`          | `INTERNAL`           |                        |
 ///
 /// A `Get` miss is not an error: the handler returns `Ok(None)` and the server answers `NOT_FOUND`.
+/// The trailers let a forwarding node tell an owner that cannot serve at all (`not-serving`: it
+/// may load locally instead) from one that answered (`load-failed`, `not-owner`: it must not).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ServiceError {
     /// The request is malformed (the message says how).
@@ -33,16 +38,26 @@ pub enum ServiceError {
     /// The node has no group of this name.
     #[error("unknown group {0:?}")]
     UnknownGroup(String),
-    /// The node cannot serve the request now (shutting down, owner unreachable, ...).
+    /// The node cannot serve the request now (e.g. the key's owner is unreachable).
     #[error("unavailable: {0}")]
     Unavailable(String),
+    /// The node is shutting down and takes no new requests.
+    #[error("not serving: {0}")]
+    NotServing(String),
+    /// A forwarded write reached a node that does not own the key in its view; retry later
+    /// (views disagree while membership changes).
+    #[error("not the owner: {0}")]
+    NotOwner(String),
+    /// The group's loader failed on this node.
+    #[error("loading failed: {0}")]
+    LoadFailed(String),
     /// The request's deadline passed before it completed.
     #[error("deadline exceeded: {0}")]
     DeadlineExceeded(String),
     /// A limit was hit (too many waiters, value larger than the budget, ...).
     #[error("resource exhausted: {0}")]
     ResourceExhausted(String),
-    /// A bug or an unexpected failure on the node (e.g. a loader error).
+    /// A bug or an unexpected failure on the node (e.g. a loader that panicked).
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -64,14 +79,55 @@ pub enum TransportError {
         /// Why it is invalid.
         reason: String,
     },
-    /// The peer could not be reached or the connection broke (`UNAVAILABLE`).
+    /// No connection to the peer could be made, or it broke before the peer answered: the
+    /// peer is unreachable from here.
+    #[error("peer {peer} ({addr}) unreachable: {reason}")]
+    Unreachable {
+        /// The peer.
+        peer: MemberId,
+        /// The address dialled.
+        addr: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The peer answered that it does not serve (it is shutting down).
+    #[error("peer {peer} ({addr}) is not serving: {reason}")]
+    NotServing {
+        /// The peer.
+        peer: MemberId,
+        /// The address dialled.
+        addr: String,
+        /// The peer's message.
+        reason: String,
+    },
+    /// The peer refused a forwarded write: it does not own the key in its view.
+    #[error("peer {peer} ({addr}) does not own the key: {reason}")]
+    NotOwner {
+        /// The peer.
+        peer: MemberId,
+        /// The address dialled.
+        addr: String,
+        /// The peer's message.
+        reason: String,
+    },
+    /// The peer's loader failed for the key.
+    #[error("loading failed on peer {peer} ({addr}): {reason}")]
+    LoadFailed {
+        /// The peer.
+        peer: MemberId,
+        /// The address dialled.
+        addr: String,
+        /// The peer's message.
+        reason: String,
+    },
+    /// The peer answered `UNAVAILABLE` for another reason.
     #[error("peer {peer} ({addr}) unavailable: {reason}")]
     Unavailable {
         /// The peer.
         peer: MemberId,
         /// The address dialled.
         addr: String,
-        /// What failed.
+        /// What the peer said.
         reason: String,
     },
     /// No answer within the timeout (`DEADLINE_EXCEEDED` or `CANCELLED`, or the local timer).
@@ -134,6 +190,10 @@ impl TransportError {
     pub fn peer(&self) -> &MemberId {
         match self {
             TransportError::InvalidAddress { peer, .. }
+            | TransportError::Unreachable { peer, .. }
+            | TransportError::NotServing { peer, .. }
+            | TransportError::NotOwner { peer, .. }
+            | TransportError::LoadFailed { peer, .. }
             | TransportError::Unavailable { peer, .. }
             | TransportError::DeadlineExceeded { peer, .. }
             | TransportError::ResourceExhausted { peer, .. }
@@ -146,9 +206,12 @@ impl TransportError {
     /// The gRPC code that best describes the error.
     pub fn code(&self) -> Code {
         match self {
-            TransportError::InvalidAddress { .. } | TransportError::Unavailable { .. } => {
-                Code::Unavailable
-            }
+            TransportError::InvalidAddress { .. }
+            | TransportError::Unreachable { .. }
+            | TransportError::NotServing { .. }
+            | TransportError::NotOwner { .. }
+            | TransportError::LoadFailed { .. }
+            | TransportError::Unavailable { .. } => Code::Unavailable,
             TransportError::DeadlineExceeded { .. } => Code::DeadlineExceeded,
             TransportError::ResourceExhausted { .. } => Code::ResourceExhausted,
             TransportError::MessageTooLarge { .. } => Code::OutOfRange,
@@ -157,46 +220,19 @@ impl TransportError {
         }
     }
 
-    /// True when the peer, or the path to it, failed: unreachable, too slow, overloaded, a bad
-    /// address, or an internal error on the peer. Such errors say nothing about the request and
-    /// count against the peer's health.
-    pub fn is_peer_failure(&self) -> bool {
-        match self {
+    /// True when the peer could not be asked at all: its address is unusable, no connection
+    /// could be made, the connection broke before it answered, or it said it is not serving.
+    /// Only then may another node serve the request in its place (e.g. by loading locally):
+    /// when the peer answered — its loader failed, it is overloaded or slow, it refused — the
+    /// answer stands, and loading elsewhere would only multiply the load on a struggling source.
+    pub fn is_unreachable(&self) -> bool {
+        matches!(
+            self,
             TransportError::InvalidAddress { .. }
-            | TransportError::Unavailable { .. }
-            | TransportError::DeadlineExceeded { .. }
-            | TransportError::ResourceExhausted { .. } => true,
-            TransportError::MessageTooLarge { .. } | TransportError::UnknownGroup { .. } => false,
-            TransportError::Rejected { code, .. } => code_is_peer_failure(*code),
-        }
+                | TransportError::Unreachable { .. }
+                | TransportError::NotServing { .. }
+        )
     }
-
-    /// True when another node (typically this one, by running the loader locally) may still serve
-    /// the request: every peer failure, plus a peer that does not know the group or whose answer is
-    /// too large to carry. False only when the peer judged the request itself invalid, which would
-    /// fail anywhere.
-    pub fn is_retryable_elsewhere(&self) -> bool {
-        match self {
-            TransportError::MessageTooLarge { .. } | TransportError::UnknownGroup { .. } => true,
-            other => other.is_peer_failure(),
-        }
-    }
-}
-
-/// Codes that mean "the peer broke", as opposed to "the peer judged the request".
-fn code_is_peer_failure(code: Code) -> bool {
-    matches!(
-        code,
-        Code::Unknown
-            | Code::Internal
-            | Code::Unimplemented
-            | Code::Aborted
-            | Code::DataLoss
-            | Code::Unavailable
-            | Code::DeadlineExceeded
-            | Code::Cancelled
-            | Code::ResourceExhausted
-    )
 }
 
 /// Error of a [`crate::CacheClient`] call.

@@ -98,10 +98,11 @@ pub(crate) enum Rpc {
     Set = 1,
     Delete = 2,
     Stats = 3,
+    Invalidate = 4,
 }
 
 impl Rpc {
-    const ALL: [Rpc; 4] = [Rpc::Get, Rpc::Set, Rpc::Delete, Rpc::Stats];
+    const ALL: [Rpc; 5] = [Rpc::Get, Rpc::Set, Rpc::Delete, Rpc::Stats, Rpc::Invalidate];
 
     fn path(self) -> &'static str {
         match self {
@@ -109,6 +110,7 @@ impl Rpc {
             Rpc::Set => "/lcache.v1.Cache/Set",
             Rpc::Delete => "/lcache.v1.Cache/Delete",
             Rpc::Stats => "/lcache.v1.Cache/Stats",
+            Rpc::Invalidate => "/lcache.v1.Cache/Invalidate",
         }
     }
 }
@@ -117,7 +119,7 @@ struct Inner {
     /// `http://host:port`, the prefix of every request's URI.
     base: String,
     /// The URI of each [`Rpc`], in [`Rpc::ALL`] order.
-    uris: [Uri; 4],
+    uris: [Uri; 5],
     /// `grpc-timeout` of the configured request timeout (the usual one), encoded once.
     default_timeout: HeaderValue,
     config: ClientConfig,
@@ -205,6 +207,7 @@ impl H2Channel {
             uri(Rpc::ALL[1])?,
             uri(Rpc::ALL[2])?,
             uri(Rpc::ALL[3])?,
+            uri(Rpc::ALL[4])?,
         ];
         let default_timeout = timeout_header(config.request_timeout)?;
         Ok(H2Channel {
@@ -328,11 +331,11 @@ impl H2Channel {
         // A connection that cannot be (re-)established makes the peer unavailable, whether it
         // was refused or timed out (as with tonic's lazily connecting channels).
         let live = self.connection().await.map_err(|failure| match failure {
-            ConnectFailure::TimedOut => Failure::Unavailable(format!(
+            ConnectFailure::TimedOut => Failure::Unreachable(format!(
                 "connecting to {} timed out after {:?}",
                 self.inner.base, self.inner.config.connect_timeout
             )),
-            ConnectFailure::Failed(reason) => Failure::Unavailable(reason),
+            ConnectFailure::Failed(reason) => Failure::Unreachable(reason),
         })?;
         let _open = OpenCall::new(&live.open_calls);
         let request = self.request(rpc, timeout)?;
@@ -403,7 +406,7 @@ impl H2Channel {
             return classify(&status);
         }
         live.closed.store(true, Ordering::Release);
-        Failure::Unavailable(format!(
+        Failure::Unreachable(format!(
             "connection to {} failed: {}",
             self.inner.base,
             error_chain(err)
@@ -637,6 +640,7 @@ mod tests {
         let message = crate::proto::GetResponse {
             value: Bytes::from_static(b"v"),
             ttl_ms: Some(7),
+            held_ms: 0,
         };
         let framed = frame(&message);
         let back: crate::proto::GetResponse = decode(framed.clone(), 1024).unwrap();

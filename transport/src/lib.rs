@@ -14,9 +14,11 @@
 mod channel;
 mod client;
 mod convert;
+mod deadline;
 mod error;
 mod h2channel;
 mod io;
+pub mod limits;
 pub mod proto;
 mod server;
 mod transport;
@@ -25,14 +27,19 @@ pub mod types;
 pub use channel::ClientConfig;
 pub use client::CacheClient;
 pub use convert::MAX_GROUP_NAME_BYTES;
+pub use deadline::Deadline;
 pub use error::{ClientError, ServeError, ServiceError, TransportError};
 pub use io::{BoxError, ServerIo};
+pub use limits::RequestBytesLayer;
 pub use server::{
     parse_grpc_timeout, serve, serve_with_incoming, server, CacheHandler, ServerConfig,
     SERVICE_NAME,
 };
 pub use transport::{GrpcTransport, Transport};
-pub use types::{DeleteRequest, Fetched, GetRequest, GroupStats, NodeStats, SetRequest};
+pub use types::{
+    DeleteRequest, Fetched, GetRequest, GroupCounters, GroupStats, InvalidateRequest, NodeStats,
+    SetRequest, Tier, TierStats,
+};
 
 /// Re-exported so users of [`server`] can name its return types without depending on tonic.
 pub use tonic::transport::server::Router;

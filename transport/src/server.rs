@@ -18,44 +18,53 @@ use tonic::transport::Server;
 use tonic::{Request, Response, Status};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
+use tower::layer::util::{Identity, Stack};
 
 use crate::convert::{miss_status, stats_filter};
+use crate::deadline::Deadline;
 use crate::error::{ServeError, ServiceError};
 use crate::io::{BoxError, ServerIo};
+use crate::limits::{ConnectionSlots, RequestBytesLayer};
 use crate::proto;
 use crate::proto::cache_server::{Cache, CacheServer};
-use crate::types::{DeleteRequest, Fetched, GetRequest, NodeStats, SetRequest};
+use crate::types::{DeleteRequest, Fetched, GetRequest, InvalidateRequest, NodeStats, SetRequest};
 
 /// Name of the gRPC service, as the health service reports it.
 pub const SERVICE_NAME: &str = proto::cache_server::SERVICE_NAME;
 
 /// What a node implements to answer the cache API.
 ///
-/// `deadline` is the time left for the request when it arrived: the caller's `grpc-timeout`,
-/// capped by [`ServerConfig::max_request_timeout`]; `None` when neither is set. The server drops
-/// the returned future when the deadline passes (the caller then sees `CANCELLED`), so a handler
-/// needs the deadline only to budget the calls it makes itself (e.g. forwarding to the owner).
+/// `deadline` is when the caller stops waiting: its `grpc-timeout` from when the request arrived,
+/// capped by [`ServerConfig::max_request_timeout`]. The server drops the returned future when the
+/// deadline passes (the caller then sees `CANCELLED`), so a handler needs the deadline only to
+/// budget the calls it makes itself (e.g. forwarding to the owner).
 pub trait CacheHandler: Send + Sync + 'static {
     /// The value of `req.key`, `Ok(None)` on a miss.
     fn get(
         &self,
         req: GetRequest,
-        deadline: Option<Duration>,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<Option<Fetched>, ServiceError>> + Send;
 
     /// Stores a value.
     fn set(
         &self,
         req: SetRequest,
-        deadline: Option<Duration>,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
 
     /// Removes a key; `Ok(true)` when the owner held it.
     fn delete(
         &self,
         req: DeleteRequest,
-        deadline: Option<Duration>,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
+
+    /// Drops this node's copies of a key another node wrote.
+    fn invalidate(
+        &self,
+        req: InvalidateRequest,
+    ) -> impl Future<Output = Result<(), ServiceError>> + Send;
 
     /// Stats of one group (`Some`) or of every group (`None`).
     fn stats(
@@ -69,25 +78,43 @@ pub trait CacheHandler: Send + Sync + 'static {
 pub struct ServerConfig {
     /// Largest message decoded or encoded, in bytes (requests and responses).
     pub max_message_bytes: usize,
-    /// Upper bound on any request's deadline; also applies to requests without `grpc-timeout`.
-    pub max_request_timeout: Option<Duration>,
+    /// Upper bound on any request's deadline; also the deadline of requests without
+    /// `grpc-timeout`.
+    pub max_request_timeout: Duration,
     /// Requests served at once on one connection; more are refused with `RESOURCE_EXHAUSTED`.
     pub concurrency_limit_per_connection: Option<usize>,
-    /// HTTP/2 streams a client may open at once on one connection.
+    /// HTTP/2 streams a client may open at once on one connection (more are refused by HTTP/2).
     pub max_concurrent_streams: Option<u32>,
+    /// Connections held at once; one more is closed as soon as it is accepted.
+    pub max_connections: usize,
+    /// Bytes of request bodies held at once over all connections (received, or held by a
+    /// request being served); a request that would pass it is refused with `RESOURCE_EXHAUSTED`.
+    /// Raised to at least `max_message_bytes`, so the largest request can always be served alone.
+    pub max_request_bytes: usize,
     /// Interval of HTTP/2 keepalive pings to detect dead clients; `None` disables them.
     pub http2_keepalive_interval: Option<Duration>,
     /// How long to wait for a keepalive ping's answer before closing the connection.
     pub http2_keepalive_timeout: Option<Duration>,
 }
 
+impl ServerConfig {
+    /// Default of [`ServerConfig::max_connections`].
+    pub const DEFAULT_MAX_CONNECTIONS: usize = 1_024;
+    /// Default of [`ServerConfig::max_concurrent_streams`] (and of the per-connection limit).
+    pub const DEFAULT_STREAMS_PER_CONNECTION: u32 = 128;
+    /// Default of [`ServerConfig::max_request_bytes`]: 64 MiB.
+    pub const DEFAULT_MAX_REQUEST_BYTES: usize = 64 << 20;
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             max_message_bytes: 4 * 1024 * 1024,
-            max_request_timeout: Some(Duration::from_secs(30)),
-            concurrency_limit_per_connection: Some(1024),
-            max_concurrent_streams: Some(1024),
+            max_request_timeout: Duration::from_secs(30),
+            concurrency_limit_per_connection: Some(Self::DEFAULT_STREAMS_PER_CONNECTION as usize),
+            max_concurrent_streams: Some(Self::DEFAULT_STREAMS_PER_CONNECTION),
+            max_connections: Self::DEFAULT_MAX_CONNECTIONS,
+            max_request_bytes: Self::DEFAULT_MAX_REQUEST_BYTES,
             http2_keepalive_interval: Some(Duration::from_secs(30)),
             http2_keepalive_timeout: Some(Duration::from_secs(10)),
         }
@@ -98,20 +125,17 @@ impl Default for ServerConfig {
 #[derive(Debug)]
 struct CacheService<H> {
     handler: Arc<H>,
-    max_timeout: Option<Duration>,
+    max_timeout: Duration,
 }
 
 impl<H> CacheService<H> {
     /// The deadline the handler sees: the caller's `grpc-timeout` capped by the server's bound.
-    fn deadline(&self, md: &MetadataMap) -> Option<Duration> {
+    fn deadline(&self, md: &MetadataMap) -> Deadline {
         let header = md
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
-        match (header, self.max_timeout) {
-            (Some(h), Some(m)) => Some(h.min(m)),
-            (h, m) => h.or(m),
-        }
+        Deadline::after(header.map_or(self.max_timeout, |h| h.min(self.max_timeout)))
     }
 }
 
@@ -149,11 +173,17 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         &self,
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::GetResponse>, Status> {
+        let received = tokio::time::Instant::now();
         let deadline = self.deadline(request.metadata());
         let req = GetRequest::try_from(request.into_inner()).map_err(|e| reject("get", e))?;
         let group = req.group.clone();
         match self.handler.get(req, deadline).await {
-            Ok(Some(fetched)) => Ok(Response::new(fetched.into())),
+            Ok(Some(fetched)) => {
+                let mut response = proto::GetResponse::from(fetched);
+                response.held_ms =
+                    u64::try_from(received.elapsed().as_millis()).unwrap_or(u64::MAX);
+                Ok(Response::new(response))
+            }
             Ok(None) => Err(miss_status(&group)),
             Err(e) => Err(reject("get", e)),
         }
@@ -186,6 +216,19 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         Ok(Response::new(proto::DeleteResponse { existed }))
     }
 
+    async fn invalidate(
+        &self,
+        request: Request<proto::InvalidateRequest>,
+    ) -> Result<Response<proto::InvalidateResponse>, Status> {
+        let req = InvalidateRequest::try_from(request.into_inner())
+            .map_err(|e| reject("invalidate", e))?;
+        self.handler
+            .invalidate(req)
+            .await
+            .map_err(|e| reject("invalidate", e))?;
+        Ok(Response::new(proto::InvalidateResponse {}))
+    }
+
     async fn stats(
         &self,
         request: Request<proto::StatsRequest>,
@@ -209,7 +252,7 @@ impl<H: CacheHandler> Cache for CacheService<H> {
 pub async fn server<H: CacheHandler>(
     handler: Arc<H>,
     config: ServerConfig,
-) -> (Router, HealthReporter) {
+) -> (Router<Stack<RequestBytesLayer, Identity>>, HealthReporter) {
     let service = CacheService {
         handler,
         max_timeout: config.max_request_timeout,
@@ -226,16 +269,18 @@ pub async fn server<H: CacheHandler>(
         .max_concurrent_streams(config.max_concurrent_streams)
         .http2_keepalive_interval(config.http2_keepalive_interval)
         .http2_keepalive_timeout(config.http2_keepalive_timeout)
-        .tcp_nodelay(true);
-    if let Some(timeout) = config.max_request_timeout {
-        builder = builder.timeout(timeout);
-    }
+        .tcp_nodelay(true)
+        .timeout(config.max_request_timeout);
     if let Some(limit) = config.concurrency_limit_per_connection {
         builder = builder
             .concurrency_limit_per_connection(limit)
             .load_shed(true);
     }
-    let router = builder.add_service(health_service).add_service(cache);
+    let request_bytes = config.max_request_bytes.max(config.max_message_bytes);
+    let router = builder
+        .layer(RequestBytesLayer::new(request_bytes))
+        .add_service(health_service)
+        .add_service(cache);
     (router, health)
 }
 
@@ -275,6 +320,7 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     IE: Into<BoxError>,
 {
+    let slots = ConnectionSlots::new(config.max_connections);
     let (router, health) = server(handler, config).await;
     let signal = async move {
         shutdown.await;
@@ -287,7 +333,12 @@ where
             .await;
     };
     router
-        .serve_with_incoming_shutdown(incoming.map_ok(ServerIo), signal)
+        .serve_with_incoming_shutdown(
+            incoming.try_filter_map(move |io| {
+                std::future::ready(Ok::<_, IE>(slots.admit(ServerIo(io))))
+            }),
+            signal,
+        )
         .await
         .map_err(ServeError::Server)?;
     tracing::info!("server stopped");

@@ -13,24 +13,27 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
 use crate::channel::{connector_channels, http_channels, ChannelFactory, ClientConfig};
-use crate::convert::Failure;
+use crate::convert::{fetched_at_receipt, Failure};
+use crate::deadline::Deadline;
 use crate::error::TransportError;
 use crate::h2channel::{H2Channel, Rpc};
 use crate::io::BoxError;
 use crate::proto;
-use crate::types::{DeleteRequest, Fetched, GetRequest, SetRequest};
+use crate::types::{DeleteRequest, Fetched, GetRequest, InvalidateRequest, SetRequest};
 
 /// How a node calls its peers. Implementations: [`GrpcTransport`] here, a simulated one in `sim/`.
 ///
-/// Every call is bounded by `timeout`; a call that cannot complete in time fails with
+/// Every call is bounded by `deadline`; a call that cannot complete in time fails with
 /// [`TransportError::DeadlineExceeded`] rather than hang.
 pub trait Transport: Send + Sync + 'static {
-    /// The value of `req.key` on `peer`; `Ok(None)` when the peer reports a miss.
+    /// The value of `req.key` on `peer`; `Ok(None)` when the peer reports a miss. The value's
+    /// `ttl` is what was left of its lifetime when the peer *received* the request (see
+    /// `held_ms` in the proto): the caller ages it by its whole call.
     fn get(
         &self,
         peer: &Member,
         req: GetRequest,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<Option<Fetched>, TransportError>> + Send;
 
     /// Stores a value on `peer`.
@@ -38,7 +41,7 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         peer: &Member,
         req: SetRequest,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Removes a key on `peer`; `Ok(true)` when the peer held it.
@@ -46,8 +49,16 @@ pub trait Transport: Send + Sync + 'static {
         &self,
         peer: &Member,
         req: DeleteRequest,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> impl Future<Output = Result<bool, TransportError>> + Send;
+
+    /// Tells `peer` that a write of `req.key` was applied, so it drops its copies.
+    fn invalidate(
+        &self,
+        peer: &Member,
+        req: InvalidateRequest,
+        deadline: Deadline,
+    ) -> impl Future<Output = Result<(), TransportError>> + Send;
 
     /// Drops cached connection state for a member that left.
     fn forget(&self, peer: &MemberId);
@@ -173,15 +184,16 @@ impl Transport for GrpcTransport {
         &self,
         peer: &Member,
         req: GetRequest,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<Option<Fetched>, TransportError> {
         let channel = self.client(peer)?;
         let message = proto::GetRequest::from(req);
+        let timeout = deadline.remaining();
         match channel
             .unary::<_, proto::GetResponse>(Rpc::Get, &message, timeout)
             .await
         {
-            Ok(response) => Ok(Some(response.into())),
+            Ok(response) => Ok(Some(fetched_at_receipt(response))),
             Err(Failure::NotFound(_)) => Ok(None),
             Err(f) => Err(self.failed("get", peer, timeout, f)),
         }
@@ -191,10 +203,11 @@ impl Transport for GrpcTransport {
         &self,
         peer: &Member,
         req: SetRequest,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<(), TransportError> {
         let channel = self.client(peer)?;
         let message = proto::SetRequest::from(req);
+        let timeout = deadline.remaining();
         channel
             .unary(Rpc::Set, &message, timeout)
             .await
@@ -206,15 +219,32 @@ impl Transport for GrpcTransport {
         &self,
         peer: &Member,
         req: DeleteRequest,
-        timeout: Duration,
+        deadline: Deadline,
     ) -> Result<bool, TransportError> {
         let channel = self.client(peer)?;
         let message = proto::DeleteRequest::from(req);
+        let timeout = deadline.remaining();
         channel
             .unary(Rpc::Delete, &message, timeout)
             .await
             .map(|response: proto::DeleteResponse| response.existed)
             .map_err(|f| self.failed("delete", peer, timeout, f))
+    }
+
+    async fn invalidate(
+        &self,
+        peer: &Member,
+        req: InvalidateRequest,
+        deadline: Deadline,
+    ) -> Result<(), TransportError> {
+        let channel = self.client(peer)?;
+        let message = proto::InvalidateRequest::from(req);
+        let timeout = deadline.remaining();
+        channel
+            .unary(Rpc::Invalidate, &message, timeout)
+            .await
+            .map(|_: proto::InvalidateResponse| ())
+            .map_err(|f| self.failed("invalidate", peer, timeout, f))
     }
 
     fn forget(&self, peer: &MemberId) {

@@ -42,9 +42,9 @@ async fn client_round_trip_and_stats() {
     let one = c.stats(Some(GROUP)).await.unwrap();
     assert_eq!(one.groups.len(), 1);
     assert_eq!(one.groups[0].group, GROUP);
-    assert_eq!(one.groups[0].entries, 1);
-    assert_eq!(one.groups[0].hits, 3);
-    assert_eq!(one.groups[0].budget_bytes, 1 << 20);
+    assert_eq!(one.groups[0].entries(), 1);
+    assert_eq!(one.groups[0].counters.hits, 3);
+    assert_eq!(one.groups[0].budget_bytes(), 1 << 20);
 
     assert!(c.delete(GROUP, "k").await.unwrap());
     assert!(!c.delete(GROUP, "k").await.unwrap());

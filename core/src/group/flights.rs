@@ -53,6 +53,9 @@ pub(super) struct Flight<W> {
     pub(super) waiters: Vec<W>,
     /// When the work started (or the flight was queued), to age an owner's answer.
     pub(super) started_at: Timestamp,
+    /// Fetches of this flight so far that found the value expired on its way (see
+    /// [`MAX_REFETCHES`](super::shard::MAX_REFETCHES)).
+    pub(super) refetches: u8,
 }
 
 /// The flights of one shard.
@@ -95,6 +98,18 @@ impl<W> Flights<W> {
         waiters: Vec<W>,
         now: Timestamp,
     ) -> (FlightId, State) {
+        self.start_again(key, kind, waiters, now, 0)
+    }
+
+    /// [`Flights::start`] for a flight that already fetched `refetches` times.
+    pub(super) fn start_again(
+        &mut self,
+        key: Bytes,
+        kind: Kind,
+        waiters: Vec<W>,
+        now: Timestamp,
+        refetches: u8,
+    ) -> (FlightId, State) {
         debug_assert!(
             !self.current.contains_key(&key),
             "one current flight per key"
@@ -116,6 +131,7 @@ impl<W> Flights<W> {
             state,
             waiters,
             started_at: now,
+            refetches,
         };
         self.current.insert(key, flight);
         (id, state)

@@ -105,6 +105,9 @@ pub struct GroupSettings {
     pub misses: Option<MissSettings>,
     /// Callers that may wait on one key's flight at once.
     pub max_waiters_per_key: usize,
+    /// Whether the group has a loader. Without one, a key nobody set is a miss at once: no
+    /// load is started, counted or remembered.
+    pub has_loader: bool,
     /// Seed of the shard choice and of the stores' hashers (per process; see
     /// [`StoreConfig::hash_seed`]).
     pub hash_seed: u64,
@@ -202,6 +205,7 @@ impl<W, E> Group<W, E> {
                 hot_lifetime: settings.hot.map_or(Duration::ZERO, |h| h.lifetime),
                 miss_ttl: settings.misses.map_or(Duration::ZERO, |m| m.ttl),
                 max_waiters_per_key: settings.max_waiters_per_key.max(1),
+                has_loader: settings.has_loader,
             },
             name: settings.name,
             shards: shards.into_boxed_slice(),

@@ -19,6 +19,11 @@ use crate::router::Router;
 use crate::store::{Lookup, Store};
 use crate::time::Timestamp;
 
+/// How many times a flight asks the owner again when the value it got expired on its way (the
+/// owner's value was at the end of its life). The owner answers with what it holds now, so one
+/// more ask nearly always settles it; past the bound the key is answered as a miss.
+pub(super) const MAX_REFETCHES: u8 = 2;
+
 /// Settings every shard of a group shares.
 #[derive(Debug, Clone)]
 pub(super) struct Rules {
@@ -26,6 +31,7 @@ pub(super) struct Rules {
     pub(super) hot_lifetime: Duration,
     pub(super) miss_ttl: Duration,
     pub(super) max_waiters_per_key: usize,
+    pub(super) has_loader: bool,
 }
 
 /// The stores, flights and counters of the keys of one shard.
@@ -113,6 +119,9 @@ impl<W> Shard<W> {
                 }
             }
             self.counters.misses += 1;
+            if !rules.has_loader {
+                return GetStep::Reply(Ok(None));
+            }
             return self.join(rules, slots, key, Kind::Load, now, waiter);
         }
         if let Some(hot) = &mut self.hot {
@@ -126,6 +135,9 @@ impl<W> Shard<W> {
             // A peer thinks this node owns the key; it does not in its own view. Serve it without
             // a second hop (views disagree only for a while): a local load kept as a hot copy.
             self.counters.stray_gets += 1;
+            if !rules.has_loader {
+                return GetStep::Reply(Ok(None));
+            }
             return self.join(rules, slots, key, Kind::Load, now, waiter);
         }
         let owner = owner.clone();
@@ -268,11 +280,15 @@ impl<W> Shard<W> {
             FetchOutcome::Unreachable(err) => {
                 self.counters.fetch_errors += 1;
                 self.counters.fallbacks += 1;
-                return self.fall_back(slots, done, err, now);
+                return self.fall_back(rules, slots, done, err, now);
             }
             FetchOutcome::Answered(Ok(Some(value))) => {
                 let elapsed = now.saturating_duration_since(done.started_at);
                 match aged(value, elapsed) {
+                    None if done.refetches < MAX_REFETCHES => {
+                        // Expired on the way: what the owner holds now is the answer.
+                        return self.refetch(rules, slots, done, now);
+                    }
                     None => Ok(None),
                     Some(copy) => {
                         if detached {
@@ -299,26 +315,69 @@ impl<W> Shard<W> {
         }
     }
 
-    /// The owner was unreachable: the fetch's waiters get a local load instead (kept only as a
-    /// hot copy, since this node does not own the key).
-    fn fall_back<E: Clone + From<Refusal>>(
+    /// Asks again for the waiters of `done`, whose answer expired on its way: they join the
+    /// key's current flight if there is one (a newer fetch or load), else a new flight routed by
+    /// the ring as it is now (the owner may have changed while the answer travelled).
+    fn refetch<E: From<Refusal>>(
         &mut self,
+        rules: &Rules,
         slots: &Arc<LoadSlots>,
         done: Flight<W>,
-        unreachable: E,
         now: Timestamp,
     ) -> Completion<W, E> {
-        let key = done.key.clone();
-        if self.flights.current_mut(&key).is_some() {
-            // A write detached the fetch and a newer flight exists: nothing to fall back to.
+        let key = done.key;
+        if let Some(current) = self.flights.current_mut(&key) {
+            current.waiters.extend(done.waiters);
+            return Completion::default();
+        }
+        let owner = self.router.owner(&key).clone();
+        if owner.id != *self.router.self_id() {
+            let (id, _) = self.flights.start_again(
+                key.clone(),
+                Kind::Fetch {
+                    owner: owner.clone(),
+                },
+                done.waiters,
+                now,
+                done.refetches + 1,
+            );
+            self.flights.check();
+            self.counters.fetches += 1;
+            return Completion {
+                deliveries: Vec::new(),
+                start: Some(Work::Fetch {
+                    flight: FlightRef { key, id },
+                    owner,
+                }),
+            };
+        }
+        // This node owns the key now: what it holds, or its loader, is the answer.
+        let reply = match self.main.get(&key, now) {
+            Some(hit) => Some(Ok(Some(fetched(hit, now)))),
+            None if !rules.has_loader => Some(Ok(None)),
+            None => None,
+        };
+        if let Some(reply) = reply {
             return Completion {
                 deliveries: vec![Delivery {
                     waiters: done.waiters,
-                    reply: Err(unreachable),
+                    reply,
                 }],
                 start: None,
             };
         }
+        self.start_load(slots, key, done.waiters, now)
+    }
+
+    /// Starts a load of `key` for `waiters` (queued behind a detached load of the key if one
+    /// runs); refuses them if the node's loads are all taken.
+    fn start_load<E: From<Refusal>>(
+        &mut self,
+        slots: &Arc<LoadSlots>,
+        key: Bytes,
+        waiters: Vec<W>,
+        now: Timestamp,
+    ) -> Completion<W, E> {
         let permit = if self.flights.load_running(&key) {
             None
         } else {
@@ -329,7 +388,7 @@ impl<W> Shard<W> {
                     let cap = slots.cap();
                     return Completion {
                         deliveries: vec![Delivery {
-                            waiters: done.waiters,
+                            waiters,
                             reply: Err(Refusal::LoadsFull { cap }.into()),
                         }],
                         start: None,
@@ -337,9 +396,7 @@ impl<W> Shard<W> {
                 }
             }
         };
-        let (id, state) = self
-            .flights
-            .start(key.clone(), Kind::Load, done.waiters, now);
+        let (id, state) = self.flights.start(key.clone(), Kind::Load, waiters, now);
         self.flights.check();
         let start = match (state, permit) {
             (State::Running, Some(permit)) => {
@@ -354,6 +411,37 @@ impl<W> Shard<W> {
         Completion {
             deliveries: Vec::new(),
             start,
+        }
+    }
+
+    /// The owner was unreachable: the fetch's waiters get a local load instead (kept only as a
+    /// hot copy, since this node does not own the key).
+    fn fall_back<E: Clone + From<Refusal>>(
+        &mut self,
+        rules: &Rules,
+        slots: &Arc<LoadSlots>,
+        done: Flight<W>,
+        unreachable: E,
+        now: Timestamp,
+    ) -> Completion<W, E> {
+        let reply = if !rules.has_loader {
+            // Nothing to load locally: without the owner, the key is a miss here.
+            Some(Ok(None))
+        } else if self.flights.current_mut(&done.key).is_some() {
+            // A write detached the fetch and a newer flight exists: nothing to fall back to.
+            Some(Err(unreachable))
+        } else {
+            None
+        };
+        match reply {
+            Some(reply) => Completion {
+                deliveries: vec![Delivery {
+                    waiters: done.waiters,
+                    reply,
+                }],
+                start: None,
+            },
+            None => self.start_load(slots, done.key, done.waiters, now),
         }
     }
 

@@ -52,6 +52,7 @@ fn settings() -> GroupSettings {
             ttl: Duration::from_millis(500),
         }),
         max_waiters_per_key: 8,
+        has_loader: true,
         hash_seed: 7,
     }
 }
@@ -270,16 +271,33 @@ fn a_fetched_value_is_aged_by_the_call_and_kept_as_a_bounded_hot_copy() {
         f.group.get(&f.theirs, false, at(1_100), || 3),
         GetStep::Start(Work::Fetch { .. })
     ));
-    // A value that expired on the way is a miss, and is not kept.
+    // A value that expired on the way is not kept nor answered: the owner is asked again (a
+    // bounded number of times), and what it holds now is the answer.
     let f = fixture();
     let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
-    let done = f.group.fetched(
+    let mut done = f.group.fetched(
         &flight,
         FetchOutcome::Answered(Ok(Some(value("v", Some(50))))),
         at(80),
     );
-    assert_eq!(delivered(&done), vec![(vec![1], Ok(None))]);
+    for answered_at in [100, 120] {
+        assert!(done.deliveries.is_empty());
+        let Some(Work::Fetch { flight, .. }) = done.start else {
+            panic!("the owner is asked again");
+        };
+        done = f.group.fetched(
+            &flight,
+            FetchOutcome::Answered(Ok(Some(value("v", Some(5))))),
+            at(answered_at),
+        );
+    }
+    assert_eq!(
+        delivered(&done),
+        vec![(vec![1], Ok(None))],
+        "past the bound, a miss"
+    );
     assert_eq!(tier_entries(&f.group, Tier::Hot), 0);
+    assert_eq!(f.group.stats().counters.fetches, 3);
 }
 
 fn reply_value(step: GetStep<TestError>) -> Fetched {
@@ -521,6 +539,30 @@ fn no_more_loads_than_the_node_cap_and_no_more_waiters_than_the_key_bound() {
     assert_eq!(f.slots.running(), 0);
     start_load(f.group.get(&other, false, at(2), || 4));
     assert!(f.group.stats().counters.overloaded >= 2);
+}
+
+#[test]
+fn without_a_loader_a_key_nobody_set_is_a_miss_at_once() {
+    let f = fixture_with(
+        GroupSettings {
+            has_loader: false,
+            ..settings()
+        },
+        4,
+    );
+    assert_eq!(reply(f.group.get(&f.mine, false, at(0), || 1)), Ok(None));
+    assert_eq!(reply(f.group.get(&f.theirs, true, at(0), || 2)), Ok(None));
+    // A non-owner still asks the owner; an unreachable owner makes it a miss.
+    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 3));
+    let done = f.group.fetched(
+        &flight,
+        FetchOutcome::Unreachable(TestError::Failed("down")),
+        at(1),
+    );
+    assert_eq!(delivered(&done), vec![(vec![3], Ok(None))]);
+    let c = f.group.stats().counters;
+    assert_eq!((c.loads, c.misses, c.fallbacks), (0, 3, 1));
+    assert_eq!(f.group.stats().entries(), 0, "nothing remembered");
 }
 
 #[test]

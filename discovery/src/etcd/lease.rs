@@ -4,7 +4,7 @@
 use super::record::encode_value;
 use super::{call, is_not_found, Registration};
 use crate::backoff::Backoff;
-use crate::DiscoveryError;
+use crate::{DiscoveryError, Fence};
 use etcd_client::{Client, PutOptions};
 use lcache_core::member::Member;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -79,6 +79,8 @@ pub(super) struct Registrar {
     pub(super) leases: SharedLeases,
     /// Signalled by the watcher when the cluster listing lacks this node.
     pub(super) self_missing: Arc<Notify>,
+    /// Raised before registering again after the registration was lost.
+    pub(super) fence: Fence,
 }
 
 impl Registrar {
@@ -171,6 +173,9 @@ impl Registrar {
                     tokio::time::sleep(self.backoff.next_delay()).await;
                 }
             }
+            // Peers dropped this node when the lease went: drop what it holds before it
+            // registers again.
+            self.fence.raise();
             lease = self.register_until_done().await;
         }
     }
@@ -225,7 +230,10 @@ impl Registrar {
                     let member = lock(&self.leases).current.as_ref().map(|r| r.member.clone());
                     let Some(member) = member else { continue };
                     tracing::warn!(node = %self.me.id, key = %self.key,
-                        "this node's key is missing from etcd; writing it again");
+                        "this node's key is missing from etcd; fencing, then writing it again");
+                    // Peers saw the key gone and took over this node's keys: drop what it
+                    // holds before the key reappears.
+                    self.fence.raise();
                     match self.put(&member, lease.id).await {
                         Ok(()) => {}
                         Err(err) if is_not_found(&err) => return KeepAliveEnd::Lost(err.to_string()),

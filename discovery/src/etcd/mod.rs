@@ -31,7 +31,7 @@ mod watch;
 pub use record::KEY_ROOT;
 
 use crate::backoff::{derive_seed, Backoff};
-use crate::{Discovery, DiscoveryError};
+use crate::{Discovery, DiscoveryError, Fence};
 use etcd_client::{Client, ConnectOptions};
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::MembershipEvent;
@@ -234,13 +234,14 @@ impl EtcdDiscovery {
         &self,
         me: Member,
         events: mpsc::Sender<MembershipEvent>,
+        fence: Fence,
     ) -> Result<Session, DiscoveryError> {
         let seed = self
             .config
             .seed
             .unwrap_or_else(|| lcache_core::hash::ring_hash(me.id.as_str().as_bytes()));
         let client = self.connect().await?;
-        let (mut registrar, mut watcher) = self.loops(&client, me, events, seed)?;
+        let (mut registrar, mut watcher) = self.loops(&client, me, events, fence, seed)?;
         let mut session = Session {
             client,
             leases: registrar.leases.clone(),
@@ -277,6 +278,7 @@ impl EtcdDiscovery {
         client: &Client,
         me: Member,
         events: mpsc::Sender<MembershipEvent>,
+        fence: Fence,
         seed: u64,
     ) -> Result<(Registrar, Watcher), DiscoveryError> {
         let layout = Layout::new(&self.config.cluster)?;
@@ -294,6 +296,7 @@ impl EtcdDiscovery {
             backoff: self.backoff(seed, "etcd-lease", self.config.backoff_max.min(renew_every)),
             leases: Arc::new(Mutex::new(Leases::default())),
             self_missing: self_missing.clone(),
+            fence,
         };
         let watcher = Watcher {
             client: client.clone(),
@@ -348,6 +351,7 @@ impl Discovery for EtcdDiscovery {
         &self,
         me: Member,
         events: mpsc::Sender<MembershipEvent>,
+        fence: Fence,
     ) -> Result<(), DiscoveryError> {
         if self
             .session
@@ -360,7 +364,7 @@ impl Discovery for EtcdDiscovery {
             ));
         }
         let started = Instant::now();
-        let session = self.start(me.clone(), events).await?;
+        let session = self.start(me.clone(), events, fence).await?;
         tracing::info!(node = %me.id, cluster = %self.config.cluster, took = ?started.elapsed(),
             "joined through etcd");
         *self.session.lock().unwrap_or_else(PoisonError::into_inner) = Some(session);
@@ -516,7 +520,7 @@ mod tests {
         let discovery = EtcdDiscovery::new(config).unwrap();
         let (tx, _rx) = mpsc::channel(4);
         let err = discovery
-            .join(Member::new("a", "127.0.0.1:1", 0), tx)
+            .join(Member::new("a", "127.0.0.1:1", 0), tx, Fence::none())
             .await
             .unwrap_err();
         assert!(matches!(err, DiscoveryError::Unavailable(_)), "{err}");

@@ -50,7 +50,7 @@ struct Args {
     /// Seed of the jitter of etcd retries (default: a stable hash of --node-id).
     #[arg(long)]
     etcd_seed: Option<u64>,
-    /// A group: NAME[:budget=64MiB,policy=lru2,ttl=30s,shards=16,hot=8MiB,hot-ttl=2s].
+    /// A group: NAME[:budget=64MiB,policy=lru2,ttl=30s,shards=16,hot=8MiB,hot-ttl=2s,miss-ttl=1s].
     /// Repeatable; without any, the node hosts the `default` group.
     #[arg(long = "group", value_name = "SPEC")]
     groups: Vec<String>,
@@ -67,16 +67,33 @@ struct Args {
     /// Requests served at once; more are refused (RESOURCE_EXHAUSTED).
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
+    /// Loader runs at once over all groups; a get that would start one more is refused
+    /// (RESOURCE_EXHAUSTED). A load keeps its slot until the loader returns, even if its callers
+    /// gave up.
+    #[arg(long, default_value_t = NodeConfig::DEFAULT_MAX_LOADS)]
+    max_loads: usize,
+    /// Client connections held at once; more are closed as soon as they are accepted.
+    #[arg(long, default_value_t = ServerConfig::DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Requests (HTTP/2 streams) one connection may have open at once.
+    #[arg(long, default_value_t = ServerConfig::DEFAULT_STREAMS_PER_CONNECTION)]
+    max_streams_per_connection: u32,
+    /// Bytes of request bodies held at once over all connections; a request past it is refused
+    /// (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value = "64MiB")]
+    max_request_bytes: String,
     /// Deadline of requests that carry none (and cap of those that do).
     #[arg(long, default_value = "5s")]
     request_timeout: String,
-    /// Longest a forwarded request waits for the key's owner before loading locally.
+    /// Transit allowance of a peer call: a forwarded get waits for the key's owner up to
+    /// --load-timeout plus this (a slow but healthy owner is waited for); a write's
+    /// invalidations wait up to this.
     #[arg(long, default_value = "2s")]
     peer_timeout: String,
     /// Longest a loader may run.
     #[arg(long, default_value = "10s")]
     load_timeout: String,
-    /// Longest a graceful shutdown waits for in-flight requests.
+    /// Longest a graceful shutdown takes in total: deregister, stop accepting, drain.
     #[arg(long, default_value = "10s")]
     shutdown_grace: String,
 }
@@ -110,40 +127,54 @@ impl Args {
         config.incarnation = self.incarnation;
         config.limits = limits;
         config.max_in_flight = self.max_in_flight;
+        config.max_loads = self.max_loads;
         config.request_timeout = parse_duration(&self.request_timeout)?;
         config.peer_timeout = parse_duration(&self.peer_timeout)?;
         config.load_timeout = parse_duration(&self.load_timeout)?;
         config.shutdown_grace = parse_duration(&self.shutdown_grace)?;
         Ok(config)
     }
+
+    /// The gRPC server's settings for a node configured as `config`.
+    fn server_config(&self, config: &NodeConfig) -> Result<ServerConfig> {
+        Ok(ServerConfig {
+            max_message_bytes: message_limit(&config.limits),
+            // A forwarded get may wait for the owner's whole load.
+            max_request_timeout: config.request_timeout.max(config.forward_timeout()),
+            max_connections: self.max_connections,
+            max_concurrent_streams: Some(self.max_streams_per_connection),
+            concurrency_limit_per_connection: Some(self.max_streams_per_connection as usize),
+            max_request_bytes: usize::try_from(parse_size(&self.max_request_bytes)?)?,
+            ..ServerConfig::default()
+        })
+    }
 }
 
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(err) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %err, "cannot listen for SIGINT");
-            std::future::pending::<()>().await;
-        }
-    };
+/// Resolves on SIGINT or SIGTERM. The handlers are installed when this is *called* (not when
+/// the future is first polled), so calling it first thing in `main` means a signal at any moment
+/// after the process started leads to a graceful shutdown — even one that arrives while the node
+/// is still joining the cluster.
+fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut interrupt = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+        let mut terminate = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+        Ok(async move {
+            tokio::select! {
+                biased;
+                _ = interrupt.recv() => tracing::info!("SIGINT received"),
+                _ = terminate.recv() => tracing::info!("SIGTERM received"),
             }
-            Err(err) => {
-                tracing::error!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
+        })
+    }
     #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        biased;
-        () = ctrl_c => tracing::info!("SIGINT received"),
-        () = terminate => tracing::info!("SIGTERM received"),
+    {
+        Ok(async {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                tracing::info!("Ctrl-C received");
+            }
+        })
     }
 }
 
@@ -154,6 +185,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    let shutdown = shutdown_signal()?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -170,35 +202,30 @@ async fn main() -> Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     let config = args.node_config(bound)?;
-    let request_timeout = config.request_timeout;
+    let server_config = args.server_config(&config)?;
     let transport = GrpcTransport::new(ClientConfig {
-        request_timeout,
+        request_timeout: config.request_timeout,
+        connect_timeout: config.peer_timeout,
+        max_message_bytes: server_config.max_message_bytes,
         ..ClientConfig::default()
     });
-    let server_config = ServerConfig {
-        max_message_bytes: server_message_limit(&config.limits),
-        max_request_timeout: Some(request_timeout),
-        ..ServerConfig::default()
-    };
     match args.discovery {
         DiscoveryKind::Static => {
             let discovery = StaticDiscovery::new(parse_peers(&args.peers)?);
             let node = Node::start(config, transport, discovery).await?;
-            let report =
-                lcache_node::server::run(node, server_config, listener, shutdown_signal()).await?;
+            let report = lcache_node::server::run(node, server_config, listener, shutdown).await?;
             tracing::info!(?report, "bye");
         }
         DiscoveryKind::Etcd => {
-            run_etcd(&args, config, transport, server_config, listener).await?;
+            run_etcd(&args, config, transport, server_config, listener, shutdown).await?;
         }
     }
     Ok(())
 }
 
-/// Messages must carry the largest key and value plus framing.
-fn server_message_limit(limits: &Limits) -> usize {
-    let floor = ServerConfig::default().max_message_bytes;
-    floor.max(limits.max_value_bytes + limits.max_key_bytes + 4096)
+/// Largest message: the largest key and value plus the request's other fields and framing.
+fn message_limit(limits: &Limits) -> usize {
+    limits.max_value_bytes + limits.max_key_bytes + 4096
 }
 
 /// Serve with etcd discovery until SIGINT/SIGTERM; shutting down revokes the lease.
@@ -209,6 +236,7 @@ async fn run_etcd(
     transport: GrpcTransport,
     server_config: ServerConfig,
     listener: tokio::net::TcpListener,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let Some(cluster) = args.cluster.as_deref() else {
         bail!("--discovery etcd needs --cluster NAME");
@@ -218,7 +246,7 @@ async fn run_etcd(
     etcd.seed = args.etcd_seed;
     let discovery = lcache_discovery::EtcdDiscovery::new(etcd)?;
     let node = Node::start(config, transport, discovery).await?;
-    let report = lcache_node::server::run(node, server_config, listener, shutdown_signal()).await?;
+    let report = lcache_node::server::run(node, server_config, listener, shutdown).await?;
     tracing::info!(?report, "bye");
     Ok(())
 }
@@ -231,6 +259,7 @@ async fn run_etcd(
     _transport: GrpcTransport,
     _server_config: ServerConfig,
     _listener: tokio::net::TcpListener,
+    _shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     bail!(
         "this lcache-node was built without etcd support; rebuild it with \

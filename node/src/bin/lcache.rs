@@ -6,7 +6,7 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use lcache_node::spec::parse_duration;
-use lcache_transport::{CacheClient, ClientConfig, NodeStats};
+use lcache_transport::{CacheClient, ClientConfig, GroupCounters, NodeStats};
 use std::io::Write;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -109,30 +109,24 @@ async fn run(args: Args) -> Result<Outcome> {
     Ok(Outcome::Done)
 }
 
+/// Prints every counter of every group with its meaning (the docs of `GroupCounters`), then
+/// each store tier's budget and contents.
 fn print_stats(stats: &NodeStats) {
     for g in &stats.groups {
         println!("node={} group={}", stats.node_id, g.group);
-        let rows = [
-            ("hits", g.hits),
-            ("misses", g.misses),
-            ("loads", g.loads),
-            ("load_errors", g.load_errors),
-            ("load_dedups", g.load_dedups),
-            ("peer_gets", g.peer_gets),
-            ("peer_errors", g.peer_errors),
-            ("local_fallbacks", g.local_fallbacks),
-            ("hot_hits", g.hot_hits),
-            ("forwarded_in", g.forwarded_in),
-            ("inserts", g.inserts),
-            ("evictions", g.evictions),
-            ("expirations", g.expirations),
-            ("rejected", g.rejected),
-            ("entries", g.entries),
-            ("bytes", g.bytes),
-            ("budget_bytes", g.budget_bytes),
-        ];
-        for (name, value) in rows {
-            println!("  {name:<16} {value}");
+        let docs = GroupCounters::DOCS;
+        for ((name, value), doc) in g.counters.values().zip(docs) {
+            println!("  {name:<24} {value:>12}  {}", doc.trim());
+        }
+        for tier in &g.tiers {
+            println!(
+                "  tier {:<7} budget_bytes={}",
+                tier.tier.name(),
+                tier.budget_bytes
+            );
+            for (name, value) in tier.store.values() {
+                println!("    {name:<22} {value:>12}");
+            }
         }
     }
 }

@@ -1,14 +1,18 @@
 //! A real cluster on loopback for the node's integration tests: real tonic servers, real
-//! `GrpcTransport`, static discovery.
+//! `GrpcTransport`, static discovery or a discovery the test drives ([`ManualDiscovery`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+mod manual;
+
+pub use manual::ManualDiscovery;
 
 use bytes::Bytes;
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::RingChange;
 use lcache_core::router::Router;
-use lcache_discovery::StaticDiscovery;
+use lcache_discovery::{Discovery, StaticDiscovery};
 use lcache_node::{
-    loader_fn, GroupConfig, LoadError, Loaded, Loader, Node, NodeConfig, ShutdownReport,
+    loader_fn, GroupConfig, LoadError, Loaded, Loader, Node, NodeConfig, NodeProbe, ShutdownReport,
     DEFAULT_GROUP,
 };
 use lcache_transport::{
@@ -25,6 +29,8 @@ use tokio::task::JoinHandle;
 pub struct TestNode {
     pub member: Member,
     pub client: CacheClient,
+    /// A read-only handle on the node (stats, entries, routing).
+    pub probe: NodeProbe<GrpcTransport>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<ShutdownReport, ServeError>>>,
 }
@@ -37,6 +43,34 @@ pub struct Cluster {
 impl Cluster {
     /// Start one node per id; `configure` adjusts each node's config (e.g. adds a loader).
     pub async fn start(ids: &[&str], configure: impl Fn(NodeConfig) -> NodeConfig) -> Cluster {
+        Self::start_with(ids, configure, |members, _| {
+            StaticDiscovery::new(members.to_vec())
+        })
+        .await
+    }
+
+    /// Start one node per id, each with a [`ManualDiscovery`] that first reports every node;
+    /// returns the cluster and each node's discovery, for the test to drive membership.
+    pub async fn start_manual(
+        ids: &[&str],
+        configure: impl Fn(NodeConfig) -> NodeConfig,
+    ) -> (Cluster, Vec<ManualDiscovery>) {
+        let discoveries = std::sync::Mutex::new(Vec::new());
+        let cluster = Self::start_with(ids, configure, |members, _| {
+            let d = ManualDiscovery::new(members.to_vec());
+            discoveries.lock().unwrap().push(d.clone());
+            d
+        })
+        .await;
+        (cluster, discoveries.into_inner().unwrap())
+    }
+
+    /// Start one node per id with the discovery `discovery(members, i)` makes for node `i`.
+    pub async fn start_with<D: Discovery>(
+        ids: &[&str],
+        configure: impl Fn(NodeConfig) -> NodeConfig,
+        discovery: impl Fn(&[Member], usize) -> D,
+    ) -> Cluster {
         let mut listeners = Vec::new();
         let mut members = Vec::new();
         for id in ids {
@@ -46,15 +80,16 @@ impl Cluster {
             listeners.push(listener);
         }
         let mut nodes = Vec::new();
-        for (member, listener) in members.iter().zip(listeners) {
+        for (i, (member, listener)) in members.iter().zip(listeners).enumerate() {
             let config = configure(NodeConfig::new(member.id.clone(), member.addr.clone()));
             let node = Node::start(
                 config,
                 GrpcTransport::new(ClientConfig::default()),
-                StaticDiscovery::new(members.clone()),
+                discovery(&members, i),
             )
             .await
             .unwrap();
+            let probe = node.probe();
             let (stop, stopped) = oneshot::channel::<()>();
             let server = tokio::spawn(lcache_node::server::run(
                 node,
@@ -70,6 +105,7 @@ impl Cluster {
             nodes.push(TestNode {
                 member: member.clone(),
                 client,
+                probe,
                 stop: Some(stop),
                 server: Some(server),
             });
@@ -126,11 +162,13 @@ impl Cluster {
     }
 }
 
-/// A loader that counts its calls, answers `loaded:<key>` and, while its gate is closed, waits.
+/// A loader that counts its calls, answers `loaded:<key>` (or `loaded:<key>#<call>` when
+/// numbered) and, while its gate is closed, waits.
 #[derive(Clone)]
 pub struct GatedLoader {
     pub calls: Arc<AtomicUsize>,
     gate: watch::Receiver<bool>,
+    numbered: bool,
 }
 
 impl GatedLoader {
@@ -140,8 +178,21 @@ impl GatedLoader {
         let loader = GatedLoader {
             calls: Arc::new(AtomicUsize::new(0)),
             gate: rx,
+            numbered: false,
         };
         (loader, tx)
+    }
+
+    /// Like [`GatedLoader::new`], but each value names the call that produced it (1, 2, …).
+    pub fn numbered(open: bool) -> (Self, watch::Sender<bool>) {
+        let (loader, gate) = Self::new(open);
+        (
+            GatedLoader {
+                numbered: true,
+                ..loader
+            },
+            gate,
+        )
     }
 
     pub fn calls(&self) -> usize {
@@ -152,7 +203,7 @@ impl GatedLoader {
 #[async_trait::async_trait]
 impl Loader for GatedLoader {
     async fn load(&self, key: &[u8]) -> Result<Option<Loaded>, LoadError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
+        let call = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         let mut gate = self.gate.clone();
         gate.wait_for(|open| *open)
             .await
@@ -160,10 +211,12 @@ impl Loader for GatedLoader {
         if key.starts_with(b"absent") {
             return Ok(None);
         }
-        Ok(Some(Loaded::new(format!(
-            "loaded:{}",
-            String::from_utf8_lossy(key)
-        ))))
+        let key = String::from_utf8_lossy(key);
+        Ok(Some(Loaded::new(if self.numbered {
+            format!("loaded:{key}#{call}")
+        } else {
+            format!("loaded:{key}")
+        })))
     }
 }
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::MembershipEvent;
-use lcache_discovery::{Discovery, DiscoveryError};
+use lcache_discovery::{Discovery, DiscoveryError, Fence};
 use parking_lot::Mutex;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -19,11 +19,18 @@ use super::{HOST, MAX_BACKOFF, MIN_BACKOFF, PORT, PREFIX, REQUEST_TIMEOUT, WATCH
 /// Members a snapshot may list at most.
 const MAX_SNAPSHOT: usize = 1_024;
 
+/// The lease this node's registration is under, and when the registry last confirmed it.
+#[derive(Debug, Clone, Copy)]
+struct Held {
+    id: u64,
+    renewed_at: tokio::time::Instant,
+}
+
 /// A running registration: the tasks' stop switch and the lease they hold.
 #[derive(Debug)]
 struct Session {
     cancel: CancellationToken,
-    lease: Arc<Mutex<Option<u64>>>,
+    lease: Arc<Mutex<Option<Held>>>,
 }
 
 /// Discovery through the simulated registry host.
@@ -50,10 +57,11 @@ impl Discovery for SimDiscovery {
         &self,
         me: Member,
         events: mpsc::Sender<MembershipEvent>,
+        fence: Fence,
     ) -> Result<(), DiscoveryError> {
         let cancel = CancellationToken::new();
         let lease = Arc::new(Mutex::new(None));
-        let keeper = keep_registered(me, self.lease_ttl, lease.clone());
+        let keeper = keep_registered(me, self.lease_ttl, lease.clone(), fence);
         let watcher = watch_members(events);
         for task in [
             Box::pin(keeper) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
@@ -81,7 +89,7 @@ impl Discovery for SimDiscovery {
             return Ok(());
         };
         session.cancel.cancel();
-        let Some(lease) = *session.lease.lock() else {
+        let Some(Held { id: lease, .. }) = *session.lease.lock() else {
             return Ok(());
         };
         let revoke = async {
@@ -134,15 +142,29 @@ async fn connect() -> io::Result<LineConn> {
     }
 }
 
-/// Keeps `me` registered under a live lease, forever (until cancelled).
-async fn keep_registered(me: Member, ttl: Duration, lease: Arc<Mutex<Option<u64>>>) {
+/// Keeps `me` registered under a live lease, forever (until cancelled). When the lease is lost
+/// — the registry says so, or no renewal was confirmed for a whole TTL (cut off: the registry
+/// has certainly dropped it) — raises `fence` before registering again.
+async fn keep_registered(me: Member, ttl: Duration, lease: Arc<Mutex<Option<Held>>>, fence: Fence) {
     let mut backoff = Backoff::new();
     loop {
         if let Ok(mut conn) = connect().await {
             // Returns on a broken connection; the lease may still be alive.
-            let _ = keep_lease(&mut conn, &me, ttl, &lease, &mut backoff).await;
+            let _ = keep_lease(&mut conn, &me, ttl, &lease, &fence, &mut backoff).await;
         }
+        drop_if_expired(&lease, ttl, &fence);
         backoff.wait().await;
+        drop_if_expired(&lease, ttl, &fence);
+    }
+}
+
+/// Forgets the lease (raising the fence) if no renewal was confirmed for a whole TTL.
+fn drop_if_expired(lease: &Mutex<Option<Held>>, ttl: Duration, fence: &Fence) {
+    let mut held = lease.lock();
+    if held.is_some_and(|h| h.renewed_at.elapsed() >= ttl) {
+        *held = None;
+        drop(held);
+        fence.raise();
     }
 }
 
@@ -151,23 +173,35 @@ async fn keep_lease(
     conn: &mut LineConn,
     me: &Member,
     ttl: Duration,
-    lease: &Mutex<Option<u64>>,
+    lease: &Mutex<Option<Held>>,
+    fence: &Fence,
     backoff: &mut Backoff,
 ) -> io::Result<()> {
     loop {
+        drop_if_expired(lease, ttl, fence);
         let current = *lease.lock();
         match current {
             None => {
+                let asked = tokio::time::Instant::now();
                 let id = register(conn, me, ttl).await?;
-                *lease.lock() = Some(id);
+                *lease.lock() = Some(Held {
+                    id,
+                    renewed_at: asked,
+                });
                 backoff.reset();
             }
-            Some(id) => {
+            Some(held) => {
                 tokio::time::sleep(ttl / 3).await;
-                let answer = call(conn, &format!("KEEPALIVE {id}")).await?;
-                if answer != "OK" {
-                    // Expired while we were cut off: register again under a new lease.
+                let asked = tokio::time::Instant::now();
+                let answer = call(conn, &format!("KEEPALIVE {}", held.id)).await?;
+                if answer == "OK" {
+                    if let Some(h) = lease.lock().as_mut().filter(|h| h.id == held.id) {
+                        h.renewed_at = asked;
+                    }
+                } else {
+                    // Expired while we were cut off: fence, then register again.
                     *lease.lock() = None;
+                    fence.raise();
                 }
             }
         }

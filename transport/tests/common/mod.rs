@@ -11,8 +11,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use lcache_transport::{
-    serve_with_incoming, CacheHandler, DeleteRequest, Fetched, GetRequest, GroupStats, NodeStats,
-    ServeError, ServerConfig, ServiceError, SetRequest,
+    serve_with_incoming, CacheHandler, Deadline, DeleteRequest, Fetched, GetRequest, GroupStats,
+    InvalidateRequest, NodeStats, ServeError, ServerConfig, ServiceError, SetRequest, Tier,
+    TierStats,
 };
 use parking_lot::Mutex;
 use tokio::net::TcpListener;
@@ -80,11 +81,11 @@ impl Fake {
         }
     }
 
-    fn record(&self, op: &'static str, forwarded: bool, deadline: Option<Duration>) {
+    fn record(&self, op: &'static str, forwarded: bool, deadline: Deadline) {
         self.seen.lock().push(Seen {
             op,
             forwarded,
-            deadline,
+            deadline: Some(deadline.remaining()),
         });
     }
 }
@@ -93,7 +94,7 @@ impl CacheHandler for Fake {
     async fn get(
         &self,
         req: GetRequest,
-        deadline: Option<Duration>,
+        deadline: Deadline,
     ) -> Result<Option<Fetched>, ServiceError> {
         self.record("get", req.forwarded, deadline);
         self.check(&req.group)?;
@@ -117,31 +118,41 @@ impl CacheHandler for Fake {
         }))
     }
 
-    async fn set(&self, req: SetRequest, deadline: Option<Duration>) -> Result<(), ServiceError> {
+    async fn set(&self, req: SetRequest, deadline: Deadline) -> Result<(), ServiceError> {
         self.record("set", req.forwarded, deadline);
         self.check(&req.group)?;
         self.data.lock().insert(req.key, (req.value, req.ttl));
         Ok(())
     }
 
-    async fn delete(
-        &self,
-        req: DeleteRequest,
-        deadline: Option<Duration>,
-    ) -> Result<bool, ServiceError> {
+    async fn delete(&self, req: DeleteRequest, deadline: Deadline) -> Result<bool, ServiceError> {
         self.record("delete", req.forwarded, deadline);
         self.check(&req.group)?;
         Ok(self.data.lock().remove(&req.key).is_some())
     }
 
+    async fn invalidate(&self, req: InvalidateRequest) -> Result<(), ServiceError> {
+        self.check(&req.group)?;
+        self.data.lock().remove(&req.key);
+        Ok(())
+    }
+
     async fn stats(&self, group: Option<String>) -> Result<NodeStats, ServiceError> {
         let entries = self.data.lock().len() as u64;
-        let all = [GROUP, BIG].map(|g| GroupStats {
-            group: g.into(),
-            entries: if g == GROUP { entries } else { 0 },
-            hits: 3,
-            budget_bytes: 1 << 20,
-            ..GroupStats::default()
+        let all = [GROUP, BIG].map(|g| {
+            let mut stats = GroupStats {
+                group: g.into(),
+                ..GroupStats::default()
+            };
+            stats.counters.hits = 3;
+            let mut main = TierStats {
+                tier: Tier::Main,
+                budget_bytes: 1 << 20,
+                store: Default::default(),
+            };
+            main.store.entries = if g == GROUP { entries } else { 0 };
+            stats.tiers.push(main);
+            stats
         });
         let groups = match group {
             None => all.to_vec(),
