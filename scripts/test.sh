@@ -58,3 +58,6 @@ export LCACHE_REQUIRE_ETCD=1
 cargo test --workspace --all-targets --all-features --locked
 # Doc tests are not part of --all-targets.
 cargo test --workspace --doc --all-features --locked
+# The core driven by plain threads and channels, no tokio: it checks itself and exits non-zero
+# if a read missed the latest write or the loader ran more than once.
+cargo run --locked -p lcache-core --example threads_cluster

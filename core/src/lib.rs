@@ -1,8 +1,9 @@
 //! Sans-IO core of LCache.
 //!
 //! Every decision the cache makes lives here as a plain state machine: what is stored and evicted
-//! ([`store`], [`sharded`]), who owns a key ([`ring`]), whether a load is already in flight
-//! ([`singleflight`]), who is in the cluster ([`membership`]) and where a request goes ([`router`]).
+//! ([`store`], [`sharded`]), who owns a key ([`ring`]), who is in the cluster ([`membership`]),
+//! where a request goes ([`router`]), and what a cache group does with every get, load, fetch,
+//! write, invalidation and membership change ([`group`]: singleflight, keep rules, fencing).
 //! Nothing here performs IO, reads a clock (time is passed in as [`Timestamp`]), draws ambient
 //! randomness or iterates in an order chosen by a random hasher, so the same inputs give the same
 //! outputs in every process and under any runtime.
@@ -17,7 +18,6 @@ pub mod membership;
 pub mod ring;
 pub mod router;
 pub mod sharded;
-pub mod singleflight;
 pub mod store;
 pub mod time;
 
@@ -27,7 +27,6 @@ pub use membership::{MembershipEvent, MembershipView, RingChange};
 pub use ring::{Ring, RingConfig, RingError};
 pub use router::{Route, Router};
 pub use sharded::{ShardedStore, ShardedStoreConfig};
-pub use singleflight::{Begin, FlightId, SingleFlight};
 pub use store::{
     Eviction, EvictionReason, Lookup, Policy, Store, StoreConfig, StoreError, StoreStats,
 };

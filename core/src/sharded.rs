@@ -339,10 +339,10 @@ mod tests {
 
     #[test]
     fn too_large_reports_max_entry_size_for_every_shard() {
-        let s = sharded(4 * 200 + 3, 4);
-        assert_eq!(s.max_entry_size(), 200);
-        let fits = Bytes::from(vec![0u8; 200 - ENTRY_OVERHEAD as usize - 2]);
-        let too_big = Bytes::from(vec![0u8; 200 - ENTRY_OVERHEAD as usize - 1]);
+        let s = sharded(4 * 400 + 3, 4);
+        assert_eq!(s.max_entry_size(), 400);
+        let fits = Bytes::from(vec![0u8; 400 - ENTRY_OVERHEAD as usize - 2]);
+        let too_big = Bytes::from(vec![0u8; 400 - ENTRY_OVERHEAD as usize - 1]);
         for key in one_key_per_shard(&s) {
             let err = s
                 .insert(key.clone(), too_big.clone(), None, ts(0))
@@ -350,8 +350,8 @@ mod tests {
             assert_eq!(
                 err,
                 StoreError::EntryTooLarge {
-                    size: 201,
-                    budget: 200
+                    size: 401,
+                    budget: 400
                 }
             );
             assert!(s
@@ -361,7 +361,7 @@ mod tests {
             assert!(s.insert(key.clone(), too_big.clone(), None, ts(0)).is_err());
             assert_eq!(s.peek(&key, ts(0)).unwrap().value, fits, "old entry kept");
         }
-        assert_eq!(s.stats().bytes, 4 * 200);
+        assert_eq!(s.stats().bytes, 4 * 400);
     }
 
     #[test]

@@ -8,7 +8,6 @@
 //!   consistency rules;
 //! - [`store_model`] models `Store` (LRU and LRU2, expiry, stats);
 //! - [`sharded_model`] models `ShardedStore` as one store model per shard;
-//! - [`singleflight_model`] models `SingleFlight`;
 //! - [`membership_model`] models `MembershipView`, recomputed from the set of events seen;
 //! - [`strategy`] generates membership events and delivery orders.
 #![warn(missing_docs)]
@@ -16,6 +15,5 @@
 pub mod group_cluster;
 pub mod membership_model;
 pub mod sharded_model;
-pub mod singleflight_model;
 pub mod store_model;
 pub mod strategy;

@@ -67,6 +67,10 @@ struct Args {
     /// Requests served at once; more are refused (RESOURCE_EXHAUSTED).
     #[arg(long, default_value_t = 10_000)]
     max_in_flight: usize,
+    /// Callers that may wait on one key's load or fetch at once; more are refused
+    /// (RESOURCE_EXHAUSTED).
+    #[arg(long, default_value_t = 10_000)]
+    max_waiters_per_key: usize,
     /// Loader runs at once over all groups; a get that would start one more is refused
     /// (RESOURCE_EXHAUSTED). A load keeps its slot until the loader returns, even if its callers
     /// gave up.
@@ -128,6 +132,7 @@ impl Args {
         config.limits = limits;
         config.max_in_flight = self.max_in_flight;
         config.max_loads = self.max_loads;
+        config.max_waiters_per_key = self.max_waiters_per_key;
         config.request_timeout = parse_duration(&self.request_timeout)?;
         config.peer_timeout = parse_duration(&self.peer_timeout)?;
         config.load_timeout = parse_duration(&self.load_timeout)?;

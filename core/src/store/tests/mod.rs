@@ -24,7 +24,7 @@ fn value_for(key: &str, size: u64) -> Bytes {
 }
 
 /// The entry size used by most tests.
-const UNIT: u64 = 100;
+const UNIT: u64 = 400;
 
 fn store(budget_units: u64, policy: Policy) -> Store {
     Store::new(StoreConfig::new(budget_units * UNIT, policy)).unwrap()
