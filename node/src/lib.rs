@@ -18,6 +18,7 @@ mod error;
 pub mod loader;
 mod membership;
 mod node;
+pub mod origin;
 mod reads;
 mod runtime;
 pub mod server;

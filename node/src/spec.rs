@@ -1,6 +1,8 @@
 //! Parsing the command-line forms of sizes, durations and group settings.
 
 use crate::config::{GroupConfig, HotCacheConfig, MissCacheConfig};
+use crate::origin::OriginLoader;
+use lcache_core::limits::Limits;
 use lcache_core::store::Policy;
 use std::time::Duration;
 
@@ -60,10 +62,17 @@ pub fn parse_policy(input: &str) -> Result<Policy, SpecError> {
 
 /// A group: `NAME[:key=value,...]` with keys `budget` (size), `policy`, `ttl` (duration or
 /// `none`), `shards`, `hot` (size, `0` disables the hot cache), `hot-ttl` (duration),
-/// `miss-ttl` (how long a loader miss is remembered, `0` turns it off) and `miss-budget` (size).
+/// `miss-ttl` (how long a loader miss is remembered, `0` turns it off), `miss-budget` (size) and
+/// `origin` (an `http://…/{key}` URL template: the group loads misses from it, see
+/// [`crate::origin`]).
 ///
 /// Example: `users:budget=128MiB,policy=lru2,ttl=30s,hot=16MiB,hot-ttl=2s,miss-ttl=1s`.
 pub fn parse_group(input: &str) -> Result<GroupConfig, SpecError> {
+    parse_group_with(input, &Limits::default())
+}
+
+/// [`parse_group`] for a node with `limits` (an origin refuses values over the value limit).
+pub fn parse_group_with(input: &str, limits: &Limits) -> Result<GroupConfig, SpecError> {
     let (name, options) = input.split_once(':').unwrap_or((input, ""));
     let name = name.trim();
     if name.is_empty() {
@@ -96,13 +105,18 @@ pub fn parse_group(input: &str) -> Result<GroupConfig, SpecError> {
             "miss-ttl" if value.trim() == "0" => miss_ttl = Duration::ZERO,
             "miss-ttl" => miss_ttl = parse_duration(value)?,
             "miss-budget" => miss_budget = Some(parse_size(value)?),
+            "origin" => {
+                let origin = OriginLoader::new(value.trim(), limits.max_value_bytes)
+                    .map_err(|err| SpecError::new("origin", value, err.to_string()))?;
+                group = group.with_loader(origin);
+            }
             other => {
                 return Err(SpecError::new(
                     "group",
                     input,
                     format!(
                         "unknown option `{other}` (budget, policy, ttl, shards, hot, hot-ttl, \
-                         miss-ttl, miss-budget)"
+                         miss-ttl, miss-budget, origin)"
                     ),
                 ))
             }
@@ -194,6 +208,15 @@ mod tests {
                 ttl: Duration::from_millis(250)
             })
         );
+    }
+
+    #[tokio::test]
+    async fn an_origin_gives_the_group_a_loader() {
+        let g = parse_group("items:origin=http://127.0.0.1:8080/items/{key}").unwrap();
+        assert!(g.loader.is_some());
+        assert!(parse_group("plain").unwrap().loader.is_none());
+        let err = parse_group("items:origin=http://127.0.0.1:8080/items/").unwrap_err();
+        assert!(err.to_string().contains("{key}"), "{err}");
     }
 
     #[test]

@@ -3,79 +3,18 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod common;
+
+use common::process::NodeProcess;
 use lcache_core::member::Member;
 use lcache_core::membership::RingChange;
 use lcache_core::router::Router;
 use lcache_transport::{CacheClient, ClientConfig};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const NODE: &str = env!("CARGO_BIN_EXE_lcache-node");
 const CLI: &str = env!("CARGO_BIN_EXE_lcache");
-
-/// A running `lcache-node` process, killed if the test fails before it exits.
-struct NodeProcess {
-    child: Child,
-    addr: String,
-}
-
-impl NodeProcess {
-    fn start(args: &[&str]) -> NodeProcess {
-        let mut child = Command::new(NODE)
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(rest) = line.split(" addr=").nth(1) {
-                    if line.contains("serving lcache.v1.Cache") {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                        let _ = tx.send(addr);
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("lcache-node did not report its address");
-        NodeProcess { child, addr }
-    }
-
-    fn terminate(&self) {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Wait (bounded) for the process to exit and return its exit code.
-    async fn exit_code(&mut self, limit: Duration) -> Option<i32> {
-        let deadline = tokio::time::Instant::now() + limit;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(tokio::time::Instant::now() < deadline, "node did not exit");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 fn cli(addr: &str, args: &[&str]) -> Output {
     Command::new(CLI)
@@ -87,7 +26,9 @@ fn cli(addr: &str, args: &[&str]) -> Output {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_sets_gets_deletes_and_reports_with_documented_exit_codes() {
-    let mut node = NodeProcess::start(&["--node-id", "solo", "--group", "default:ttl=1h"]);
+    let mut node = NodeProcess::start(&[
+        "--listen",
+        "127.0.0.1:0","--node-id", "solo", "--group", "default:ttl=1h"]);
     let addr = node.addr.clone();
 
     let set = cli(&addr, &["set", "greeting", "hello world", "--ttl", "30s"]);
@@ -142,6 +83,8 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     });
     let peers = format!("silent={blackhole_addr}");
     let mut node = NodeProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
         "--node-id",
         "self",
         "--peers",

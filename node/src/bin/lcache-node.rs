@@ -5,7 +5,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use lcache_core::limits::Limits;
 use lcache_discovery::{parse_peers, StaticDiscovery};
-use lcache_node::spec::{parse_duration, parse_group, parse_size};
+use lcache_node::spec::{parse_duration, parse_group_with, parse_size};
 use lcache_node::{GroupConfig, Node, NodeConfig, DEFAULT_GROUP};
 use lcache_transport::{ClientConfig, GrpcTransport, ServerConfig};
 use std::net::SocketAddr;
@@ -50,7 +50,8 @@ struct Args {
     /// Seed of the jitter of etcd retries (default: a stable hash of --node-id).
     #[arg(long)]
     etcd_seed: Option<u64>,
-    /// A group: NAME[:budget=64MiB,policy=lru2,ttl=30s,shards=16,hot=8MiB,hot-ttl=2s,miss-ttl=1s].
+    /// A group: NAME[:budget=64MiB,policy=lru2,ttl=30s,shards=16,hot=8MiB,hot-ttl=2s,
+    /// miss-ttl=1s,miss-budget=2MiB,origin=http://HOST:PORT/PATH/{key}].
     /// Repeatable; without any, the node hosts the `default` group.
     #[arg(long = "group", value_name = "SPEC")]
     groups: Vec<String>,
@@ -115,17 +116,17 @@ impl Args {
             }
             None => bound.to_string(),
         };
+        let limits = Limits {
+            max_key_bytes: usize::try_from(parse_size(&self.max_key_bytes)?)?,
+            max_value_bytes: usize::try_from(parse_size(&self.max_value_bytes)?)?,
+        };
         let groups = if self.groups.is_empty() {
             vec![GroupConfig::new(DEFAULT_GROUP)]
         } else {
             self.groups
                 .iter()
-                .map(|spec| parse_group(spec))
+                .map(|spec| parse_group_with(spec, &limits))
                 .collect::<Result<_, _>>()?
-        };
-        let limits = Limits {
-            max_key_bytes: usize::try_from(parse_size(&self.max_key_bytes)?)?,
-            max_value_bytes: usize::try_from(parse_size(&self.max_value_bytes)?)?,
         };
         let mut config = NodeConfig::new(self.node_id.as_str(), advertise).with_groups(groups);
         config.incarnation = self.incarnation;

@@ -3,6 +3,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod manual;
+pub mod origin;
+pub mod process;
 
 pub use manual::ManualDiscovery;
 
