@@ -1,8 +1,11 @@
-//! A byte-budgeted cache store with LRU or LRU2 eviction and per-entry expiry.
+//! A byte-budgeted cache store with TinyLFU, LRU or LRU2 eviction and per-entry expiry.
 //!
-//! [`Store`] is a single-threaded state machine: every call takes `now` explicitly and returns its
-//! effects (values, [`Eviction`]s) as values. It never reads a clock and never iterates in an order
-//! chosen by a randomly seeded hasher, so the same calls give the same results in every process.
+//! [`Store`] is a state machine: every call takes `now` explicitly and returns its effects
+//! (values, [`Eviction`]s) as values. It never reads a clock, never iterates in an order chosen by
+//! a randomly seeded hasher, and its only randomness comes from [`StoreConfig::hash_seed`], so
+//! the same calls give the same results in every process. Reads come in two forms:
+//! [`Store::get`] (exclusive access) and [`Store::get_shared`] (shared access, for a store behind
+//! a read-write lock: under [`Policy::TinyLfu`] a hit changes only atomics).
 //! [`crate::sharded::ShardedStore`] puts several stores behind locks for concurrent use.
 //!
 //! # Semantics
@@ -19,13 +22,19 @@
 //!      key stays, even if the new entry would have been already expired);
 //!   2. `expires_at <= now` (already expired): any existing entry under the key is removed, nothing
 //!      is stored, `Ok(vec![])`; no counter changes;
-//!   3. otherwise the entry is stored (`inserts += 1`). A new key goes to the most-recently-used
-//!      (MRU) end of the probation list; an existing key has its value and expiry replaced and the
-//!      replacement counts as an access (below). Then, while bytes `>` budget, a victim is evicted
-//!      (`evictions += 1`) and returned, in eviction order. The entry just stored is never a victim.
+//!   3. otherwise the entry is stored (`inserts += 1`). A new key enters the policy's entry queue
+//!      (below); an existing key has its value and expiry replaced and the replacement counts as
+//!      an access. Then entries are evicted until bytes `<=` budget (`evictions += 1` each) and
+//!      returned, in eviction order. The entry just stored is never one of them.
 //! - **get.** Absent: `misses += 1`, `None`. Present but expired: removed, `expirations += 1`,
 //!   `misses += 1`, `None`. Present and valid: `hits += 1`, counts as an access, returns a
 //!   [`Lookup`].
+//! - **get_shared.** Like `get` where `get` would change nothing but counters and atomics:
+//!   absent: `misses += 1`, [`SharedGet::Miss`]; valid under TinyLFU: `hits += 1`, an access,
+//!   [`SharedGet::Hit`]. Otherwise (an expired entry, which must be removed, or a valid entry
+//!   under LRU or LRU2, which must move) nothing happens and it answers [`SharedGet::Exclusive`]:
+//!   call `get` with exclusive access. So `get_shared`, falling back to `get`, behaves exactly as
+//!   `get`.
 //! - **peek.** Like `get` without any effect: no counters, no recency change, an expired entry is
 //!   left in place but reported as `None`.
 //! - **remove.** Drops the entry and returns whether one was present, *including an expired one
@@ -37,25 +46,32 @@
 //!
 //! # Policies
 //!
+//! - [`Policy::TinyLfu`] (the default): W-TinyLFU with an adaptive window over CLOCK queues,
+//!   specified in [`tinylfu`]. Frequency-aware (a key must be more popular than the entry it
+//!   would displace), scan- and loop-resistant, and its hits change only atomics. Before any
+//!   capacity victim is chosen, expired entries are removed, earliest deadline first, while the
+//!   store is over budget (reported as [`EvictionReason::Expired`], counted in `expirations`).
 //! - [`Policy::Lru`]: one recency list. An access moves the entry to the MRU end; the victim is
-//!   the least-recently-used (LRU) entry.
+//!   the least-recently-used (LRU) entry. New keys enter the MRU end.
 //! - [`Policy::Lru2`]: a probation list P and a protected list Q, with a protected budget of
-//!   `budget * protected_percent / 100` bytes (integer division). New keys enter P. An access to
-//!   an entry of P moves it to the MRU end of Q; an access to an entry of Q moves it to the MRU end
-//!   of Q. After every access or replacement in Q, while Q's bytes exceed the protected budget and
-//!   Q holds more than one entry, Q's LRU entry is demoted to the MRU end of P (a demotion is not
-//!   an eviction). The capacity victim is P's LRU entry, unless P is empty or holds only the entry
-//!   just stored, in which case it is Q's LRU entry. One-touch keys (a scan) therefore only churn
-//!   P and never flush Q.
+//!   `budget * protected_percent / 100` bytes (integer division). New keys enter P's MRU end. An
+//!   access to an entry of P moves it to the MRU end of Q; an access to an entry of Q moves it to
+//!   the MRU end of Q. After every access or replacement in Q, while Q's bytes exceed the
+//!   protected budget and Q holds more than one entry, Q's LRU entry is demoted to the MRU end of
+//!   P (a demotion is not an eviction). The capacity victim is P's LRU entry, unless P is empty
+//!   or holds only the entry just stored, in which case it is Q's LRU entry. One-touch keys (a
+//!   scan) therefore only churn P and never flush Q.
 
 mod expiry;
 mod stats;
 mod tiers;
+pub mod tinylfu;
 
 #[cfg(test)]
 mod tests;
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -63,6 +79,7 @@ use crate::time::Timestamp;
 use expiry::ExpiryIndex;
 pub use stats::StoreStats;
 use tiers::{Access, Entry, Tiers};
+use tinylfu::TinyLfu;
 
 /// Fixed bytes charged per entry on top of key and value, for the bookkeeping the store keeps
 /// about it (list links, hash slot, expiry record). An estimate, constant so that accounting is
@@ -80,8 +97,12 @@ pub fn entry_size(key_len: usize, value_len: usize) -> u64 {
 }
 
 /// Which entry a full store evicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
+    /// W-TinyLFU with an adaptive window over CLOCK queues (see [`tinylfu`]): frequency-aware,
+    /// scan- and loop-resistant, hits under a shared lock. The default.
+    #[default]
+    TinyLfu,
     /// Least recently used: one recency list.
     Lru,
     /// Two LRU tiers (probation and protected) that resist scans; see the [module docs](self).
@@ -99,10 +120,16 @@ impl Policy {
         }
     }
 
+    /// Whether a hit is served by [`Store::get_shared`] (it changes only atomics), rather than
+    /// needing exclusive access to move the entry.
+    pub const fn shared_hits(self) -> bool {
+        matches!(self, Policy::TinyLfu)
+    }
+
     /// Checks the policy's parameters.
     fn validate(self) -> Result<(), StoreError> {
         match self {
-            Policy::Lru => Ok(()),
+            Policy::TinyLfu | Policy::Lru => Ok(()),
             Policy::Lru2 {
                 protected_percent: 1..=99,
             } => Ok(()),
@@ -112,10 +139,10 @@ impl Policy {
         }
     }
 
-    /// Byte budget of the protected tier, `None` for plain LRU.
+    /// Byte budget of the protected tier of LRU2, `None` for plain LRU.
     fn protected_budget(self, budget: u64) -> Option<u64> {
         match self {
-            Policy::Lru => None,
+            Policy::TinyLfu | Policy::Lru => None,
             Policy::Lru2 { protected_percent } => {
                 let bytes = u128::from(budget) * u128::from(protected_percent) / 100;
                 // percent < 100, so the result is below `budget` and fits.
@@ -132,9 +159,11 @@ pub struct StoreConfig {
     pub budget_bytes: u64,
     /// Eviction policy.
     pub policy: Policy,
-    /// Seed of the hasher of the store's maps. Keys are chosen by clients, so a node seeds it per
-    /// process (from the OS; a simulation from its run seed) to keep crafted keys from colliding
-    /// on purpose. Any value is valid; the seed changes no observable result, only memory layout.
+    /// Seed of the hasher of the store's maps and of TinyLFU's admission generator. Keys are
+    /// chosen by clients, so a node seeds it per process (from the OS; a simulation from its run
+    /// seed) to keep crafted keys from colliding on purpose. Any value is valid. Under LRU and
+    /// LRU2 the seed changes no observable result; under TinyLFU it changes which keys share
+    /// sketch counters, hence some admission decisions (deterministically).
     pub hash_seed: u64,
 }
 
@@ -158,12 +187,24 @@ pub struct Lookup {
     pub expires_at: Option<Timestamp>,
 }
 
+/// What [`Store::get_shared`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedGet {
+    /// A valid entry; counted as a hit and an access.
+    Hit(Lookup),
+    /// No entry under the key; counted as a miss.
+    Miss,
+    /// Answering needs exclusive access (an expired entry to remove, or a hit that moves the
+    /// entry under LRU or LRU2); nothing was counted: call [`Store::get`].
+    Exclusive,
+}
+
 /// Why an entry left the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EvictionReason {
     /// Removed to make room within the byte budget (even if it happened to be expired).
     Capacity,
-    /// Removed by a sweep because its deadline had passed.
+    /// Removed because its deadline had passed (by a sweep, or under TinyLFU to make room).
     Expired,
 }
 
@@ -194,18 +235,32 @@ pub enum StoreError {
     InvalidConfig(String),
 }
 
-/// A byte-budgeted map from keys to values with expiry and LRU/LRU2 eviction.
+/// The entries and the eviction state of one policy.
+#[derive(Debug)]
+enum Engine {
+    /// LRU and LRU2.
+    Tiers(Tiers),
+    /// TinyLFU.
+    TinyLfu(Box<TinyLfu>),
+}
+
+/// A byte-budgeted map from keys to values with expiry and TinyLFU, LRU or LRU2 eviction.
 ///
-/// Not synchronised; see [`crate::sharded::ShardedStore`] for concurrent use. Semantics are in
-/// the [module docs](self).
+/// Not synchronised; see [`crate::sharded::ShardedStore`] for concurrent use, or put it behind a
+/// read-write lock and read with [`Store::get_shared`]. Semantics are in the
+/// [module docs](self).
 pub struct Store {
     budget: u64,
     policy: Policy,
-    tiers: Tiers,
+    engine: Engine,
     expiry: ExpiryIndex,
     /// Sequence number of the next stored entry; orders equal deadlines.
     next_seq: u64,
-    /// Event counters; `bytes` and `entries` are filled in by [`Store::stats`].
+    /// `get` and `get_shared` results, counted under a shared lock too.
+    hits: AtomicU64,
+    misses: AtomicU64,
+    /// The other event counters; `hits`, `misses`, `bytes`, `entries` are filled in by
+    /// [`Store::stats`].
     counters: StoreStats,
 }
 
@@ -228,15 +283,24 @@ impl Store {
             return Err(StoreError::InvalidConfig("budget_bytes must be > 0".into()));
         }
         config.policy.validate()?;
+        let engine = match config.policy {
+            Policy::TinyLfu => Engine::TinyLfu(Box::new(TinyLfu::new(
+                config.budget_bytes,
+                config.hash_seed,
+            ))),
+            Policy::Lru | Policy::Lru2 { .. } => Engine::Tiers(Tiers::new(
+                config.policy.protected_budget(config.budget_bytes),
+                config.hash_seed,
+            )),
+        };
         Ok(Store {
             budget: config.budget_bytes,
             policy: config.policy,
-            tiers: Tiers::new(
-                config.policy.protected_budget(config.budget_bytes),
-                config.hash_seed,
-            ),
+            engine,
             expiry: ExpiryIndex::default(),
             next_seq: 0,
+            hits: AtomicU64::new(0),
+            misses: AtomicU64::new(0),
             counters: StoreStats::default(),
         })
     }
@@ -244,20 +308,48 @@ impl Store {
     /// The valid value under `key`, counting a hit or a miss; a hit is an access for the eviction
     /// policy, and an expired entry found here is removed.
     pub fn get(&mut self, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        match self.tiers.access(key, now) {
+        let access = match &mut self.engine {
+            Engine::Tiers(tiers) => tiers.access(key, now),
+            Engine::TinyLfu(lfu) => lfu.access(key, now),
+        };
+        match access {
             Access::Hit { value, expires_at } => {
-                self.counters.hits += 1;
+                *self.hits.get_mut() += 1;
                 Some(Lookup { value, expires_at })
             }
             Access::Expired => {
                 self.remove(key);
                 self.counters.expirations += 1;
-                self.counters.misses += 1;
+                *self.misses.get_mut() += 1;
                 None
             }
             Access::Missing => {
-                self.counters.misses += 1;
+                *self.misses.get_mut() += 1;
                 None
+            }
+        }
+    }
+
+    /// [`Store::get`] for a caller holding only shared access (a read lock): answers a miss, and
+    /// a hit when the policy's hits change only atomics ([`Policy::shared_hits`]); otherwise
+    /// changes nothing and answers [`SharedGet::Exclusive`]. See the [module docs](self).
+    pub fn get_shared(&self, key: &[u8], now: Timestamp) -> SharedGet {
+        let access = match &self.engine {
+            Engine::TinyLfu(lfu) => lfu.access(key, now),
+            Engine::Tiers(tiers) => match tiers.peek(key) {
+                None => Access::Missing,
+                Some(_) => return SharedGet::Exclusive,
+            },
+        };
+        match access {
+            Access::Hit { value, expires_at } => {
+                self.hits.fetch_add(1, Ordering::Relaxed);
+                SharedGet::Hit(Lookup { value, expires_at })
+            }
+            Access::Expired => SharedGet::Exclusive,
+            Access::Missing => {
+                self.misses.fetch_add(1, Ordering::Relaxed);
+                SharedGet::Miss
             }
         }
     }
@@ -265,7 +357,11 @@ impl Store {
     /// The valid value under `key` without any effect: no counters, no recency change, and an
     /// expired entry is left in place (but not returned).
     pub fn peek(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        let entry = self.tiers.peek(key).filter(|e| !e.is_expired(now))?;
+        let entry = match &self.engine {
+            Engine::Tiers(tiers) => tiers.peek(key),
+            Engine::TinyLfu(lfu) => lfu.peek(key),
+        };
+        let entry = entry.filter(|e| !e.is_expired(now))?;
         Some(Lookup {
             value: entry.value.clone(),
             expires_at: entry.expires_at,
@@ -302,16 +398,28 @@ impl Store {
             seq,
         };
         self.expiry.insert(expires_at, seq, key.clone());
-        if let Some(old) = self.tiers.insert(key.clone(), entry) {
-            self.expiry.remove(old.expires_at, old.seq);
-        }
         self.counters.inserts += 1;
-        Ok(self.evict_to_budget(&key))
+        match &mut self.engine {
+            Engine::Tiers(tiers) => {
+                if let Some(old) = tiers.insert(key.clone(), entry) {
+                    self.expiry.remove(old.expires_at, old.seq);
+                }
+                Ok(self.evict_to_budget(&key))
+            }
+            Engine::TinyLfu(lfu) => {
+                lfu.maintain(*self.hits.get_mut(), *self.misses.get_mut());
+                let (keep, old) = lfu.insert(key, entry);
+                if let Some(old) = old {
+                    self.expiry.remove(old.expires_at, old.seq);
+                }
+                Ok(self.evict_tinylfu(keep, now))
+            }
+        }
     }
 
     /// Removes the entry under `key`; returns whether one was present (expired or not).
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        match self.tiers.remove(key) {
+        match self.take(key) {
             Some((_, entry)) => {
                 self.expiry.remove(entry.expires_at, entry.seq);
                 true
@@ -323,7 +431,10 @@ impl Store {
     /// Removes every entry whose key `keep` rejects and returns how many went; used to hand off
     /// keys this node no longer owns after the ring changes. Not counted as evictions. `O(n)`.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) -> usize {
-        let doomed: Vec<Bytes> = self.tiers.keys().filter(|k| !keep(k)).cloned().collect();
+        let doomed: Vec<Bytes> = match &self.engine {
+            Engine::Tiers(tiers) => tiers.keys().filter(|k| !keep(k)).cloned().collect(),
+            Engine::TinyLfu(lfu) => lfu.keys().filter(|k| !keep(k)).cloned().collect(),
+        };
         for key in &doomed {
             self.remove(key);
         }
@@ -335,19 +446,10 @@ impl Store {
     pub fn sweep_expired(&mut self, now: Timestamp, max: usize) -> Vec<Eviction> {
         let mut swept = Vec::new();
         while swept.len() < max {
-            let Some(key) = self.expiry.pop_expired(now) else {
+            let Some(eviction) = self.pop_expired(now) else {
                 break;
             };
-            let Some((key, entry)) = self.tiers.remove(&key) else {
-                debug_assert!(false, "expiry index names an absent key");
-                continue;
-            };
-            self.counters.expirations += 1;
-            swept.push(Eviction {
-                key,
-                bytes: entry.size,
-                reason: EvictionReason::Expired,
-            });
+            swept.push(eviction);
         }
         swept
     }
@@ -355,6 +457,8 @@ impl Store {
     /// Counters since creation plus the current bytes and entries.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
             bytes: self.bytes(),
             entries: self.len() as u64,
             ..self.counters
@@ -363,7 +467,10 @@ impl Store {
 
     /// Number of entries, expired ones not yet removed included.
     pub fn len(&self) -> usize {
-        self.tiers.len()
+        match &self.engine {
+            Engine::Tiers(tiers) => tiers.len(),
+            Engine::TinyLfu(lfu) => lfu.len(),
+        }
     }
 
     /// Whether the store holds no entry.
@@ -373,7 +480,10 @@ impl Store {
 
     /// Bytes charged for the current entries; never above [`Store::budget`].
     pub fn bytes(&self) -> u64 {
-        self.tiers.bytes()
+        match &self.engine {
+            Engine::Tiers(tiers) => tiers.bytes(),
+            Engine::TinyLfu(lfu) => lfu.bytes(),
+        }
     }
 
     /// The byte budget; also the largest entry the store accepts.
@@ -381,17 +491,63 @@ impl Store {
         self.budget
     }
 
+    /// The eviction policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Bytes the policy keeps besides the entries (TinyLFU's frequency sketch; 0 for LRU and
+    /// LRU2), not charged to the budget: at most `budget / 16`.
+    pub fn policy_overhead_bytes(&self) -> usize {
+        match &self.engine {
+            Engine::Tiers(_) => 0,
+            Engine::TinyLfu(lfu) => lfu.sketch_bytes(),
+        }
+    }
+
     /// Drops every entry; event counters are kept.
     pub fn clear(&mut self) {
-        self.tiers.clear();
+        match &mut self.engine {
+            Engine::Tiers(tiers) => tiers.clear(),
+            Engine::TinyLfu(lfu) => lfu.clear(),
+        }
         self.expiry.clear();
     }
 
-    /// Evicts capacity victims until the store fits its budget, never the entry under `keep`.
+    /// Takes the entry under `key` out of the policy (the expiry index is left to the caller).
+    fn take(&mut self, key: &[u8]) -> Option<(Bytes, Entry)> {
+        match &mut self.engine {
+            Engine::Tiers(tiers) => tiers.remove(key),
+            Engine::TinyLfu(lfu) => lfu.remove(key),
+        }
+    }
+
+    /// Removes the entry with the earliest deadline if it is expired at `now`.
+    fn pop_expired(&mut self, now: Timestamp) -> Option<Eviction> {
+        loop {
+            let key = self.expiry.pop_expired(now)?;
+            let Some((key, entry)) = self.take(&key) else {
+                debug_assert!(false, "expiry index names an absent key");
+                continue;
+            };
+            self.counters.expirations += 1;
+            return Some(Eviction {
+                key,
+                bytes: entry.size,
+                reason: EvictionReason::Expired,
+            });
+        }
+    }
+
+    /// LRU and LRU2: evicts capacity victims until the store fits its budget, never the entry
+    /// under `keep`.
     fn evict_to_budget(&mut self, keep: &[u8]) -> Vec<Eviction> {
+        let Engine::Tiers(tiers) = &mut self.engine else {
+            return Vec::new();
+        };
         let mut evicted = Vec::new();
-        while self.tiers.bytes() > self.budget {
-            let Some((key, entry)) = self.tiers.pop_victim(keep) else {
+        while tiers.bytes() > self.budget {
+            let Some((key, entry)) = tiers.pop_victim(keep) else {
                 debug_assert!(
                     false,
                     "over budget with no victim but the entry just stored"
@@ -407,5 +563,41 @@ impl Store {
             });
         }
         evicted
+    }
+
+    /// TinyLFU: removes expired entries while over budget, then lets the policy evict; never the
+    /// entry `keep` (just stored, so not expired).
+    fn evict_tinylfu(&mut self, keep: usize, now: Timestamp) -> Vec<Eviction> {
+        let mut evicted = Vec::new();
+        while self.bytes() > self.budget {
+            let Some(eviction) = self.pop_expired(now) else {
+                break;
+            };
+            evicted.push(eviction);
+        }
+        let Engine::TinyLfu(lfu) = &mut self.engine else {
+            return evicted;
+        };
+        for (key, entry) in lfu.evict(keep) {
+            self.expiry.remove(entry.expires_at, entry.seq);
+            self.counters.evictions += 1;
+            evicted.push(Eviction {
+                key,
+                bytes: entry.size,
+                reason: EvictionReason::Capacity,
+            });
+        }
+        evicted
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// The LRU/LRU2 lists (tests only; panics under TinyLFU).
+    fn tiers(&self) -> &Tiers {
+        match &self.engine {
+            Engine::Tiers(tiers) => tiers,
+            Engine::TinyLfu(_) => panic!("not an LRU store"),
+        }
     }
 }
