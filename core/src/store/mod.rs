@@ -309,14 +309,18 @@ impl Store {
     /// policy, and an expired entry found here is removed.
     pub fn get(&mut self, key: &[u8], now: Timestamp) -> Option<Lookup> {
         let access = match &mut self.engine {
-            Engine::Tiers(tiers) => tiers.access(key, now),
-            Engine::TinyLfu(lfu) => lfu.access(key, now),
+            Engine::Tiers(tiers) => {
+                let access = tiers.access(key, now);
+                if matches!(access, Access::Hit { .. }) {
+                    *self.hits.get_mut() += 1;
+                }
+                access
+            }
+            // Counts the hit itself: the count is part of its clock.
+            Engine::TinyLfu(lfu) => lfu.access(key, now, &self.hits),
         };
         match access {
-            Access::Hit { value, expires_at } => {
-                *self.hits.get_mut() += 1;
-                Some(Lookup { value, expires_at })
-            }
+            Access::Hit { value, expires_at } => Some(Lookup { value, expires_at }),
             Access::Expired => {
                 self.remove(key);
                 self.counters.expirations += 1;
@@ -335,17 +339,14 @@ impl Store {
     /// changes nothing and answers [`SharedGet::Exclusive`]. See the [module docs](self).
     pub fn get_shared(&self, key: &[u8], now: Timestamp) -> SharedGet {
         let access = match &self.engine {
-            Engine::TinyLfu(lfu) => lfu.access(key, now),
+            Engine::TinyLfu(lfu) => lfu.access(key, now, &self.hits),
             Engine::Tiers(tiers) => match tiers.peek(key) {
                 None => Access::Missing,
                 Some(_) => return SharedGet::Exclusive,
             },
         };
         match access {
-            Access::Hit { value, expires_at } => {
-                self.hits.fetch_add(1, Ordering::Relaxed);
-                SharedGet::Hit(Lookup { value, expires_at })
-            }
+            Access::Hit { value, expires_at } => SharedGet::Hit(Lookup { value, expires_at }),
             Access::Expired => SharedGet::Exclusive,
             Access::Missing => {
                 self.misses.fetch_add(1, Ordering::Relaxed);
@@ -407,8 +408,7 @@ impl Store {
                 Ok(self.evict_to_budget(&key))
             }
             Engine::TinyLfu(lfu) => {
-                lfu.maintain(*self.hits.get_mut(), *self.misses.get_mut());
-                let (keep, old) = lfu.insert(key, entry);
+                let (keep, old) = lfu.insert(key, entry, *self.hits.get_mut());
                 if let Some(old) = old {
                     self.expiry.remove(old.expires_at, old.seq);
                 }
@@ -578,7 +578,7 @@ impl Store {
         let Engine::TinyLfu(lfu) = &mut self.engine else {
             return evicted;
         };
-        for (key, entry) in lfu.evict(keep) {
+        for (key, entry) in lfu.evict(keep, *self.hits.get_mut()) {
             self.expiry.remove(entry.expires_at, entry.seq);
             self.counters.evictions += 1;
             evicted.push(Eviction {

@@ -1,35 +1,54 @@
-//! The TinyLFU policy: an adaptive admission window and a segmented main space over CLOCK queues,
-//! with TinyLFU admission from a frequency sketch.
+//! The TinyLFU policy: W-TinyLFU over CLOCK queues, so that a hit changes only atomics.
 //!
-//! Caffeine's W-TinyLFU with every LRU list replaced by a FIFO queue plus per-entry hit bits
-//! (CLOCK, "lazy promotion" in the words of the SIEVE and S3-FIFO papers), so that a hit
-//! changes only atomics and can be served under a shared lock:
+//! Caffeine's W-TinyLFU (an admission window, a segmented main space, TinyLFU admission by a
+//! frequency sketch) with every LRU list replaced by a FIFO queue plus per-entry hit counts
+//! (CLOCK; "lazy promotion" in the words of the S3-FIFO and SIEVE papers). A hit only raises
+//! counters, so it can be served under a shared lock, and the order of concurrent hits does not
+//! change the outcome. The exact rules:
 //!
-//! - **Queues.** A *window* W (new keys), and a main space of *probation* P and *protected* Q.
-//!   Every entry carries a hit counter `h` (0..=[`MAX_HITS`]) that a hit raises by one.
-//! - **Budgets.** W may hold `window_budget` bytes (adapted by the [`climber`]); Q may hold
-//!   `protected_budget = (budget - window_budget) * 80 / 100` bytes; the store holds `budget`.
-//! - **Hit.** `h = min(h + 1, MAX_HITS)` and the key's [`sketch`] counters go up by one. Nothing
-//!   moves.
-//! - **Insert of a new key.** Its sketch counters go up by one and it enters W's tail.
-//! - **Window overflow.** While W is over its budget: the head of W, if `h > 0`, gets `h = 0` and
-//!   goes back to W's tail (second chance); else it leaves W as a *candidate* for the main space.
-//! - **Victim.** The head of P, if `h > 0`, is promoted: `h = 0`, to Q's tail, then Q is brought
-//!   within its budget by [demotion](TinyLfu::demote_protected); repeat. An `h = 0` head of P is
-//!   the victim. With P empty: the CLOCK of Q (head with `h > 0`: `h -= 1`, to the tail; else the
-//!   victim). With Q empty too: the head of W.
+//! - **Clock.** `tick` = hits + stored inserts so far (the store's counts); every access has the
+//!   tick counted before it. `peak` = the most entries held at once so far; the *sample*
+//!   `S = `[`SAMPLE_FACTOR`]` * peak`.
+//! - **Queues.** A *window* W (new keys), and a main space of *probation* P and *protected* Q,
+//!   each a FIFO (head = oldest). Every entry has a hit count `h` (`0..=`[`MAX_HITS`]) and the
+//!   tick `last` of its last recorded access.
+//! - **Budgets.** W may hold `budget / 100` bytes ([`WINDOW_PERCENT`]); Q may hold
+//!   `(budget - budget / 100) * 80 / 100` bytes ([`PROTECTED_PERCENT`]); the store `budget`.
+//! - **Access** (a hit, or the replacement of an existing key). `h = min(h + 1, MAX_HITS)`; `last`
+//!   becomes the access's tick if that is at least `peak / 8 + 1` past it (so hot entries are not
+//!   written on every hit); the key's sketch counters go up by one. Nothing moves.
+//! - **Insert of a new key.** First, if `S` ticks passed since the sketch was last halved, it is
+//!   halved (aging). Then the entry enters W's tail with `h = 0`, `last` = its tick; `peak` and,
+//!   if `peak` outgrew it, the [sketch](Sketch) (which then restarts from zero) grow; its sketch
+//!   counters go up by one. (The aging check runs before a replacement too.)
+//! - **Window overflow.** While W is over its budget: W's head, if it is the entry just stored,
+//!   or if `h > 0` while fewer than `n` such moves were made in this overflow (`n` = W's length
+//!   when it started), gets `h = 0` and goes to W's tail (stop instead if it is W's only entry);
+//!   else it leaves W as a *candidate*.
+//! - **Victim.** P's head, if `h > 0` or it is the entry just stored, is promoted (`h = 0`, to
+//!   Q's tail, then Q is [brought within its budget](TinyLfu::demote_protected)); repeat. P's
+//!   head with `h = 0` is the victim. With P empty: Q's head with `h > 0` (or the entry just
+//!   stored, unless Q holds nothing else) gets `h - 1` and goes to Q's tail, repeat; with `h = 0`
+//!   it is the victim. With Q empty too (or holding only the entry just stored): W's first
+//!   entry that is not the entry just stored, if any.
 //! - **Admission.** While the store is over budget, the oldest remaining candidate `c` meets the
-//!   victim `v`: `v` is evicted if `freq(c) > freq(v)`, or, when `freq(c) >= `[`WARM`], with
-//!   probability 1/128 from the seeded generator (so an attacker cannot pin a hot victim); else
-//!   `c` is evicted. Candidates that survive join P's tail in order.
-//! - The entry just stored is never a victim or a rejected candidate of its own insert.
+//!   victim `v`. With `idle = max(1, tick - last(v))` and `cap = min(15, 2 * S / idle)`, `v` is
+//!   evicted if `freq(c) > min(freq(v), cap)` (a victim idle for long cannot hold on to an old
+//!   count), or, when `freq(c) >= `[`WARM`], with probability 1/128 from a generator seeded by the
+//!   store's seed (so crafted keys cannot pin a victim, as in Caffeine). Otherwise `c` is evicted
+//!   and `v`, if in P with other entries, goes to P's tail (the next candidate meets the next
+//!   victim). A lone candidate or a lone victim is simply evicted. Candidates that survive join
+//!   P's tail in order.
+//!
+//! The entry just stored is never evicted by its own insert. Caffeine's hill climber (which
+//! adapts the window size) was tried and lowered the hit ratio on the benchmark traces, so the
+//! window is fixed (see README).
 
-mod climber;
 mod sketch;
 
 use std::collections::VecDeque;
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use bytes::Bytes;
 use foldhash::fast::FixedState;
@@ -38,8 +57,8 @@ use slab::Slab;
 
 use super::tiers::{Access, Entry};
 use crate::time::Timestamp;
-use climber::Climber;
 use sketch::Sketch;
+pub use sketch::MAX_COUNT;
 
 /// Largest per-entry hit count.
 pub const MAX_HITS: u8 = 3;
@@ -47,16 +66,13 @@ pub const MAX_HITS: u8 = 3;
 /// Sketch estimate from which a losing candidate is still admitted with probability 1/128.
 pub const WARM: u8 = 6;
 
-/// Initial window budget: `budget / INITIAL_WINDOW_DIVISOR` (1 %).
-pub const INITIAL_WINDOW_DIVISOR: u64 = 100;
+/// Share of the budget, in percent, for the window.
+pub const WINDOW_PERCENT: u64 = 1;
 
-/// Largest window budget: `budget * MAX_WINDOW_PERCENT / 100`.
-pub const MAX_WINDOW_PERCENT: u64 = 80;
-
-/// Share of the main space (`budget - window_budget`) the protected queue may hold.
+/// Share of the main space (`budget - window budget`), in percent, for the protected queue.
 pub const PROTECTED_PERCENT: u64 = 80;
 
-/// Sketch aging and climber samples: every `SAMPLE_FACTOR * entries` accesses.
+/// The sketch is halved every `SAMPLE_FACTOR * peak` ticks.
 pub const SAMPLE_FACTOR: u64 = 10;
 
 /// The sketch never takes more than `budget / SKETCH_BUDGET_DIVISOR` bytes.
@@ -65,16 +81,30 @@ pub const SKETCH_BUDGET_DIVISOR: u64 = 16;
 /// No entry index: the end of a queue.
 const NIL: usize = usize::MAX;
 
+/// `percent` % of `bytes`, rounded down, without overflow.
+pub fn percent_of(bytes: u64, percent: u64) -> u64 {
+    bytes / 100 * percent + bytes % 100 * percent / 100
+}
+
+/// Words of the sketch for a store of `budget` bytes that has held at most `peak` entries: one
+/// per entry rounded up to a power of two, at most the largest power of two that keeps the
+/// sketch within `budget / SKETCH_BUDGET_DIVISOR` bytes, at least 8.
+pub fn sketch_words(budget: u64, peak: usize) -> usize {
+    let cap = (budget / SKETCH_BUDGET_DIVISOR / 8).max(1);
+    let cap = usize::try_from(1u64 << cap.ilog2()).unwrap_or(usize::MAX);
+    peak.max(1).next_power_of_two().min(cap).max(8)
+}
+
 /// Which queue an entry is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Queue {
+enum Queue {
     /// The admission window.
     Window,
-    /// Main space, not yet hit there.
+    /// Main space, not hit since it entered (or was demoted to) it.
     Probation,
     /// Main space, hit while in probation.
     Protected,
-    /// Left the window and waits for admission (only inside an eviction).
+    /// Left the window and waits for admission (only during an eviction).
     Candidate,
 }
 
@@ -89,6 +119,8 @@ struct Node {
     next: usize,
     /// Hits since the policy last looked (0..=MAX_HITS); raised under a shared lock.
     hits: AtomicU8,
+    /// Tick of the last recorded access; refreshed under a shared lock.
+    last: AtomicU64,
 }
 
 impl Node {
@@ -100,13 +132,22 @@ impl Node {
         *self.hits.get_mut() = hits;
     }
 
-    /// Raises the hit count by one up to [`MAX_HITS`]; lossy only under a concurrent raise.
-    fn record_hit(&self) {
+    fn last(&self) -> u64 {
+        self.last.load(Ordering::Relaxed)
+    }
+
+    /// Records an access at `tick`: the hit count goes up by one (to [`MAX_HITS`]), `last` moves
+    /// to `tick` if it is at least `granularity` behind. Each is one compare-exchange or store,
+    /// skipped when nothing would change; a concurrent access may make one of them a no-op.
+    fn record_access(&self, tick: u64, granularity: u64) {
         let hits = self.hits.load(Ordering::Relaxed);
         if hits < MAX_HITS {
             let _ =
                 self.hits
                     .compare_exchange(hits, hits + 1, Ordering::Relaxed, Ordering::Relaxed);
+        }
+        if tick >= self.last().saturating_add(granularity) {
+            self.last.store(tick, Ordering::Relaxed);
         }
     }
 }
@@ -129,13 +170,13 @@ impl List {
     };
 }
 
-/// A splitmix64 generator seeded from the store's seed: the only randomness of the policy.
+/// A splitmix64 generator: the policy's only randomness, seeded by the store's seed.
 #[derive(Debug, Clone)]
-pub(super) struct SplitMix(pub(super) u64);
+pub struct SplitMix(pub u64);
 
 impl SplitMix {
     /// The next 64 random bits.
-    pub(super) fn next_u64(&mut self) -> u64 {
+    pub fn next_u64(&mut self) -> u64 {
         self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
         let mut z = self.0;
         z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
@@ -144,7 +185,7 @@ impl SplitMix {
     }
 }
 
-/// State of the TinyLFU policy: entries, queues, sketch and climber.
+/// State of the TinyLFU policy: entries, queues and sketch.
 #[derive(Debug)]
 pub(super) struct TinyLfu {
     nodes: Slab<Node>,
@@ -157,14 +198,14 @@ pub(super) struct TinyLfu {
     bytes: u64,
     budget: u64,
     window_budget: u64,
+    protected_budget: u64,
     sketch: Sketch,
-    climber: Climber,
     rng: SplitMix,
-    /// Most entries held at once so far: sizes the sketch and the samples.
-    peak_len: usize,
-    /// Accesses (hits + stored inserts) counted when the sketch was last halved.
+    /// Most entries held at once so far.
+    peak: usize,
+    /// Tick at which the sketch was last halved.
     aged_at: u64,
-    /// Stored inserts so far.
+    /// Stored inserts so far (the other part of the tick).
     inserts: u64,
 }
 
@@ -172,6 +213,7 @@ impl TinyLfu {
     /// An empty policy for a store of `budget` bytes whose hashes and generator derive from
     /// `seed`.
     pub(super) fn new(budget: u64, seed: u64) -> Self {
+        let window_budget = percent_of(budget, WINDOW_PERCENT);
         TinyLfu {
             nodes: Slab::new(),
             index: HashTable::new(),
@@ -181,24 +223,29 @@ impl TinyLfu {
             protected: List::EMPTY,
             bytes: 0,
             budget,
-            window_budget: budget / INITIAL_WINDOW_DIVISOR,
-            sketch: Sketch::new(0),
-            climber: Climber::new(budget),
+            window_budget,
+            protected_budget: percent_of(budget - window_budget, PROTECTED_PERCENT),
+            sketch: Sketch::new(sketch_words(budget, 0)),
             rng: SplitMix(seed),
-            peak_len: 0,
+            peak: 0,
             aged_at: 0,
             inserts: 0,
         }
     }
 
-    /// The 64-bit hash of `key` used by the index and the sketch.
-    pub(super) fn hash(&self, key: &[u8]) -> u64 {
+    /// The 64-bit hash of `key`, used by the index and the sketch.
+    fn hash(&self, key: &[u8]) -> u64 {
         self.hasher.hash_one(key)
     }
 
     fn find(&self, key: &[u8], hash: u64) -> Option<usize> {
         let nodes = &self.nodes;
         self.index.find(hash, |&i| nodes[i].key == key).copied()
+    }
+
+    /// Ticks between two refreshes of an entry's `last`.
+    fn granularity(&self) -> u64 {
+        self.peak as u64 / 8 + 1
     }
 
     /// Number of entries.
@@ -222,9 +269,10 @@ impl TinyLfu {
         Some(&self.nodes[i].entry)
     }
 
-    /// A read of `key` at `now` under a shared lock: a valid entry records a hit (its hit count
-    /// and the sketch); an expired one is reported and left in place.
-    pub(super) fn access(&self, key: &[u8], now: Timestamp) -> Access {
+    /// A read of `key` at `now`, under a shared lock: a valid entry counts a hit in `hits` (the
+    /// store's counter, whose value is part of the tick) and records the access; an expired one
+    /// is reported and left in place.
+    pub(super) fn access(&self, key: &[u8], now: Timestamp, hits: &AtomicU64) -> Access {
         let hash = self.hash(key);
         let Some(i) = self.find(key, hash) else {
             return Access::Missing;
@@ -233,7 +281,8 @@ impl TinyLfu {
         if node.entry.is_expired(now) {
             return Access::Expired;
         }
-        node.record_hit();
+        let tick = hits.fetch_add(1, Ordering::Relaxed) + self.inserts;
+        node.record_access(tick, self.granularity());
         self.sketch.increment(hash);
         Access::Hit {
             value: node.entry.value.clone(),
@@ -241,39 +290,27 @@ impl TinyLfu {
         }
     }
 
-    /// Ages the sketch and adapts the window when their samples are full; `hits` and `misses`
-    /// are the store's running counts. Called before every insert.
-    pub(super) fn maintain(&mut self, hits: u64, misses: u64) {
-        let sample = SAMPLE_FACTOR * self.peak_len.max(1) as u64;
-        let accesses = hits + self.inserts;
-        if accesses - self.aged_at >= sample {
+    /// Stores `entry` under `key` (see the module docs) given the store's hit count, and returns
+    /// the entry's index (for [`TinyLfu::evict`]) and the entry it replaced.
+    pub(super) fn insert(&mut self, key: Bytes, entry: Entry, hits: u64) -> (usize, Option<Entry>) {
+        let tick = hits + self.inserts;
+        if tick - self.aged_at >= SAMPLE_FACTOR * self.peak.max(1) as u64 {
             self.sketch.halve();
-            self.aged_at = accesses;
+            self.aged_at = tick;
         }
-        if let Some(delta) = self.climber.observe(hits, misses, sample) {
-            let max = self.budget / 100 * MAX_WINDOW_PERCENT
-                + self.budget % 100 * MAX_WINDOW_PERCENT / 100;
-            self.window_budget = self.window_budget.saturating_add_signed(delta).min(max);
-            self.demote_protected(NIL);
-        }
-    }
-
-    /// Stores `entry` under `key` and returns the entry it replaced. A replacement keeps the
-    /// entry's place and counts as a hit; a new key enters the window's tail. Both count one
-    /// access in the sketch. Returns the entry's index (for [`TinyLfu::evict`]'s `keep`).
-    pub(super) fn insert(&mut self, key: Bytes, entry: Entry) -> (usize, Option<Entry>) {
-        let hash = self.hash(&key);
-        self.sketch.increment(hash);
         self.inserts += 1;
+        let hash = self.hash(&key);
         if let Some(i) = self.find(&key, hash) {
+            let granularity = self.granularity();
             let node = &mut self.nodes[i];
             let old = std::mem::replace(&mut node.entry, entry);
             let (new_size, queue) = (node.entry.size, node.queue);
-            node.record_hit();
+            node.record_access(tick, granularity);
             self.bytes = self.bytes - old.size + new_size;
             if let Some(list) = self.list_mut(queue) {
                 list.bytes = list.bytes - old.size + new_size;
             }
+            self.sketch.increment(hash);
             return (i, Some(old));
         }
         let size = entry.size;
@@ -285,15 +322,20 @@ impl TinyLfu {
             prev: NIL,
             next: NIL,
             hits: AtomicU8::new(0),
+            last: AtomicU64::new(tick),
         });
         let nodes = &self.nodes;
         self.index.insert_unique(hash, i, |&j| nodes[j].hash);
         self.bytes += size;
         self.push_tail(Queue::Window, i);
-        if self.nodes.len() > self.peak_len {
-            self.peak_len = self.nodes.len();
-            self.grow_sketch();
+        if self.nodes.len() > self.peak {
+            self.peak = self.nodes.len();
+            let words = sketch_words(self.budget, self.peak);
+            if words > self.sketch.words() {
+                self.sketch = Sketch::new(words);
+            }
         }
+        self.sketch.increment(hash);
         (i, None)
     }
 
@@ -304,8 +346,9 @@ impl TinyLfu {
     }
 
     /// Evicts until the store fits its budget, never the entry `keep` (the one just stored);
-    /// returns the evicted entries in eviction order.
-    pub(super) fn evict(&mut self, keep: usize) -> Vec<(Bytes, Entry)> {
+    /// `hits` is the store's hit count. Returns the evicted entries in eviction order.
+    pub(super) fn evict(&mut self, keep: usize, hits: u64) -> Vec<(Bytes, Entry)> {
+        let tick = hits + self.inserts;
         let mut candidates = self.drain_window(keep);
         let mut evicted = Vec::new();
         while self.bytes > self.budget {
@@ -318,10 +361,14 @@ impl TinyLfu {
                 }
                 (None, Some(v)) => v,
                 (Some(c), Some(v)) => {
-                    if self.admit(c, v) {
+                    if self.admit(c, v, tick) {
                         v
                     } else {
                         candidates.pop_front();
+                        if self.nodes[v].queue == Queue::Probation && self.probation.len > 1 {
+                            self.unlink(v);
+                            self.push_tail(Queue::Probation, v);
+                        }
                         c
                     }
                 }
@@ -342,7 +389,7 @@ impl TinyLfu {
             .map(move |i| &self.nodes[i].key)
     }
 
-    /// Drops every entry; the sketch, the climber and the window budget are kept.
+    /// Drops every entry; the sketch, `peak` and the clock are kept.
     pub(super) fn clear(&mut self) {
         self.nodes.clear();
         self.index.clear();
@@ -352,11 +399,10 @@ impl TinyLfu {
         self.bytes = 0;
     }
 
-    /// Moves window entries out while the window is over budget (second chance for hit ones);
-    /// returns the candidates, oldest first. `keep` stays in the window.
+    /// Moves entries out of the window while it is over budget; returns the candidates, oldest
+    /// first. See the module docs.
     fn drain_window(&mut self, keep: usize) -> VecDeque<usize> {
         let mut candidates = VecDeque::new();
-        // Each entry gets at most one second chance per drain.
         let mut chances = self.window.len;
         while self.window.bytes > self.window_budget && self.window.head != NIL {
             let head = self.window.head;
@@ -377,9 +423,9 @@ impl TinyLfu {
         candidates
     }
 
-    /// The next capacity victim (still linked), never `keep`: see the module docs.
+    /// The next capacity victim (still queued), never `keep`: see the module docs.
     fn select_victim(&mut self, keep: usize) -> Option<usize> {
-        // Every pass either promotes, rotates or lowers a hit count, so the loop ends.
+        // Every pass promotes an entry out of P or lowers a hit count in Q, so the loop ends.
         loop {
             let head = self.probation.head;
             if head != NIL {
@@ -393,39 +439,30 @@ impl TinyLfu {
                 return Some(head);
             }
             let head = self.protected.head;
-            if head != NIL {
+            let only_keep = self.protected.len == 1 && head == keep;
+            if head != NIL && !only_keep {
                 let hits = self.nodes[head].hits();
-                if head == keep || hits > 0 {
-                    if self.protected.len == 1 && head == keep {
-                        // Only `keep` in the main space: fall through to the window.
-                    } else {
-                        self.unlink(head);
-                        self.nodes[head].set_hits(hits.saturating_sub(1));
-                        self.push_tail(Queue::Protected, head);
-                        continue;
-                    }
-                } else {
+                if head != keep && hits == 0 {
                     return Some(head);
                 }
+                self.unlink(head);
+                self.nodes[head].set_hits(hits.saturating_sub(1));
+                self.push_tail(Queue::Protected, head);
+                continue;
             }
             let head = self.window.head;
-            if head == NIL {
-                return None;
-            }
             if head != keep {
-                return Some(head);
+                return (head != NIL).then_some(head);
             }
             let next = self.nodes[head].next;
             return (next != NIL).then_some(next);
         }
     }
 
-    /// While the protected queue is over its budget, its head is demoted to probation's tail, or,
-    /// if hit (`h > 0`) or `keep`, rotated to protected's tail with `h - 1` (CLOCK).
+    /// While Q is over its budget, its head is demoted to P's tail, or, if `h > 0` or it is
+    /// `keep`, goes to Q's tail with `h - 1` (stopping if `keep` is Q's only entry).
     fn demote_protected(&mut self, keep: usize) {
-        let main = self.budget.saturating_sub(self.window_budget);
-        let budget = main / 100 * PROTECTED_PERCENT + main % 100 * PROTECTED_PERCENT / 100;
-        while self.protected.bytes > budget && self.protected.head != NIL {
+        while self.protected.bytes > self.protected_budget && self.protected.head != NIL {
             let head = self.protected.head;
             let hits = self.nodes[head].hits();
             self.unlink(head);
@@ -441,10 +478,13 @@ impl TinyLfu {
         }
     }
 
-    /// Whether candidate `c` is admitted over victim `v` (see the module docs).
-    fn admit(&mut self, c: usize, v: usize) -> bool {
+    /// Whether candidate `c` is admitted over victim `v` at `tick` (see the module docs).
+    fn admit(&mut self, c: usize, v: usize, tick: u64) -> bool {
         let candidate = self.sketch.frequency(self.nodes[c].hash);
         let victim = self.sketch.frequency(self.nodes[v].hash);
+        let idle = tick.saturating_sub(self.nodes[v].last()).max(1);
+        let cap = 2 * SAMPLE_FACTOR * self.peak.max(1) as u64 / idle;
+        let victim = victim.min(u8::try_from(cap).unwrap_or(MAX_COUNT));
         if candidate > victim {
             return true;
         }
@@ -462,17 +502,6 @@ impl TinyLfu {
             slot.remove();
         }
         (node.key, node.entry)
-    }
-
-    /// Sizes the sketch for the peak entry count: 8 bytes per entry (rounded up to a power of
-    /// two), at most `budget / SKETCH_BUDGET_DIVISOR` bytes. Growing it forgets all counts.
-    fn grow_sketch(&mut self) {
-        let cap_words = (self.budget / SKETCH_BUDGET_DIVISOR / 8).max(1);
-        let cap_words = 1usize << (63 - cap_words.leading_zeros()).min(40);
-        let wanted = self.peak_len.next_power_of_two().min(cap_words);
-        if wanted > self.sketch.words() {
-            self.sketch = Sketch::new(wanted);
-        }
     }
 
     fn list_mut(&mut self, queue: Queue) -> Option<&mut List> {

@@ -3,8 +3,10 @@
 //! A count-min sketch of depth 4 over `words` 64-bit words (16 counters of 4 bits each), with
 //! periodic aging, as TinyLFU describes it. A key's 64-bit hash picks one block of 8 consecutive
 //! words (64 bytes, one cache line) and, from its upper half, one counter in each of four
-//! word pairs of the block ([`Sketch::slots`] gives the exact formula). An access adds one to
-//! each of the key's four counters that is below 15; the estimate is the smallest of the four.
+//! word pairs of the block ([`Sketch::slots`] gives the exact formula). The estimate is the
+//! smallest of the four counters; an access adds one to those of the four that equal it
+//! (conservative update, which keeps estimates of rare keys from being inflated by collisions),
+//! up to 15.
 //! [`Sketch::halve`] halves every counter, so old popularity fades.
 //!
 //! Counters are atomics so that hits, which hold only a shared lock on the store, can count:
@@ -16,7 +18,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Largest value of a counter.
-pub(crate) const MAX_COUNT: u8 = 15;
+pub const MAX_COUNT: u8 = 15;
 
 /// Words per block (one 64-byte cache line).
 const BLOCK_WORDS: usize = 8;
@@ -80,13 +82,19 @@ impl Sketch {
             .unwrap_or(0)
     }
 
-    /// Counts one access of the key with hash `hash`: adds one to each of its counters below
-    /// [`MAX_COUNT`]. Lossy only under a concurrent change of the same word (see module docs).
+    /// Counts one access of the key with hash `hash` (conservative update): adds one to each of
+    /// its counters that holds the current estimate (the minimum), unless that is [`MAX_COUNT`].
+    /// Lossy only under a concurrent change of the same word (see module docs).
     pub(crate) fn increment(&self, hash: u64) {
-        for (word, counter) in self.slots(hash) {
+        let slots = self.slots(hash);
+        let min = self.frequency(hash);
+        if min >= MAX_COUNT {
+            return;
+        }
+        for (word, counter) in slots {
             let cell = &self.words[word];
             let current = cell.load(Ordering::Relaxed);
-            if count_in(current, counter) < MAX_COUNT {
+            if count_in(current, counter) == min {
                 let _ = cell.compare_exchange(
                     current,
                     current + (1 << (4 * counter)),
