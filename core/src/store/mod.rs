@@ -62,6 +62,7 @@
 //!   or holds only the entry just stored, in which case it is Q's LRU entry. One-touch keys (a
 //!   scan) therefore only churn P and never flush Q.
 
+mod counter;
 mod expiry;
 mod stats;
 mod tiers;
@@ -71,11 +72,11 @@ pub mod tinylfu;
 mod tests;
 
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
 use crate::time::Timestamp;
+use counter::StripedCounter;
 use expiry::ExpiryIndex;
 pub use stats::StoreStats;
 use tiers::{Access, Entry, Tiers};
@@ -257,8 +258,8 @@ pub struct Store {
     /// Sequence number of the next stored entry; orders equal deadlines.
     next_seq: u64,
     /// `get` and `get_shared` results, counted under a shared lock too.
-    hits: AtomicU64,
-    misses: AtomicU64,
+    hits: StripedCounter,
+    misses: StripedCounter,
     /// The other event counters; `hits`, `misses`, `bytes`, `entries` are filled in by
     /// [`Store::stats`].
     counters: StoreStats,
@@ -299,8 +300,8 @@ impl Store {
             engine,
             expiry: ExpiryIndex::default(),
             next_seq: 0,
-            hits: AtomicU64::new(0),
-            misses: AtomicU64::new(0),
+            hits: StripedCounter::default(),
+            misses: StripedCounter::default(),
             counters: StoreStats::default(),
         })
     }
@@ -309,26 +310,22 @@ impl Store {
     /// policy, and an expired entry found here is removed.
     pub fn get(&mut self, key: &[u8], now: Timestamp) -> Option<Lookup> {
         let access = match &mut self.engine {
-            Engine::Tiers(tiers) => {
-                let access = tiers.access(key, now);
-                if matches!(access, Access::Hit { .. }) {
-                    *self.hits.get_mut() += 1;
-                }
-                access
-            }
-            // Counts the hit itself: the count is part of its clock.
-            Engine::TinyLfu(lfu) => lfu.access(key, now, &self.hits),
+            Engine::Tiers(tiers) => tiers.access(key, now),
+            Engine::TinyLfu(lfu) => lfu.access(key, now),
         };
         match access {
-            Access::Hit { value, expires_at } => Some(Lookup { value, expires_at }),
+            Access::Hit { value, expires_at } => {
+                self.hits.increment_mut();
+                Some(Lookup { value, expires_at })
+            }
             Access::Expired => {
                 self.remove(key);
                 self.counters.expirations += 1;
-                *self.misses.get_mut() += 1;
+                self.misses.increment_mut();
                 None
             }
             Access::Missing => {
-                *self.misses.get_mut() += 1;
+                self.misses.increment_mut();
                 None
             }
         }
@@ -339,17 +336,20 @@ impl Store {
     /// changes nothing and answers [`SharedGet::Exclusive`]. See the [module docs](self).
     pub fn get_shared(&self, key: &[u8], now: Timestamp) -> SharedGet {
         let access = match &self.engine {
-            Engine::TinyLfu(lfu) => lfu.access(key, now, &self.hits),
+            Engine::TinyLfu(lfu) => lfu.access(key, now),
             Engine::Tiers(tiers) => match tiers.peek(key) {
                 None => Access::Missing,
                 Some(_) => return SharedGet::Exclusive,
             },
         };
         match access {
-            Access::Hit { value, expires_at } => SharedGet::Hit(Lookup { value, expires_at }),
+            Access::Hit { value, expires_at } => {
+                self.hits.increment();
+                SharedGet::Hit(Lookup { value, expires_at })
+            }
             Access::Expired => SharedGet::Exclusive,
             Access::Missing => {
-                self.misses.fetch_add(1, Ordering::Relaxed);
+                self.misses.increment();
                 SharedGet::Miss
             }
         }
@@ -408,7 +408,7 @@ impl Store {
                 Ok(self.evict_to_budget(&key))
             }
             Engine::TinyLfu(lfu) => {
-                let (keep, old) = lfu.insert(key, entry, *self.hits.get_mut());
+                let (keep, old) = lfu.insert(key, entry, self.hits.get());
                 if let Some(old) = old {
                     self.expiry.remove(old.expires_at, old.seq);
                 }
@@ -457,8 +457,8 @@ impl Store {
     /// Counters since creation plus the current bytes and entries.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
+            hits: self.hits.get(),
+            misses: self.misses.get(),
             bytes: self.bytes(),
             entries: self.len() as u64,
             ..self.counters
@@ -578,15 +578,16 @@ impl Store {
         let Engine::TinyLfu(lfu) = &mut self.engine else {
             return evicted;
         };
-        for (key, entry) in lfu.evict(keep, *self.hits.get_mut()) {
-            self.expiry.remove(entry.expires_at, entry.seq);
-            self.counters.evictions += 1;
+        let (expiry, counters) = (&mut self.expiry, &mut self.counters);
+        lfu.evict(keep, self.hits.get(), |key, entry| {
+            expiry.remove(entry.expires_at, entry.seq);
+            counters.evictions += 1;
             evicted.push(Eviction {
                 key,
                 bytes: entry.size,
                 reason: EvictionReason::Capacity,
             });
-        }
+        });
         evicted
     }
 }

@@ -15,8 +15,9 @@
 //! - **Budgets.** W may hold `budget / 100` bytes ([`WINDOW_PERCENT`]); Q may hold
 //!   `(budget - budget / 100) * 80 / 100` bytes ([`PROTECTED_PERCENT`]); the store `budget`.
 //! - **Access** (a hit, or the replacement of an existing key). `h = min(h + 1, MAX_HITS)`; `last`
-//!   becomes the access's tick if that is at least `peak / 8 + 1` past it (so hot entries are not
-//!   written on every hit); the key's sketch counters go up by one. Nothing moves.
+//!   becomes `epoch` (the tick at the start of the latest insert, so a hit reads no shared
+//!   counter) if that is at least `peak / 8 + 1` past it (so hot entries are not written on
+//!   every hit); the key's sketch counters go up by one. Nothing moves.
 //! - **Insert of a new key.** First, if `S` ticks passed since the sketch was last halved, it is
 //!   halved (aging). Then the entry enters W's tail with `h = 0`, `last` = its tick; `peak` and,
 //!   if `peak` outgrew it, the [sketch](Sketch) (which then restarts from zero) grow; its sketch
@@ -46,7 +47,6 @@
 
 mod sketch;
 
-use std::collections::VecDeque;
 use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
@@ -108,19 +108,21 @@ enum Queue {
     Candidate,
 }
 
-/// One stored entry with its queue links.
+/// One stored entry with its queue links. Laid out so that a hit reads the first cache line
+/// (hash, counters, key) and the value.
 #[derive(Debug)]
+#[repr(C)]
 struct Node {
-    key: Bytes,
-    entry: Entry,
     hash: u64,
-    queue: Queue,
-    prev: usize,
-    next: usize,
-    /// Hits since the policy last looked (0..=MAX_HITS); raised under a shared lock.
-    hits: AtomicU8,
     /// Tick of the last recorded access; refreshed under a shared lock.
     last: AtomicU64,
+    /// Hits since the policy last looked (0..=MAX_HITS); raised under a shared lock.
+    hits: AtomicU8,
+    queue: Queue,
+    key: Bytes,
+    entry: Entry,
+    prev: usize,
+    next: usize,
 }
 
 impl Node {
@@ -207,6 +209,10 @@ pub(super) struct TinyLfu {
     aged_at: u64,
     /// Stored inserts so far (the other part of the tick).
     inserts: u64,
+    /// The tick at the start of the last insert: the time a hit records.
+    epoch: u64,
+    /// Scratch space of [`TinyLfu::evict`] (kept to avoid an allocation per insert).
+    candidates: Vec<usize>,
 }
 
 impl TinyLfu {
@@ -230,6 +236,8 @@ impl TinyLfu {
             peak: 0,
             aged_at: 0,
             inserts: 0,
+            epoch: 0,
+            candidates: Vec::new(),
         }
     }
 
@@ -240,7 +248,9 @@ impl TinyLfu {
 
     fn find(&self, key: &[u8], hash: u64) -> Option<usize> {
         let nodes = &self.nodes;
-        self.index.find(hash, |&i| nodes[i].key == key).copied()
+        self.index
+            .find(hash, |&i| nodes[i].hash == hash && nodes[i].key == key)
+            .copied()
     }
 
     /// Ticks between two refreshes of an entry's `last`.
@@ -269,10 +279,10 @@ impl TinyLfu {
         Some(&self.nodes[i].entry)
     }
 
-    /// A read of `key` at `now`, under a shared lock: a valid entry counts a hit in `hits` (the
-    /// store's counter, whose value is part of the tick) and records the access; an expired one
-    /// is reported and left in place.
-    pub(super) fn access(&self, key: &[u8], now: Timestamp, hits: &AtomicU64) -> Access {
+    /// A read of `key` at `now`, under a shared lock: a valid entry records an access at the
+    /// tick of the last insert; an expired one is reported and left in place. The caller counts
+    /// the hit or miss.
+    pub(super) fn access(&self, key: &[u8], now: Timestamp) -> Access {
         let hash = self.hash(key);
         let Some(i) = self.find(key, hash) else {
             return Access::Missing;
@@ -281,8 +291,7 @@ impl TinyLfu {
         if node.entry.is_expired(now) {
             return Access::Expired;
         }
-        let tick = hits.fetch_add(1, Ordering::Relaxed) + self.inserts;
-        node.record_access(tick, self.granularity());
+        node.record_access(self.epoch, self.granularity());
         self.sketch.increment(hash);
         Access::Hit {
             value: node.entry.value.clone(),
@@ -294,6 +303,7 @@ impl TinyLfu {
     /// the entry's index (for [`TinyLfu::evict`]) and the entry it replaced.
     pub(super) fn insert(&mut self, key: Bytes, entry: Entry, hits: u64) -> (usize, Option<Entry>) {
         let tick = hits + self.inserts;
+        self.epoch = tick;
         if tick - self.aged_at >= SAMPLE_FACTOR * self.peak.max(1) as u64 {
             self.sketch.halve();
             self.aged_at = tick;
@@ -346,17 +356,19 @@ impl TinyLfu {
     }
 
     /// Evicts until the store fits its budget, never the entry `keep` (the one just stored);
-    /// `hits` is the store's hit count. Returns the evicted entries in eviction order.
-    pub(super) fn evict(&mut self, keep: usize, hits: u64) -> Vec<(Bytes, Entry)> {
+    /// `hits` is the store's hit count. Calls `evicted` with each evicted entry, in order.
+    pub(super) fn evict(&mut self, keep: usize, hits: u64, mut evicted: impl FnMut(Bytes, Entry)) {
         let tick = hits + self.inserts;
-        let mut candidates = self.drain_window(keep);
-        let mut evicted = Vec::new();
+        let mut candidates = std::mem::take(&mut self.candidates);
+        candidates.clear();
+        self.drain_window(keep, &mut candidates);
+        let mut next = 0;
         while self.bytes > self.budget {
             let victim = self.select_victim(keep);
-            let loser = match (candidates.front().copied(), victim) {
+            let loser = match (candidates.get(next).copied(), victim) {
                 (None, None) => break,
                 (Some(c), None) => {
-                    candidates.pop_front();
+                    next += 1;
                     c
                 }
                 (None, Some(v)) => v,
@@ -364,7 +376,7 @@ impl TinyLfu {
                     if self.admit(c, v, tick) {
                         v
                     } else {
-                        candidates.pop_front();
+                        next += 1;
                         if self.nodes[v].queue == Queue::Probation && self.probation.len > 1 {
                             self.unlink(v);
                             self.push_tail(Queue::Probation, v);
@@ -373,12 +385,13 @@ impl TinyLfu {
                     }
                 }
             };
-            evicted.push(self.take(loser));
+            let (key, entry) = self.take(loser);
+            evicted(key, entry);
         }
-        for c in candidates {
+        for &c in &candidates[next..] {
             self.push_tail(Queue::Probation, c);
         }
-        evicted
+        self.candidates = candidates;
     }
 
     /// Every key, window then probation then protected, each from head to tail.
@@ -399,10 +412,9 @@ impl TinyLfu {
         self.bytes = 0;
     }
 
-    /// Moves entries out of the window while it is over budget; returns the candidates, oldest
-    /// first. See the module docs.
-    fn drain_window(&mut self, keep: usize) -> VecDeque<usize> {
-        let mut candidates = VecDeque::new();
+    /// Moves entries out of the window while it is over budget into `candidates`, oldest first.
+    /// See the module docs.
+    fn drain_window(&mut self, keep: usize, candidates: &mut Vec<usize>) {
         let mut chances = self.window.len;
         while self.window.bytes > self.window_budget && self.window.head != NIL {
             let head = self.window.head;
@@ -418,9 +430,8 @@ impl TinyLfu {
             }
             self.unlink(head);
             self.nodes[head].queue = Queue::Candidate;
-            candidates.push_back(head);
+            candidates.push(head);
         }
-        candidates
     }
 
     /// The next capacity victim (still queued), never `keep`: see the module docs.

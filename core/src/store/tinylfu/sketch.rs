@@ -87,17 +87,17 @@ impl Sketch {
     /// Lossy only under a concurrent change of the same word (see module docs).
     pub(crate) fn increment(&self, hash: u64) {
         let slots = self.slots(hash);
-        let min = self.frequency(hash);
+        let words = slots.map(|(word, _)| self.words[word].load(Ordering::Relaxed));
+        let counts: [u8; 4] = std::array::from_fn(|i| count_in(words[i], slots[i].1));
+        let min = counts.iter().copied().min().unwrap_or(0);
         if min >= MAX_COUNT {
             return;
         }
-        for (word, counter) in slots {
-            let cell = &self.words[word];
-            let current = cell.load(Ordering::Relaxed);
-            if count_in(current, counter) == min {
-                let _ = cell.compare_exchange(
-                    current,
-                    current + (1 << (4 * counter)),
+        for i in 0..4 {
+            if counts[i] == min {
+                let _ = self.words[slots[i].0].compare_exchange(
+                    words[i],
+                    words[i] + (1 << (4 * slots[i].1)),
                     Ordering::Relaxed,
                     Ordering::Relaxed,
                 );
