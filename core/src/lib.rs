@@ -27,6 +27,6 @@ pub use router::{Route, Router};
 pub use sharded::{ShardedStore, ShardedStoreConfig};
 pub use singleflight::{Begin, FlightId, SingleFlight};
 pub use store::{
-    Eviction, EvictionReason, Lookup, Policy, Store, StoreConfig, StoreError, StoreStats,
+    Eviction, EvictionReason, Lookup, Policy, SharedGet, Store, StoreConfig, StoreError, StoreStats,
 };
 pub use time::Timestamp;

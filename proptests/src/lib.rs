@@ -4,7 +4,8 @@
 //! naive transcription of the documented semantics (linear scans over `Vec`s, recomputation from
 //! scratch) that is meant to be obviously correct rather than fast, plus shared proptest strategies.
 //!
-//! - [`store_model`] models `Store` (LRU and LRU2, expiry, stats);
+//! - [`store_model`] models `Store` (LRU and LRU2, expiry, stats), delegating TinyLFU to
+//!   [`tinylfu_model`];
 //! - [`sharded_model`] models `ShardedStore` as one store model per shard;
 //! - [`singleflight_model`] models `SingleFlight`;
 //! - [`membership_model`] models `MembershipView`, recomputed from the set of events seen;
@@ -16,3 +17,4 @@ pub mod sharded_model;
 pub mod singleflight_model;
 pub mod store_model;
 pub mod strategy;
+pub mod tinylfu_model;
