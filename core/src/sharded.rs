@@ -63,6 +63,7 @@ impl ShardedStoreConfig {
 /// read-write lock.
 pub struct ShardedStore {
     shards: Box<[RwLock<Store>]>,
+    policy: Policy,
     /// Whether hits are served under the read lock ([`Policy::shared_hits`]).
     shared_hits: bool,
     /// `shards.len() - 1`; the length is a power of two.
@@ -115,6 +116,7 @@ impl ShardedStore {
             .collect::<Result<Box<[_]>, _>>()?;
         Ok(ShardedStore {
             shards,
+            policy: config.policy,
             shared_hits: config.policy.shared_hits(),
             mask: count - 1,
             budget: config.budget_bytes,
@@ -201,6 +203,11 @@ impl ShardedStore {
             total.merge(&shard.read().stats());
         }
         total
+    }
+
+    /// The eviction policy of every shard.
+    pub fn policy(&self) -> Policy {
+        self.policy
     }
 
     /// Number of shards.
