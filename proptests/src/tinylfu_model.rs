@@ -64,7 +64,8 @@ pub struct TinyLfuModel {
     rng: SplitMix,
     peak: usize,
     aged_at: u64,
-    epoch: u64,
+    /// Tick `T` of the current insert.
+    tick: u64,
     next_seq: u64,
     hits: u64,
     misses: u64,
@@ -108,7 +109,7 @@ impl TinyLfuModel {
             rng: SplitMix(seed),
             peak: 0,
             aged_at: 0,
-            epoch: 0,
+            tick: 0,
             next_seq: 0,
             hits: 0,
             misses: 0,
@@ -209,16 +210,20 @@ impl TinyLfuModel {
 
     // --- accesses -----------------------------------------------------------------------
 
-    /// Records an access at `tick` of the entry at `(q, i)`.
-    fn record_access(&mut self, q: Q, i: usize, tick: u64) {
-        let granularity = self.peak as u64 / 8 + 1;
+    /// A hit on the entry at `(q, i)`: `h + 1` and the sketch.
+    fn record_hit(&mut self, q: Q, i: usize) {
         let entry = &mut self.list(q)[i];
         entry.hits = (entry.hits + 1).min(MAX_HITS);
-        if tick >= entry.last + granularity {
-            entry.last = tick;
-        }
         let hash = entry.hash;
         self.count(hash);
+    }
+
+    /// A step looked at `e` and sets its hit count to `hits`; if it had been hit, `last = T`.
+    fn seen(tick: u64, e: &mut LfuEntry, hits: u8) {
+        if e.hits > 0 {
+            e.last = tick;
+        }
+        e.hits = hits;
     }
 
     /// `Store::get`.
@@ -234,7 +239,7 @@ impl TinyLfuModel {
             return None;
         }
         self.hits += 1;
-        self.record_access(q, i, self.epoch);
+        self.record_hit(q, i);
         let e = &self.list(q)[i];
         Some(Lookup {
             value: e.value.clone(),
@@ -285,7 +290,7 @@ impl TinyLfuModel {
         let seq = self.next_seq;
         self.next_seq += 1;
         let tick = self.hits + self.inserts;
-        self.epoch = tick;
+        self.tick = tick;
         if tick - self.aged_at >= SAMPLE_FACTOR * self.peak.max(1) as u64 {
             for c in &mut self.counters {
                 *c /= 2;
@@ -300,7 +305,8 @@ impl TinyLfuModel {
             e.expires_at = expires_at;
             e.size = size;
             e.seq = seq;
-            self.record_access(q, i, tick);
+            e.last = tick;
+            self.record_hit(q, i);
         } else {
             self.window.push(LfuEntry {
                 key: key.clone(),
@@ -349,7 +355,6 @@ impl TinyLfuModel {
     }
 
     fn evict(&mut self, keep: &[u8], evicted: &mut Vec<Eviction>) {
-        let tick = self.hits + self.inserts;
         let mut candidates = self.drain_window(keep);
         let mut capacity = |model: &mut Self, e: LfuEntry| {
             model.evictions += 1;
@@ -372,7 +377,7 @@ impl TinyLfuModel {
                     capacity(self, v);
                 }
                 (false, Some((q, i))) => {
-                    if self.admit(&candidates[0], q, i, tick) {
+                    if self.admit(&candidates[0], q, i) {
                         let v = self.list(q).remove(i);
                         capacity(self, v);
                     } else {
@@ -403,7 +408,7 @@ impl TinyLfuModel {
                 }
                 moves += 1;
                 let mut e = self.window.remove(0);
-                e.hits = 0;
+                Self::seen(self.tick, &mut e, 0);
                 self.window.push(e);
                 continue;
             }
@@ -417,7 +422,7 @@ impl TinyLfuModel {
             if let Some(head) = self.probation.first() {
                 if head.key == keep || head.hits > 0 {
                     let mut e = self.probation.remove(0);
-                    e.hits = 0;
+                    Self::seen(self.tick, &mut e, 0);
                     self.protected.push(e);
                     self.demote_protected(keep);
                     continue;
@@ -431,7 +436,8 @@ impl TinyLfuModel {
                     return Some((Q::Protected, 0));
                 }
                 let mut e = self.protected.remove(0);
-                e.hits = e.hits.saturating_sub(1);
+                let hits = e.hits.saturating_sub(1);
+                Self::seen(self.tick, &mut e, hits);
                 self.protected.push(e);
                 continue;
             }
@@ -449,7 +455,8 @@ impl TinyLfuModel {
         {
             let mut e = self.protected.remove(0);
             if e.hits > 0 || e.key == keep {
-                e.hits = e.hits.saturating_sub(1);
+                let hits = e.hits.saturating_sub(1);
+                Self::seen(self.tick, &mut e, hits);
                 let is_keep = e.key == keep;
                 self.protected.push(e);
                 if is_keep && self.protected.len() == 1 {
@@ -461,7 +468,8 @@ impl TinyLfuModel {
         }
     }
 
-    fn admit(&mut self, c: &LfuEntry, q: Q, i: usize, tick: u64) -> bool {
+    fn admit(&mut self, c: &LfuEntry, q: Q, i: usize) -> bool {
+        let tick = self.tick;
         let v = &self.list(q)[i];
         let (v_hash, v_last) = (v.hash, v.last);
         let candidate = self.frequency(c.hash);

@@ -579,7 +579,7 @@ impl Store {
             return evicted;
         };
         let (expiry, counters) = (&mut self.expiry, &mut self.counters);
-        lfu.evict(keep, self.hits.get(), |key, entry| {
+        lfu.evict(keep, |key, entry| {
             expiry.remove(entry.expires_at, entry.seq);
             counters.evictions += 1;
             evicted.push(Eviction {
@@ -599,6 +599,14 @@ impl Store {
         match &self.engine {
             Engine::Tiers(tiers) => tiers,
             Engine::TinyLfu(_) => panic!("not an LRU store"),
+        }
+    }
+
+    /// Checks the policy's internal invariants (tests only); returns every entry.
+    fn check_engine(&self) -> Vec<(Bytes, Entry)> {
+        match &self.engine {
+            Engine::Tiers(tiers) => tiers.check_invariants(),
+            Engine::TinyLfu(lfu) => lfu.check_invariants(),
         }
     }
 }

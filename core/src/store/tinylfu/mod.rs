@@ -6,26 +6,26 @@
 //! counters, so it can be served under a shared lock, and the order of concurrent hits does not
 //! change the outcome. The exact rules:
 //!
-//! - **Clock.** `tick` = hits + stored inserts so far (the store's counts); every access has the
-//!   tick counted before it. `peak` = the most entries held at once so far; the *sample*
+//! - **Clock.** Every insert has a tick `T` = hits + stored inserts before it (the store's
+//!   counts). `peak` = the most entries held at once so far; the *sample*
 //!   `S = `[`SAMPLE_FACTOR`]` * peak`.
 //! - **Queues.** A *window* W (new keys), and a main space of *probation* P and *protected* Q,
-//!   each a FIFO (head = oldest). Every entry has a hit count `h` (`0..=`[`MAX_HITS`]) and the
-//!   tick `last` of its last recorded access.
+//!   each a FIFO (head = oldest). Every entry has a hit count `h` (`0..=`[`MAX_HITS`]) and a
+//!   tick `last`: when it was stored, replaced, or last seen with `h > 0` by the steps below
+//!   (every step that moves an entry because `h > 0` also sets `last = T`).
 //! - **Budgets.** W may hold `budget / 100` bytes ([`WINDOW_PERCENT`]); Q may hold
 //!   `(budget - budget / 100) * 80 / 100` bytes ([`PROTECTED_PERCENT`]); the store `budget`.
-//! - **Access** (a hit, or the replacement of an existing key). `h = min(h + 1, MAX_HITS)`; `last`
-//!   becomes `epoch` (the tick at the start of the latest insert, so a hit reads no shared
-//!   counter) if that is at least `peak / 8 + 1` past it (so hot entries are not written on
-//!   every hit); the key's sketch counters go up by one. Nothing moves.
-//! - **Insert of a new key.** First, if `S` ticks passed since the sketch was last halved, it is
-//!   halved (aging). Then the entry enters W's tail with `h = 0`, `last` = its tick; `peak` and,
-//!   if `peak` outgrew it, the [sketch](Sketch) (which then restarts from zero) grow; its sketch
-//!   counters go up by one. (The aging check runs before a replacement too.)
+//! - **Hit.** `h = min(h + 1, MAX_HITS)` and the key's sketch counters go up by one. Nothing
+//!   else changes (a hit needs only a shared lock).
+//! - **Insert.** First, if `T` is at least `S` past the tick at which the sketch was last
+//!   halved, it is halved (aging). A replacement sets the value, `h = min(h + 1, MAX_HITS)`,
+//!   `last = T` and stays where it is. A new key enters W's tail with `h = 0`, `last = T`;
+//!   `peak` and, if `peak` outgrew it, the [sketch](Sketch) (which then restarts from zero)
+//!   grow. Either way the key's sketch counters go up by one.
 //! - **Window overflow.** While W is over its budget: W's head, if it is the entry just stored,
 //!   or if `h > 0` while fewer than `n` such moves were made in this overflow (`n` = W's length
-//!   when it started), gets `h = 0` and goes to W's tail (stop instead if it is W's only entry);
-//!   else it leaves W as a *candidate*.
+//!   when it started), gets `h = 0` (and `last = T` if `h` was `> 0`) and goes to W's tail (stop
+//!   instead if it is W's only entry); else it leaves W as a *candidate*.
 //! - **Victim.** P's head, if `h > 0` or it is the entry just stored, is promoted (`h = 0`, to
 //!   Q's tail, then Q is [brought within its budget](TinyLfu::demote_protected)); repeat. P's
 //!   head with `h = 0` is the victim. With P empty: Q's head with `h > 0` (or the entry just
@@ -33,7 +33,7 @@
 //!   it is the victim. With Q empty too (or holding only the entry just stored): W's first
 //!   entry that is not the entry just stored, if any.
 //! - **Admission.** While the store is over budget, the oldest remaining candidate `c` meets the
-//!   victim `v`. With `idle = max(1, tick - last(v))` and `cap = min(15, 2 * S / idle)`, `v` is
+//!   victim `v`. With `idle = max(1, T - last(v))` and `cap = min(15, 2 * S / idle)`, `v` is
 //!   evicted if `freq(c) > min(freq(v), cap)` (a victim idle for long cannot hold on to an old
 //!   count), or, when `freq(c) >= `[`WARM`], with probability 1/128 from a generator seeded by the
 //!   store's seed (so crafted keys cannot pin a victim, as in Caffeine). Otherwise `c` is evicted
@@ -48,7 +48,7 @@
 mod sketch;
 
 use std::hash::BuildHasher;
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use bytes::Bytes;
 use foldhash::fast::FixedState;
@@ -114,8 +114,8 @@ enum Queue {
 #[repr(C)]
 struct Node {
     hash: u64,
-    /// Tick of the last recorded access; refreshed under a shared lock.
-    last: AtomicU64,
+    /// Tick when the entry was stored or last seen hit (only changed under exclusive access).
+    last: u64,
     /// Hits since the policy last looked (0..=MAX_HITS); raised under a shared lock.
     hits: AtomicU8,
     queue: Queue,
@@ -134,22 +134,14 @@ impl Node {
         *self.hits.get_mut() = hits;
     }
 
-    fn last(&self) -> u64 {
-        self.last.load(Ordering::Relaxed)
-    }
-
-    /// Records an access at `tick`: the hit count goes up by one (to [`MAX_HITS`]), `last` moves
-    /// to `tick` if it is at least `granularity` behind. Each is one compare-exchange or store,
-    /// skipped when nothing would change; a concurrent access may make one of them a no-op.
-    fn record_access(&self, tick: u64, granularity: u64) {
+    /// Raises the hit count by one (to [`MAX_HITS`]): one compare-exchange, skipped at the
+    /// maximum; a concurrent hit may make it a no-op.
+    fn record_hit(&self) {
         let hits = self.hits.load(Ordering::Relaxed);
         if hits < MAX_HITS {
             let _ =
                 self.hits
                     .compare_exchange(hits, hits + 1, Ordering::Relaxed, Ordering::Relaxed);
-        }
-        if tick >= self.last().saturating_add(granularity) {
-            self.last.store(tick, Ordering::Relaxed);
         }
     }
 }
@@ -209,8 +201,8 @@ pub(super) struct TinyLfu {
     aged_at: u64,
     /// Stored inserts so far (the other part of the tick).
     inserts: u64,
-    /// The tick at the start of the last insert: the time a hit records.
-    epoch: u64,
+    /// The tick `T` of the current (or last) insert.
+    tick: u64,
     /// Scratch space of [`TinyLfu::evict`] (kept to avoid an allocation per insert).
     candidates: Vec<usize>,
 }
@@ -236,7 +228,7 @@ impl TinyLfu {
             peak: 0,
             aged_at: 0,
             inserts: 0,
-            epoch: 0,
+            tick: 0,
             candidates: Vec::new(),
         }
     }
@@ -251,11 +243,6 @@ impl TinyLfu {
         self.index
             .find(hash, |&i| nodes[i].hash == hash && nodes[i].key == key)
             .copied()
-    }
-
-    /// Ticks between two refreshes of an entry's `last`.
-    fn granularity(&self) -> u64 {
-        self.peak as u64 / 8 + 1
     }
 
     /// Number of entries.
@@ -279,9 +266,8 @@ impl TinyLfu {
         Some(&self.nodes[i].entry)
     }
 
-    /// A read of `key` at `now`, under a shared lock: a valid entry records an access at the
-    /// tick of the last insert; an expired one is reported and left in place. The caller counts
-    /// the hit or miss.
+    /// A read of `key` at `now`, under a shared lock: a valid entry records a hit; an expired one
+    /// is reported and left in place. The caller counts the hit or miss.
     pub(super) fn access(&self, key: &[u8], now: Timestamp) -> Access {
         let hash = self.hash(key);
         let Some(i) = self.find(key, hash) else {
@@ -291,7 +277,7 @@ impl TinyLfu {
         if node.entry.is_expired(now) {
             return Access::Expired;
         }
-        node.record_access(self.epoch, self.granularity());
+        node.record_hit();
         self.sketch.increment(hash);
         Access::Hit {
             value: node.entry.value.clone(),
@@ -303,7 +289,7 @@ impl TinyLfu {
     /// the entry's index (for [`TinyLfu::evict`]) and the entry it replaced.
     pub(super) fn insert(&mut self, key: Bytes, entry: Entry, hits: u64) -> (usize, Option<Entry>) {
         let tick = hits + self.inserts;
-        self.epoch = tick;
+        self.tick = tick;
         if tick - self.aged_at >= SAMPLE_FACTOR * self.peak.max(1) as u64 {
             self.sketch.halve();
             self.aged_at = tick;
@@ -311,11 +297,11 @@ impl TinyLfu {
         self.inserts += 1;
         let hash = self.hash(&key);
         if let Some(i) = self.find(&key, hash) {
-            let granularity = self.granularity();
             let node = &mut self.nodes[i];
             let old = std::mem::replace(&mut node.entry, entry);
             let (new_size, queue) = (node.entry.size, node.queue);
-            node.record_access(tick, granularity);
+            node.record_hit();
+            node.last = tick;
             self.bytes = self.bytes - old.size + new_size;
             if let Some(list) = self.list_mut(queue) {
                 list.bytes = list.bytes - old.size + new_size;
@@ -332,7 +318,7 @@ impl TinyLfu {
             prev: NIL,
             next: NIL,
             hits: AtomicU8::new(0),
-            last: AtomicU64::new(tick),
+            last: tick,
         });
         let nodes = &self.nodes;
         self.index.insert_unique(hash, i, |&j| nodes[j].hash);
@@ -355,10 +341,9 @@ impl TinyLfu {
         Some(self.take(i))
     }
 
-    /// Evicts until the store fits its budget, never the entry `keep` (the one just stored);
-    /// `hits` is the store's hit count. Calls `evicted` with each evicted entry, in order.
-    pub(super) fn evict(&mut self, keep: usize, hits: u64, mut evicted: impl FnMut(Bytes, Entry)) {
-        let tick = hits + self.inserts;
+    /// Evicts until the store fits its budget, never the entry `keep` (the one just stored).
+    /// Calls `evicted` with each evicted entry, in order.
+    pub(super) fn evict(&mut self, keep: usize, mut evicted: impl FnMut(Bytes, Entry)) {
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         self.drain_window(keep, &mut candidates);
@@ -373,7 +358,7 @@ impl TinyLfu {
                 }
                 (None, Some(v)) => v,
                 (Some(c), Some(v)) => {
-                    if self.admit(c, v, tick) {
+                    if self.admit(c, v) {
                         v
                     } else {
                         next += 1;
@@ -424,7 +409,7 @@ impl TinyLfu {
                 }
                 chances = chances.saturating_sub(1);
                 self.unlink(head);
-                self.nodes[head].set_hits(0);
+                self.seen(head, 0);
                 self.push_tail(Queue::Window, head);
                 continue;
             }
@@ -442,7 +427,7 @@ impl TinyLfu {
             if head != NIL {
                 if head == keep || self.nodes[head].hits() > 0 {
                     self.unlink(head);
-                    self.nodes[head].set_hits(0);
+                    self.seen(head, 0);
                     self.push_tail(Queue::Protected, head);
                     self.demote_protected(keep);
                     continue;
@@ -457,7 +442,7 @@ impl TinyLfu {
                     return Some(head);
                 }
                 self.unlink(head);
-                self.nodes[head].set_hits(hits.saturating_sub(1));
+                self.seen(head, hits.saturating_sub(1));
                 self.push_tail(Queue::Protected, head);
                 continue;
             }
@@ -478,7 +463,7 @@ impl TinyLfu {
             let hits = self.nodes[head].hits();
             self.unlink(head);
             if hits > 0 || head == keep {
-                self.nodes[head].set_hits(hits.saturating_sub(1));
+                self.seen(head, hits.saturating_sub(1));
                 self.push_tail(Queue::Protected, head);
                 if head == keep && self.protected.len == 1 {
                     break;
@@ -489,11 +474,22 @@ impl TinyLfu {
         }
     }
 
-    /// Whether candidate `c` is admitted over victim `v` at `tick` (see the module docs).
-    fn admit(&mut self, c: usize, v: usize, tick: u64) -> bool {
+    /// Sets entry `i`'s hit count to `hits` after a step looked at it; if it had been hit, the
+    /// step saw it in use now: `last = T`.
+    fn seen(&mut self, i: usize, hits: u8) {
+        let tick = self.tick;
+        let node = &mut self.nodes[i];
+        if node.hits() > 0 {
+            node.last = tick;
+        }
+        node.set_hits(hits);
+    }
+
+    /// Whether candidate `c` is admitted over victim `v` (see the module docs).
+    fn admit(&mut self, c: usize, v: usize) -> bool {
         let candidate = self.sketch.frequency(self.nodes[c].hash);
         let victim = self.sketch.frequency(self.nodes[v].hash);
-        let idle = tick.saturating_sub(self.nodes[v].last()).max(1);
+        let idle = self.tick.saturating_sub(self.nodes[v].last).max(1);
         let cap = 2 * SAMPLE_FACTOR * self.peak.max(1) as u64 / idle;
         let victim = victim.min(u8::try_from(cap).unwrap_or(MAX_COUNT));
         if candidate > victim {
@@ -582,5 +578,44 @@ impl TinyLfu {
             at = self.nodes[i].next;
             Some(i)
         })
+    }
+
+    /// Checks links, byte counts and the index (tests only); returns every entry.
+    #[cfg(test)]
+    pub(super) fn check_invariants(&self) -> Vec<(Bytes, Entry)> {
+        let mut all = Vec::new();
+        let mut total = 0;
+        for (queue, list) in [
+            (Queue::Window, self.window),
+            (Queue::Probation, self.probation),
+            (Queue::Protected, self.protected),
+        ] {
+            let (mut len, mut bytes, mut prev) = (0, 0, NIL);
+            for i in self.iter_list(list) {
+                let node = &self.nodes[i];
+                assert_eq!(node.queue, queue, "node in the wrong list");
+                assert_eq!(node.prev, prev, "broken back link");
+                assert!(node.hits() <= MAX_HITS);
+                assert_eq!(self.find(&node.key, node.hash), Some(i), "index disagrees");
+                assert_eq!(node.hash, self.hash(&node.key));
+                len += 1;
+                bytes += node.entry.size;
+                prev = i;
+                all.push((node.key.clone(), node.entry.clone()));
+            }
+            assert_eq!(list.tail, prev, "tail is not the last node");
+            assert_eq!((list.len, list.bytes), (len, bytes), "list counts");
+            total += bytes;
+        }
+        assert_eq!(all.len(), self.nodes.len(), "a node outside every list");
+        assert_eq!(self.index.len(), self.nodes.len());
+        assert_eq!(total, self.bytes);
+        assert!(self.peak >= self.nodes.len());
+        let cap = usize::try_from(self.budget / SKETCH_BUDGET_DIVISOR).unwrap_or(usize::MAX);
+        assert!(
+            self.sketch.memory_bytes() <= cap.max(64),
+            "sketch over its bound"
+        );
+        all
     }
 }
