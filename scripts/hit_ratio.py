@@ -12,8 +12,9 @@ Traces, over a key space of KEYS keys (ids 1..=KEYS, popularity order shuffled):
   keys never requested before or after in the middle of every block;
 - loop: the keys 1..=L requested in order, over and over, L = 1.1 x the cache's entries (the
   worst case of LRU; one trace per cache size);
-- shift: Zipf(0.99) whose hot set jumps every SHIFT_EVERY requests: each phase, the ranks of all
-  keys worsen by SHIFT_BY, so the SHIFT_BY hottest keys of a phase were the coldest of the last.
+- shift: Zipf(0.99) whose hot set moves every SHIFT_EVERY requests: each phase, every key's rank
+  improves by SHIFT_BY and the SHIFT_BY hottest keys of the last phase become the coldest (a
+  popular set that suddenly dies, the case where long frequency history misleads).
 
 Every request is counted (the hit ratio is over the whole trace, compulsory misses included),
 every object has the same size, and a cache of C entries is C objects of size 1 in libCacheSim

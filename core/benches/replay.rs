@@ -16,7 +16,12 @@
 //! than LRU.
 
 // Setup panics on impossible configurations or unreadable input, and printing is the point.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 
 use std::time::Instant;
 

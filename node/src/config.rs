@@ -50,13 +50,14 @@ impl GroupConfig {
     /// Default lifetime of hot copies.
     pub const DEFAULT_HOT_LIFETIME: Duration = Duration::from_secs(2);
 
-    /// A group with default settings: 64 MiB, LRU2, no TTL, a hot cache of 1/8 of the budget.
+    /// A group with default settings: 64 MiB, TinyLFU ([`Policy::default`]), no TTL, a hot cache
+    /// of 1/8 of the budget.
     pub fn new(name: impl Into<String>) -> Self {
         let budget_bytes = Self::DEFAULT_BUDGET_BYTES;
         GroupConfig {
             name: name.into(),
             budget_bytes,
-            policy: Policy::lru2(),
+            policy: Policy::default(),
             shards: Self::DEFAULT_SHARDS,
             default_ttl: None,
             hot: Some(HotCacheConfig {

@@ -255,7 +255,10 @@ impl TinyLfuModel {
                 SharedGet::Miss
             }
             Some(e) if e.is_expired(now) => SharedGet::Exclusive,
-            Some(_) => SharedGet::Hit(self.get(key, now).expect("valid entry")),
+            Some(_) => match self.get(key, now) {
+                Some(lookup) => SharedGet::Hit(lookup),
+                None => SharedGet::Miss,
+            },
         }
     }
 
@@ -479,7 +482,7 @@ impl TinyLfuModel {
         if u64::from(candidate) > victim {
             return true;
         }
-        candidate >= WARM && self.rng.next_u64() % 128 == 0
+        candidate >= WARM && self.rng.next_u64().is_multiple_of(128)
     }
 
     /// `Store::remove`.
