@@ -108,8 +108,12 @@ def libcachesim_ratios(path, entries):
 
 def lcache_ratios(manifest, cargo_args):
     """Runs the replay bench on the manifest; returns {(trace, entries): {policy: ratio}}."""
+    # cargo runs a bench from its package's directory: pass an absolute path.
+    manifest = os.path.abspath(manifest)
     cmd = ["cargo", "bench", "-q", "-p", "lcache-core", "--bench", "replay", *cargo_args, "--", manifest]
-    result = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"{' '.join(cmd)} failed:\n{result.stderr}")
     out = {}
     for line in result.stdout.splitlines():
         if not line.startswith("ratio\t"):
