@@ -108,21 +108,22 @@ enum Queue {
     Candidate,
 }
 
-/// One stored entry with its queue links. Laid out so that a hit reads the first cache line
-/// (hash, counters, key) and the value.
+/// One stored entry with its queue links. Laid out so that what every lookup reads (hash, key,
+/// value, expiry) comes first, and the hit count, which hits on other threads write, sits after
+/// it, away from the lookup's first cache line.
 #[derive(Debug)]
 #[repr(C)]
 struct Node {
     hash: u64,
-    /// Tick when the entry was stored or last seen hit (only changed under exclusive access).
-    last: u64,
-    /// Hits since the policy last looked (0..=MAX_HITS); raised under a shared lock.
-    hits: AtomicU8,
-    queue: Queue,
     key: Bytes,
     entry: Entry,
     prev: usize,
     next: usize,
+    /// Tick when the entry was stored or last seen hit (only changed under exclusive access).
+    last: u64,
+    queue: Queue,
+    /// Hits since the policy last looked (0..=MAX_HITS); raised under a shared lock.
+    hits: AtomicU8,
 }
 
 impl Node {
