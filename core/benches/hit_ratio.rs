@@ -1,4 +1,4 @@
-//! Hit ratios of LCache's LRU and LRU2 against moka and quick_cache (not a timed benchmark).
+//! Hit ratios of LCache's policies against moka and quick_cache (not a timed benchmark).
 //!
 //! Prints a markdown table. Workloads, all from one fixed seed:
 //! - **zipf**: requests for [`KEYS`] keys drawn Zipf(s = [`ZIPF_S`]);
@@ -48,6 +48,7 @@ const SIZES_PERCENT: [u64; 2] = [5, 20];
 /// The caches compared, one row each.
 #[derive(Clone, Copy)]
 enum Contender {
+    LcacheTinyLfu,
     LcacheLru,
     LcacheLru2,
     Moka,
@@ -55,7 +56,8 @@ enum Contender {
 }
 
 impl Contender {
-    const ALL: [Contender; 4] = [
+    const ALL: [Contender; 5] = [
+        Contender::LcacheTinyLfu,
         Contender::LcacheLru,
         Contender::LcacheLru2,
         Contender::Moka,
@@ -64,6 +66,7 @@ impl Contender {
 
     fn label(self) -> &'static str {
         match self {
+            Contender::LcacheTinyLfu => "TinyLFU (lcache, default)",
             Contender::LcacheLru => "LRU (lcache)",
             Contender::LcacheLru2 => "LRU2 (lcache, 80% protected)",
             Contender::Moka => "moka (TinyLFU)",
@@ -75,6 +78,9 @@ impl Contender {
     fn hit_ratio(self, entries: u64, ids: &[u64], scans: bool) -> f64 {
         let budget = entries * item_weight();
         match self {
+            Contender::LcacheTinyLfu => {
+                measure(&Lcache::new(budget, Policy::TinyLfu, 1), ids, scans)
+            }
             Contender::LcacheLru => measure(&Lcache::new(budget, Policy::Lru, 1), ids, scans),
             Contender::LcacheLru2 => measure(&Lcache::new(budget, Policy::lru2(), 1), ids, scans),
             Contender::Moka => measure(&Moka::new(budget), ids, scans),

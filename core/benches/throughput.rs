@@ -128,6 +128,9 @@ fn store_mixed(c: &mut Criterion) {
     for threads in [1, 2] {
         let mut group = c.benchmark_group(format!("store_mixed/{threads}t"));
         group.throughput(Throughput::Elements(OPS as u64));
+        let tinylfu = Lcache::new(budget, Policy::TinyLfu, DEFAULT_SHARDS);
+        bench_cache(&mut group, &workload, threads, "lcache_tinylfu", &tinylfu);
+        drop(tinylfu);
         let lru = Lcache::new(budget, Policy::Lru, DEFAULT_SHARDS);
         bench_cache(&mut group, &workload, threads, "lcache_lru", &lru);
         drop(lru);
@@ -146,7 +149,7 @@ fn store_mixed(c: &mut Criterion) {
 
 criterion_group! {
     name = benches;
-    // 8 benchmarks of ~5 s each on a 2-core machine: well under a minute in all.
+    // 10 benchmarks of ~5 s each on a 2-core machine: well under a minute in all.
     config = Criterion::default()
         .sample_size(20)
         .warm_up_time(Duration::from_secs(1))

@@ -4,9 +4,16 @@
 //! ([`crate::hash::shard_hash_seeded`]; the seed is per process, so crafted keys cannot be aimed
 //! at one shard). The byte budget is split evenly, the remainder going one byte each to the
 //! first shards, and every shard enforces its own part, so the whole never exceeds the budget.
-//! Each call locks exactly one shard, except [`ShardedStore::sweep_expired`], [`ShardedStore::stats`]
-//! and [`ShardedStore::clear`], which lock the shards one after another (never two at once); their
-//! result is therefore not an atomic snapshot while other threads write.
+//! Each shard is a [`Store`] behind a read-write lock. [`ShardedStore::get`] takes the read lock
+//! and calls [`Store::get_shared`]: under [`Policy::TinyLfu`] a hit or a miss needs nothing more,
+//! so reads of a hot shard run in parallel; when the store answers
+//! [`SharedGet::Exclusive`](crate::store::SharedGet) (an expired entry to remove, or a hit under
+//! LRU or LRU2, whose lists must move) it retries with the write lock ([`Store::get`]), and
+//! under LRU and LRU2 a `get` takes the write lock directly. Every other call takes one shard's
+//! write lock (`peek` and `stats` its read lock), except [`ShardedStore::sweep_expired`],
+//! [`ShardedStore::stats`] and [`ShardedStore::clear`], which lock the shards one after another
+//! (never two at once); their result is therefore not an atomic snapshot while other threads
+//! write.
 //!
 //! Because an entry must fit in one shard, the largest entry accepted is
 //! [`ShardedStore::max_entry_size`] = `budget / shards` (the smallest shard budget), for every key.
@@ -16,11 +23,11 @@ use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
-use parking_lot::Mutex;
+use parking_lot::RwLock;
 
 use crate::hash::shard_hash_seeded;
 use crate::store::{
-    entry_size, Eviction, Lookup, Policy, Store, StoreConfig, StoreError, StoreStats,
+    entry_size, Eviction, Lookup, Policy, SharedGet, Store, StoreConfig, StoreError, StoreStats,
 };
 use crate::time::Timestamp;
 
@@ -52,9 +59,13 @@ impl ShardedStoreConfig {
     }
 }
 
-/// A byte-budgeted store shared between threads: shards of [`Store`], each behind its own mutex.
+/// A byte-budgeted store shared between threads: shards of [`Store`], each behind its own
+/// read-write lock.
 pub struct ShardedStore {
-    shards: Box<[Mutex<Store>]>,
+    shards: Box<[RwLock<Store>]>,
+    policy: Policy,
+    /// Whether hits are served under the read lock ([`Policy::shared_hits`]).
+    shared_hits: bool,
     /// `shards.len() - 1`; the length is a power of two.
     mask: usize,
     budget: u64,
@@ -100,11 +111,13 @@ impl ShardedStore {
                     policy: config.policy,
                     hash_seed: config.hash_seed,
                 })
-                .map(Mutex::new)
+                .map(RwLock::new)
             })
             .collect::<Result<Box<[_]>, _>>()?;
         Ok(ShardedStore {
             shards,
+            policy: config.policy,
+            shared_hits: config.policy.shared_hits(),
             mask: count - 1,
             budget: config.budget_bytes,
             max_entry: base,
@@ -119,14 +132,23 @@ impl ShardedStore {
         shard_hash_seeded(key, self.hash_seed) as usize & self.mask
     }
 
-    /// [`Store::get`] on the key's shard.
+    /// [`Store::get`] on the key's shard: under the read lock ([`Store::get_shared`]) when the
+    /// policy allows, else (or when the store asks for it) under the write lock.
     pub fn get(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        self.shard(key).lock().get(key, now)
+        let shard = self.shard(key);
+        if self.shared_hits {
+            match shard.read().get_shared(key, now) {
+                SharedGet::Hit(lookup) => return Some(lookup),
+                SharedGet::Miss => return None,
+                SharedGet::Exclusive => {}
+            }
+        }
+        shard.write().get(key, now)
     }
 
-    /// [`Store::peek`] on the key's shard.
+    /// [`Store::peek`] on the key's shard, under its read lock.
     pub fn peek(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        self.shard(key).lock().peek(key, now)
+        self.shard(key).read().peek(key, now)
     }
 
     /// [`Store::insert`] on the key's shard. An entry larger than [`ShardedStore::max_entry_size`]
@@ -146,12 +168,12 @@ impl ShardedStore {
                 budget: self.max_entry,
             });
         }
-        self.shard(&key).lock().insert(key, value, expires_at, now)
+        self.shard(&key).write().insert(key, value, expires_at, now)
     }
 
     /// [`Store::remove`] on the key's shard.
     pub fn remove(&self, key: &[u8]) -> bool {
-        self.shard(key).lock().remove(key)
+        self.shard(key).write().remove(key)
     }
 
     /// Removes up to `max` expired entries in total, visiting shards in turn from a cursor that
@@ -169,7 +191,7 @@ impl ShardedStore {
                 break;
             }
             let shard = &self.shards[start.wrapping_add(i) & self.mask];
-            swept.extend(shard.lock().sweep_expired(now, left));
+            swept.extend(shard.write().sweep_expired(now, left));
         }
         swept
     }
@@ -178,9 +200,14 @@ impl ShardedStore {
     pub fn stats(&self) -> StoreStats {
         let mut total = StoreStats::default();
         for shard in self.shards.iter() {
-            total.merge(&shard.lock().stats());
+            total.merge(&shard.read().stats());
         }
         total
+    }
+
+    /// The eviction policy of every shard.
+    pub fn policy(&self) -> Policy {
+        self.policy
     }
 
     /// Number of shards.
@@ -201,7 +228,7 @@ impl ShardedStore {
     /// Drops every entry of every shard; counters are kept.
     pub fn clear(&self) {
         for shard in self.shards.iter() {
-            shard.lock().clear();
+            shard.write().clear();
         }
     }
 
@@ -210,11 +237,11 @@ impl ShardedStore {
     pub fn retain(&self, mut keep: impl FnMut(&[u8]) -> bool) -> usize {
         self.shards
             .iter()
-            .map(|shard| shard.lock().retain(&mut keep))
+            .map(|shard| shard.write().retain(&mut keep))
             .sum()
     }
 
-    fn shard(&self, key: &[u8]) -> &Mutex<Store> {
+    fn shard(&self, key: &[u8]) -> &RwLock<Store> {
         &self.shards[self.shard_of(key)]
     }
 }
@@ -237,7 +264,7 @@ mod tests {
     }
 
     fn shard_budgets(store: &ShardedStore) -> Vec<u64> {
-        store.shards.iter().map(|s| s.lock().budget()).collect()
+        store.shards.iter().map(|s| s.read().budget()).collect()
     }
 
     /// The first key `k<i>` that lands in each shard, in shard order.
@@ -321,7 +348,7 @@ mod tests {
             .is_empty());
         let shard = s.shard_of(&key);
         for (i, m) in s.shards.iter().enumerate() {
-            assert_eq!(m.lock().len(), usize::from(i == shard));
+            assert_eq!(m.read().len(), usize::from(i == shard));
         }
         assert_eq!(s.peek(&key, ts(1)).unwrap().value, value);
         assert_eq!(s.get(&key, ts(1)).unwrap().expires_at, Some(ts(100)));
@@ -423,9 +450,19 @@ mod tests {
     /// add up to what the threads did.
     #[test]
     fn concurrent_use_keeps_budget_and_counts() {
+        for policy in [Policy::TinyLfu, Policy::lru2(), Policy::Lru] {
+            concurrent_use_keeps_budget_and_counts_under(policy);
+        }
+    }
+
+    fn concurrent_use_keeps_budget_and_counts_under(policy: Policy) {
         const THREADS: u64 = 4;
         const OPS: u64 = 5_000;
-        let s = sharded(16 * 2_000, 16);
+        let s = ShardedStore::new(ShardedStoreConfig {
+            shards: 16,
+            ..ShardedStoreConfig::new(16 * 2_000, policy)
+        })
+        .unwrap();
         let totals = std::thread::scope(|scope| {
             let workers: Vec<_> = (0..THREADS)
                 .map(|t| {
@@ -447,7 +484,12 @@ mod tests {
                                     let value = Bytes::from(vec![0u8; len]);
                                     let evicted = s.insert(key, value, expires, now).unwrap();
                                     inserts += 1;
-                                    evictions += evicted.len() as u64;
+                                    for e in &evicted {
+                                        match e.reason {
+                                            EvictionReason::Capacity => evictions += 1,
+                                            EvictionReason::Expired => expirations += 1,
+                                        }
+                                    }
                                 }
                                 3..=5 => {
                                     gets += 1;
@@ -478,7 +520,7 @@ mod tests {
         assert!(stats.hits > 0 && stats.evictions > 0);
         let (mut bytes, mut entries) = (0, 0);
         for shard in s.shards.iter() {
-            let shard = shard.lock();
+            let shard = shard.read();
             assert!(shard.bytes() <= shard.budget());
             bytes += shard.bytes();
             entries += shard.len() as u64;

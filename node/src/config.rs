@@ -68,14 +68,14 @@ impl GroupConfig {
     /// Budget of the remembered misses, as a fraction of the main budget (1/32).
     pub const MISS_BUDGET_DIVISOR: u64 = 32;
 
-    /// A group with default settings: 64 MiB, LRU2, no TTL, a hot cache of 1/8 of the budget,
-    /// loader misses remembered for 1 s in 1/32 of the budget.
+    /// A group with default settings: 64 MiB, TinyLFU ([`Policy::default`]), no TTL, a hot cache
+    /// of 1/8 of the budget, loader misses remembered for 1 s in 1/32 of the budget.
     pub fn new(name: impl Into<String>) -> Self {
         let budget_bytes = Self::DEFAULT_BUDGET_BYTES;
         GroupConfig {
             name: name.into(),
             budget_bytes,
-            policy: Policy::lru2(),
+            policy: Policy::default(),
             shards: Self::DEFAULT_SHARDS,
             default_ttl: None,
             hot: Some(HotCacheConfig {

@@ -40,9 +40,10 @@ pub fn parse_duration(input: &str) -> Result<Duration, SpecError> {
         .map_err(|err| SpecError::new("duration", input, err.to_string()))
 }
 
-/// An eviction policy: `lru`, `lru2` or `lru2:<protected percent>`.
+/// An eviction policy: `tinylfu` (the default), `lru`, `lru2` or `lru2:<protected percent>`.
 pub fn parse_policy(input: &str) -> Result<Policy, SpecError> {
     match input.trim().to_ascii_lowercase().as_str() {
+        "tinylfu" => Ok(Policy::TinyLfu),
         "lru" => Ok(Policy::Lru),
         "lru2" => Ok(Policy::lru2()),
         other => {
@@ -51,7 +52,11 @@ pub fn parse_policy(input: &str) -> Result<Policy, SpecError> {
                 .and_then(|p| p.parse::<u8>().ok())
                 .filter(|p| (1..=99).contains(p))
                 .ok_or_else(|| {
-                    SpecError::new("policy", input, "expected lru, lru2 or lru2:<1-99>")
+                    SpecError::new(
+                        "policy",
+                        input,
+                        "expected tinylfu, lru, lru2 or lru2:<1-99>",
+                    )
                 })?;
             Ok(Policy::Lru2 {
                 protected_percent: percent,
@@ -153,6 +158,8 @@ mod tests {
 
     #[test]
     fn policies() {
+        assert_eq!(parse_policy("tinylfu").unwrap(), Policy::TinyLfu);
+        assert_eq!(parse_policy(" TinyLFU ").unwrap(), Policy::TinyLfu);
         assert_eq!(parse_policy("LRU").unwrap(), Policy::Lru);
         assert_eq!(parse_policy("lru2").unwrap(), Policy::lru2());
         assert_eq!(
@@ -188,7 +195,7 @@ mod tests {
     fn group_defaults_and_disabled_hot_cache() {
         let g = parse_group("plain").unwrap();
         assert_eq!(g.budget_bytes, GroupConfig::DEFAULT_BUDGET_BYTES);
-        assert_eq!(g.policy, Policy::lru2());
+        assert_eq!(g.policy, Policy::TinyLfu);
         assert_eq!(g.default_ttl, None);
         assert_eq!(g.hot.map(|h| h.budget_bytes), Some(g.budget_bytes / 8));
         assert_eq!(parse_group("cold:hot=0").unwrap().hot, None);

@@ -28,7 +28,12 @@ fn cli(addr: &str, args: &[&str]) -> Output {
 async fn the_cli_sets_gets_deletes_and_reports_with_documented_exit_codes() {
     let mut node = NodeProcess::start(&[
         "--listen",
-        "127.0.0.1:0","--node-id", "solo", "--group", "default:ttl=1h"]);
+        "127.0.0.1:0",
+        "--node-id",
+        "solo",
+        "--group",
+        "default:ttl=1h",
+    ]);
     let addr = node.addr.clone();
 
     let set = cli(&addr, &["set", "greeting", "hello world", "--ttl", "30s"]);

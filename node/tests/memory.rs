@@ -223,10 +223,7 @@ async fn floods_of_connections_and_large_writes_are_refused_within_a_bound() {
     drop(held);
 
     // 1,000 parallel 1 MiB sets over 16 connections.
-    let clients: Vec<CacheClient> = stream::iter(0..16)
-        .then(|_| client(&addr))
-        .collect()
-        .await;
+    let clients: Vec<CacheClient> = stream::iter(0..16).then(|_| client(&addr)).collect().await;
     let value = Bytes::from(vec![b'x'; 1 << 20]);
     let outcomes: Vec<Result<(), ClientError>> = stream::iter(0..1_000)
         .map(|i| {
@@ -257,5 +254,8 @@ async fn floods_of_connections_and_large_writes_are_refused_within_a_bound() {
     let bound = (MAIN + HOT + MISSES) * 3 / 2 + 2 * REQUEST_BYTES + BASELINE;
     assert!(rss <= bound, "RSS {rss} B over {bound} B");
     // Still serving.
-    clients[0].set("default", "after", "ok", None).await.unwrap();
+    clients[0]
+        .set("default", "after", "ok", None)
+        .await
+        .unwrap();
 }

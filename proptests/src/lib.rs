@@ -6,7 +6,8 @@
 //!
 //! - [`group_cluster`] drives a cluster of group state machines and checks them against the
 //!   consistency rules;
-//! - [`store_model`] models `Store` (LRU and LRU2, expiry, stats);
+//! - [`store_model`] models `Store` (LRU and LRU2, expiry, stats), delegating TinyLFU to
+//!   [`tinylfu_model`];
 //! - [`sharded_model`] models `ShardedStore` as one store model per shard;
 //! - [`membership_model`] models `MembershipView`, recomputed from the set of events seen;
 //! - [`strategy`] generates membership events and delivery orders.
@@ -17,3 +18,4 @@ pub mod membership_model;
 pub mod sharded_model;
 pub mod store_model;
 pub mod strategy;
+pub mod tinylfu_model;

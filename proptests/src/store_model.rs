@@ -7,7 +7,11 @@
 
 use bytes::Bytes;
 use lcache_core::store::entry_size;
-use lcache_core::{Eviction, EvictionReason, Lookup, Policy, StoreError, StoreStats, Timestamp};
+use lcache_core::{
+    Eviction, EvictionReason, Lookup, Policy, SharedGet, StoreError, StoreStats, Timestamp,
+};
+
+use crate::tinylfu_model::TinyLfuModel;
 
 /// One entry of the model.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,9 +52,11 @@ enum Tier {
 }
 
 /// Reference model of a `Store`: a probation list and (for LRU2) a protected list, both `Vec`s
-/// ordered LRU first.
+/// ordered LRU first; under TinyLFU every call goes to a [`TinyLfuModel`] instead.
 #[derive(Debug, Clone)]
 pub struct StoreModel {
+    /// The TinyLFU model, for `Policy::TinyLfu`.
+    lfu: Option<Box<TinyLfuModel>>,
     budget: u64,
     /// Protected budget for LRU2, `None` for plain LRU.
     protected_budget: Option<u64>,
@@ -67,13 +73,20 @@ pub struct StoreModel {
 }
 
 impl StoreModel {
-    /// An empty model with the given byte budget and policy (assumed valid).
+    /// An empty model with the given byte budget and policy (assumed valid), hash seed 0.
     pub fn new(budget: u64, policy: Policy) -> Self {
+        Self::with_seed(budget, policy, 0)
+    }
+
+    /// An empty model of a store configured with `hash_seed` (used only by TinyLFU).
+    pub fn with_seed(budget: u64, policy: Policy, hash_seed: u64) -> Self {
         let protected_budget = match policy {
-            Policy::Lru => None,
+            Policy::TinyLfu | Policy::Lru => None,
             Policy::Lru2 { protected_percent } => Some(budget * u64::from(protected_percent) / 100),
         };
         StoreModel {
+            lfu: matches!(policy, Policy::TinyLfu)
+                .then(|| Box::new(TinyLfuModel::new(budget, hash_seed))),
             budget,
             protected_budget,
             probation: Vec::new(),
@@ -124,11 +137,17 @@ impl StoreModel {
 
     /// Bytes of all entries.
     pub fn bytes(&self) -> u64 {
+        if let Some(lfu) = &self.lfu {
+            return lfu.bytes();
+        }
         Self::list_bytes(&self.probation) + Self::list_bytes(&self.protected)
     }
 
     /// Number of entries, expired ones included.
     pub fn len(&self) -> usize {
+        if let Some(lfu) = &self.lfu {
+            return lfu.len();
+        }
         self.probation.len() + self.protected.len()
     }
 
@@ -154,6 +173,9 @@ impl StoreModel {
 
     /// `Store::get`.
     pub fn get(&mut self, key: &[u8], now: Timestamp) -> Option<Lookup> {
+        if let Some(lfu) = &mut self.lfu {
+            return lfu.get(key, now);
+        }
         let Some(entry) = self.take(key) else {
             self.misses += 1;
             return None;
@@ -169,8 +191,38 @@ impl StoreModel {
         Some(lookup)
     }
 
+    /// `Store::get_shared`: LRU and LRU2 answer `Exclusive` for any present entry and count a
+    /// miss for an absent one.
+    pub fn get_shared(&mut self, key: &[u8], now: Timestamp) -> SharedGet {
+        if let Some(lfu) = &mut self.lfu {
+            return lfu.get_shared(key, now);
+        }
+        if self.find(key).is_some() {
+            SharedGet::Exclusive
+        } else {
+            self.misses += 1;
+            SharedGet::Miss
+        }
+    }
+
+    /// Sizes of every entry with its key and value lengths: `(key, value, size)`.
+    pub fn entry_sizes(&self) -> Vec<(usize, usize, u64)> {
+        if let Some(lfu) = &self.lfu {
+            return lfu
+                .entries()
+                .map(|e| (e.key.len(), e.value.len(), e.size))
+                .collect();
+        }
+        self.entries()
+            .map(|e| (e.key.len(), e.value.len(), e.size))
+            .collect()
+    }
+
     /// `Store::peek`.
     pub fn peek(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
+        if let Some(lfu) = &self.lfu {
+            return lfu.peek(key, now);
+        }
         let entry = self.entry(key)?;
         if entry.is_expired(now) {
             return None;
@@ -186,6 +238,9 @@ impl StoreModel {
         expires_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Vec<Eviction>, StoreError> {
+        if let Some(lfu) = &mut self.lfu {
+            return lfu.insert(key, value, expires_at, now);
+        }
         let size = entry_size(key.len(), value.len());
         // 1. Too large: nothing changes.
         if size > self.budget {
@@ -253,11 +308,17 @@ impl StoreModel {
 
     /// `Store::remove`.
     pub fn remove(&mut self, key: &[u8]) -> bool {
+        if let Some(lfu) = &mut self.lfu {
+            return lfu.remove(key);
+        }
         self.take(key).is_some()
     }
 
     /// `Store::sweep_expired`.
     pub fn sweep_expired(&mut self, now: Timestamp, max: usize) -> Vec<Eviction> {
+        if let Some(lfu) = &mut self.lfu {
+            return lfu.sweep_expired(now, max);
+        }
         let mut candidates: Vec<(Timestamp, u64, Bytes)> = self
             .probation
             .iter()
@@ -283,6 +344,9 @@ impl StoreModel {
     /// `Store::retain`: removes every entry whose key `keep` rejects (not counted as evictions)
     /// and returns how many went.
     pub fn retain(&mut self, keep: impl Fn(&[u8]) -> bool) -> usize {
+        if let Some(lfu) = &mut self.lfu {
+            return lfu.retain(keep);
+        }
         let before = self.len();
         self.probation.retain(|e| keep(&e.key));
         self.protected.retain(|e| keep(&e.key));
@@ -291,12 +355,18 @@ impl StoreModel {
 
     /// `Store::clear`: drops every entry, keeps the counters.
     pub fn clear(&mut self) {
+        if let Some(lfu) = &mut self.lfu {
+            return lfu.clear();
+        }
         self.probation.clear();
         self.protected.clear();
     }
 
     /// `Store::stats`.
     pub fn stats(&self) -> StoreStats {
+        if let Some(lfu) = &self.lfu {
+            return lfu.stats();
+        }
         StoreStats {
             hits: self.hits,
             misses: self.misses,

@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use lcache_core::store::{entry_size, ENTRY_OVERHEAD};
-use lcache_core::{Policy, Store, StoreConfig, Timestamp};
+use lcache_core::{Policy, SharedGet, Store, StoreConfig, Timestamp};
 use lcache_proptests::store_model::StoreModel;
 use proptest::prelude::*;
 
@@ -38,6 +38,8 @@ enum Expiry {
 #[derive(Debug, Clone)]
 enum Op {
     Get(usize),
+    /// `get_shared`, falling back to `get` when it answers `Exclusive`.
+    GetShared(usize),
     Peek(usize),
     Insert(usize, ValueSize, Expiry),
     Remove(usize),
@@ -49,9 +51,14 @@ enum Op {
 }
 
 fn op() -> impl Strategy<Value = Op> {
-    let k = 0..KEYS;
+    op_over(KEYS, 160)
+}
+
+/// Operations on keys `0..keys` with small values up to `max_value` bytes.
+fn op_over(keys: usize, max_value: usize) -> impl Strategy<Value = Op> {
+    let k = 0..keys;
     let size = prop_oneof![
-        9 => (0usize..160).prop_map(ValueSize::Small),
+        9 => (0usize..max_value).prop_map(ValueSize::Small),
         1 => (-30i64..=3).prop_map(ValueSize::NearBudget),
     ];
     let expiry = prop_oneof![
@@ -60,7 +67,8 @@ fn op() -> impl Strategy<Value = Op> {
         1 => (1u64..20).prop_map(Expiry::Ago),
     ];
     prop_oneof![
-        24 => k.clone().prop_map(Op::Get),
+        16 => k.clone().prop_map(Op::Get),
+        8 => k.clone().prop_map(Op::GetShared),
         8 => k.clone().prop_map(Op::Peek),
         32 => (k.clone(), size, expiry).prop_map(|(k, s, e)| Op::Insert(k, s, e)),
         8 => k.prop_map(Op::Remove),
@@ -91,8 +99,23 @@ fn deadline(expiry: Expiry, now: u64) -> Option<Timestamp> {
 
 /// Runs `ops` on a real store and on the model, checking they agree after every step.
 fn check_against_model(budget: u64, policy: Policy, ops: &[Op]) -> Result<(), TestCaseError> {
-    let mut store = Store::new(StoreConfig::new(budget, policy)).unwrap();
-    let mut model = StoreModel::new(budget, policy);
+    check_seeded(budget, policy, 0, KEYS, ops)
+}
+
+/// [`check_against_model`] for a store with hash seed `seed` and keys `0..keys`.
+fn check_seeded(
+    budget: u64,
+    policy: Policy,
+    seed: u64,
+    keys: usize,
+    ops: &[Op],
+) -> Result<(), TestCaseError> {
+    let config = StoreConfig {
+        hash_seed: seed,
+        ..StoreConfig::new(budget, policy)
+    };
+    let mut store = Store::new(config).unwrap();
+    let mut model = StoreModel::with_seed(budget, policy, seed);
     let mut now_ms = 1_000u64;
     for (step, op) in ops.iter().enumerate() {
         let now = Timestamp::from_millis(now_ms);
@@ -102,6 +125,19 @@ fn check_against_model(budget: u64, policy: Policy, ops: &[Op]) -> Result<(), Te
                 prop_assert_eq!(&got, &model.get(&key(k), now), "step {}: get", step);
                 if let Some(lookup) = &got {
                     prop_assert!(lookup.expires_at.is_none_or(|at| at > now), "expired hit");
+                }
+            }
+            Op::GetShared(k) => {
+                let shared = store.get_shared(&key(k), now);
+                prop_assert_eq!(&shared, &model.get_shared(&key(k), now), "step {}", step);
+                if shared == SharedGet::Exclusive {
+                    let got = store.get(&key(k), now);
+                    prop_assert_eq!(&got, &model.get(&key(k), now), "step {}: get", step);
+                }
+                if policy.shared_hits() {
+                    prop_assert!(
+                        shared != SharedGet::Exclusive || store.peek(&key(k), now).is_none()
+                    );
                 }
             }
             Op::Peek(k) => {
@@ -144,7 +180,7 @@ fn check_against_model(budget: u64, policy: Policy, ops: &[Op]) -> Result<(), Te
             }
             Op::Advance(ms) => now_ms += ms,
             Op::Retain(mask) => {
-                let keep = |k: &[u8]| (0..KEYS).any(|i| mask & (1 << i) != 0 && key(i) == k);
+                let keep = |k: &[u8]| (0..keys).any(|i| mask & (1 << (i % 16)) != 0 && key(i) == k);
                 prop_assert_eq!(
                     store.retain(keep),
                     model.retain(keep),
@@ -161,7 +197,7 @@ fn check_against_model(budget: u64, policy: Policy, ops: &[Op]) -> Result<(), Te
         prop_assert_eq!(store.stats(), model.stats(), "step {}: stats", step);
         prop_assert!(store.bytes() <= budget, "step {}: over budget", step);
         prop_assert_eq!(store.len(), model.len());
-        for k in 0..KEYS {
+        for k in 0..keys {
             let seen = store.peek(&key(k), now);
             prop_assert_eq!(&seen, &model.peek(&key(k), now), "step {}: contents", step);
             if let Some(lookup) = seen {
@@ -170,8 +206,8 @@ fn check_against_model(budget: u64, policy: Policy, ops: &[Op]) -> Result<(), Te
         }
     }
     // The model's own bookkeeping agrees with entry_size.
-    for entry in model.entries() {
-        prop_assert_eq!(entry.size, entry_size(entry.key.len(), entry.value.len()));
+    for (key_len, value_len, size) in model.entry_sizes() {
+        prop_assert_eq!(size, entry_size(key_len, value_len));
     }
     Ok(())
 }
@@ -194,11 +230,40 @@ proptest! {
     }
 
     #[test]
+    fn tinylfu_store_matches_model(budget in budget(), seed in any::<u64>(), ops in ops()) {
+        check_seeded(budget, Policy::TinyLfu, seed, KEYS, &ops)?;
+    }
+
+    #[test]
     fn lru2_store_matches_model(
         budget in budget(),
         protected_percent in prop::sample::select(&[1u8, 10, 25, 50, 80, 99][..]),
         ops in ops(),
     ) {
         check_against_model(budget, Policy::Lru2 { protected_percent }, &ops)?;
+    }
+}
+
+/// Keys of the large-store test: enough that the 1 % window holds several entries.
+const MANY_KEYS: usize = 300;
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    /// A store large enough for the TinyLFU window to hold several entries (second chances,
+    /// several candidates per insert), over many keys, with a skew towards a few hot keys.
+    #[test]
+    fn tinylfu_large_store_matches_model(
+        budget in 7_000u64..20_000,
+        seed in any::<u64>(),
+        ops in prop::collection::vec(
+            prop_oneof![
+                3 => op_over(MANY_KEYS, 24),
+                2 => op_over(12, 24),
+            ],
+            200..1_500,
+        ),
+    ) {
+        check_seeded(budget, Policy::TinyLfu, seed, MANY_KEYS, &ops)?;
     }
 }

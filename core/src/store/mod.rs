@@ -1,8 +1,11 @@
-//! A byte-budgeted cache store with LRU or LRU2 eviction and per-entry expiry.
+//! A byte-budgeted cache store with TinyLFU, LRU or LRU2 eviction and per-entry expiry.
 //!
-//! [`Store`] is a single-threaded state machine: every call takes `now` explicitly and returns its
-//! effects (values, [`Eviction`]s) as values. It never reads a clock and never iterates in an order
-//! chosen by a randomly seeded hasher, so the same calls give the same results in every process.
+//! [`Store`] is a state machine: every call takes `now` explicitly and returns its effects
+//! (values, [`Eviction`]s) as values. It never reads a clock, never iterates in an order chosen by
+//! a randomly seeded hasher, and its only randomness comes from [`StoreConfig::hash_seed`], so
+//! the same calls give the same results in every process. Reads come in two forms:
+//! [`Store::get`] (exclusive access) and [`Store::get_shared`] (shared access, for a store behind
+//! a read-write lock: under [`Policy::TinyLfu`] a hit changes only atomics).
 //! [`crate::sharded::ShardedStore`] puts several stores behind locks for concurrent use.
 //!
 //! # Semantics
@@ -19,13 +22,19 @@
 //!      key stays, even if the new entry would have been already expired);
 //!   2. `expires_at <= now` (already expired): any existing entry under the key is removed, nothing
 //!      is stored, `Ok(vec![])`; no counter changes;
-//!   3. otherwise the entry is stored (`inserts += 1`). A new key goes to the most-recently-used
-//!      (MRU) end of the probation list; an existing key has its value and expiry replaced and the
-//!      replacement counts as an access (below). Then, while bytes `>` budget, a victim is evicted
-//!      (`evictions += 1`) and returned, in eviction order. The entry just stored is never a victim.
+//!   3. otherwise the entry is stored (`inserts += 1`). A new key enters the policy's entry queue
+//!      (below); an existing key has its value and expiry replaced and the replacement counts as
+//!      an access. Then entries are evicted until bytes `<=` budget (`evictions += 1` each) and
+//!      returned, in eviction order. The entry just stored is never one of them.
 //! - **get.** Absent: `misses += 1`, `None`. Present but expired: removed, `expirations += 1`,
 //!   `misses += 1`, `None`. Present and valid: `hits += 1`, counts as an access, returns a
 //!   [`Lookup`].
+//! - **get_shared.** Like `get` where `get` would change nothing but counters and atomics:
+//!   absent: `misses += 1`, [`SharedGet::Miss`]; valid under TinyLFU: `hits += 1`, an access,
+//!   [`SharedGet::Hit`]. Otherwise (an expired entry, which must be removed, or a valid entry
+//!   under LRU or LRU2, which must move) nothing happens and it answers [`SharedGet::Exclusive`]:
+//!   call `get` with exclusive access. So `get_shared`, falling back to `get`, behaves exactly as
+//!   `get`.
 //! - **peek.** Like `get` without any effect: no counters, no recency change, an expired entry is
 //!   left in place but reported as `None`.
 //! - **remove.** Drops the entry and returns whether one was present, *including an expired one
@@ -37,20 +46,27 @@
 //!
 //! # Policies
 //!
+//! - [`Policy::TinyLfu`] (the default): W-TinyLFU with an adaptive window over CLOCK queues,
+//!   specified in [`tinylfu`]. Frequency-aware (a key must be more popular than the entry it
+//!   would displace), scan- and loop-resistant, and its hits change only atomics. Before any
+//!   capacity victim is chosen, expired entries are removed, earliest deadline first, while the
+//!   store is over budget (reported as [`EvictionReason::Expired`], counted in `expirations`).
 //! - [`Policy::Lru`]: one recency list. An access moves the entry to the MRU end; the victim is
-//!   the least-recently-used (LRU) entry.
+//!   the least-recently-used (LRU) entry. New keys enter the MRU end.
 //! - [`Policy::Lru2`]: a probation list P and a protected list Q, with a protected budget of
-//!   `budget * protected_percent / 100` bytes (integer division). New keys enter P. An access to
-//!   an entry of P moves it to the MRU end of Q; an access to an entry of Q moves it to the MRU end
-//!   of Q. After every access or replacement in Q, while Q's bytes exceed the protected budget and
-//!   Q holds more than one entry, Q's LRU entry is demoted to the MRU end of P (a demotion is not
-//!   an eviction). The capacity victim is P's LRU entry, unless P is empty or holds only the entry
-//!   just stored, in which case it is Q's LRU entry. One-touch keys (a scan) therefore only churn
-//!   P and never flush Q.
+//!   `budget * protected_percent / 100` bytes (integer division). New keys enter P's MRU end. An
+//!   access to an entry of P moves it to the MRU end of Q; an access to an entry of Q moves it to
+//!   the MRU end of Q. After every access or replacement in Q, while Q's bytes exceed the
+//!   protected budget and Q holds more than one entry, Q's LRU entry is demoted to the MRU end of
+//!   P (a demotion is not an eviction). The capacity victim is P's LRU entry, unless P is empty
+//!   or holds only the entry just stored, in which case it is Q's LRU entry. One-touch keys (a
+//!   scan) therefore only churn P and never flush Q.
 
+mod counter;
 mod expiry;
 mod stats;
 mod tiers;
+pub mod tinylfu;
 
 #[cfg(test)]
 mod tests;
@@ -60,21 +76,38 @@ use std::fmt;
 use bytes::Bytes;
 
 use crate::time::Timestamp;
+use counter::StripedCounter;
 use expiry::ExpiryIndex;
 pub use stats::{AtomicStoreStats, StoreStats};
 use tiers::{Access, Entry, Tiers};
+use tinylfu::TinyLfu;
 
 /// Fixed bytes charged per entry on top of key and value: what the store's bookkeeping about an
 /// entry really takes (its list node with both `Bytes` handles and links, its hash-table slot at
 /// the table's load factor, its expiry record, the shared headers of its key and value buffers).
 ///
-/// Measured, not guessed: `core/tests/entry_cost.rs` fills a store through an instrumented
-/// allocator and fails if an entry takes more than this (worst case measured: an LRU2 entry
-/// with a lifetime, ≈ 300 B on x86_64). Constant, so accounting is identical on every platform.
-pub const ENTRY_OVERHEAD: u64 = 320;
+/// Measured, not guessed: `core/tests/entry_cost.rs` fills stores of every policy past their
+/// budgets through an instrumented allocator and fails if an entry takes more than this (worst
+/// case measured on x86_64: ≈ 326 B, a TinyLFU entry with a lifetime in a small store); the
+/// rest is room for the allocator's size classes. Constant, so accounting is identical on every
+/// platform.
+pub const ENTRY_OVERHEAD: u64 = 384;
 
 /// Default share of the budget, in percent, reserved for the protected list of [`Policy::Lru2`].
 pub const DEFAULT_PROTECTED_PERCENT: u8 = 80;
+
+/// Most entries a store of `budget` bytes can ever hold (each costs at least
+/// [`ENTRY_OVERHEAD`]), capped at [`PREALLOCATED_ENTRIES_MAX`]. Tables are sized for it up front:
+/// a table that grows by doubling would otherwise hold up to twice the slots it uses, memory
+/// no budget accounts for; sized up front, only the slots in use are ever touched.
+fn max_entries(budget: u64) -> usize {
+    usize::try_from(budget / ENTRY_OVERHEAD + 1)
+        .unwrap_or(usize::MAX)
+        .min(PREALLOCATED_ENTRIES_MAX)
+}
+
+/// Largest table a store sizes up front (a store is one shard of a group, so this is per shard).
+pub const PREALLOCATED_ENTRIES_MAX: usize = 1 << 20;
 
 /// Bytes charged for an entry: `key_len + value_len + ENTRY_OVERHEAD` (saturating).
 pub fn entry_size(key_len: usize, value_len: usize) -> u64 {
@@ -84,8 +117,12 @@ pub fn entry_size(key_len: usize, value_len: usize) -> u64 {
 }
 
 /// Which entry a full store evicts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Policy {
+    /// W-TinyLFU with an adaptive window over CLOCK queues (see [`tinylfu`]): frequency-aware,
+    /// scan- and loop-resistant, hits under a shared lock. The default.
+    #[default]
+    TinyLfu,
     /// Least recently used: one recency list.
     Lru,
     /// Two LRU tiers (probation and protected) that resist scans; see the [module docs](self).
@@ -103,10 +140,16 @@ impl Policy {
         }
     }
 
+    /// Whether a hit is served by [`Store::get_shared`] (it changes only atomics), rather than
+    /// needing exclusive access to move the entry.
+    pub const fn shared_hits(self) -> bool {
+        matches!(self, Policy::TinyLfu)
+    }
+
     /// Checks the policy's parameters.
     fn validate(self) -> Result<(), StoreError> {
         match self {
-            Policy::Lru => Ok(()),
+            Policy::TinyLfu | Policy::Lru => Ok(()),
             Policy::Lru2 {
                 protected_percent: 1..=99,
             } => Ok(()),
@@ -116,10 +159,10 @@ impl Policy {
         }
     }
 
-    /// Byte budget of the protected tier, `None` for plain LRU.
+    /// Byte budget of the protected tier of LRU2, `None` for plain LRU.
     fn protected_budget(self, budget: u64) -> Option<u64> {
         match self {
-            Policy::Lru => None,
+            Policy::TinyLfu | Policy::Lru => None,
             Policy::Lru2 { protected_percent } => {
                 let bytes = u128::from(budget) * u128::from(protected_percent) / 100;
                 // percent < 100, so the result is below `budget` and fits.
@@ -136,9 +179,11 @@ pub struct StoreConfig {
     pub budget_bytes: u64,
     /// Eviction policy.
     pub policy: Policy,
-    /// Seed of the hasher of the store's maps. Keys are chosen by clients, so a node seeds it per
-    /// process (from the OS; a simulation from its run seed) to keep crafted keys from colliding
-    /// on purpose. Any value is valid; the seed changes no observable result, only memory layout.
+    /// Seed of the hasher of the store's maps and of TinyLFU's admission generator. Keys are
+    /// chosen by clients, so a node seeds it per process (from the OS; a simulation from its run
+    /// seed) to keep crafted keys from colliding on purpose. Any value is valid. Under LRU and
+    /// LRU2 the seed changes no observable result; under TinyLFU it changes which keys share
+    /// sketch counters, hence some admission decisions (deterministically).
     pub hash_seed: u64,
 }
 
@@ -162,12 +207,24 @@ pub struct Lookup {
     pub expires_at: Option<Timestamp>,
 }
 
+/// What [`Store::get_shared`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SharedGet {
+    /// A valid entry; counted as a hit and an access.
+    Hit(Lookup),
+    /// No entry under the key; counted as a miss.
+    Miss,
+    /// Answering needs exclusive access (an expired entry to remove, or a hit that moves the
+    /// entry under LRU or LRU2); nothing was counted: call [`Store::get`].
+    Exclusive,
+}
+
 /// Why an entry left the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EvictionReason {
     /// Removed to make room within the byte budget (even if it happened to be expired).
     Capacity,
-    /// Removed by a sweep because its deadline had passed.
+    /// Removed because its deadline had passed (by a sweep, or under TinyLFU to make room).
     Expired,
 }
 
@@ -198,18 +255,32 @@ pub enum StoreError {
     InvalidConfig(String),
 }
 
-/// A byte-budgeted map from keys to values with expiry and LRU/LRU2 eviction.
+/// The entries and the eviction state of one policy.
+#[derive(Debug)]
+enum Engine {
+    /// LRU and LRU2.
+    Tiers(Tiers),
+    /// TinyLFU.
+    TinyLfu(Box<TinyLfu>),
+}
+
+/// A byte-budgeted map from keys to values with expiry and TinyLFU, LRU or LRU2 eviction.
 ///
-/// Not synchronised; see [`crate::sharded::ShardedStore`] for concurrent use. Semantics are in
-/// the [module docs](self).
+/// Not synchronised; see [`crate::sharded::ShardedStore`] for concurrent use, or put it behind a
+/// read-write lock and read with [`Store::get_shared`]. Semantics are in the
+/// [module docs](self).
 pub struct Store {
     budget: u64,
     policy: Policy,
-    tiers: Tiers,
+    engine: Engine,
     expiry: ExpiryIndex,
     /// Sequence number of the next stored entry; orders equal deadlines.
     next_seq: u64,
-    /// Event counters; `bytes` and `entries` are filled in by [`Store::stats`].
+    /// `get` and `get_shared` results, counted under a shared lock too.
+    hits: StripedCounter,
+    misses: StripedCounter,
+    /// The other event counters; `hits`, `misses`, `bytes`, `entries` are filled in by
+    /// [`Store::stats`].
     counters: StoreStats,
 }
 
@@ -232,15 +303,27 @@ impl Store {
             return Err(StoreError::InvalidConfig("budget_bytes must be > 0".into()));
         }
         config.policy.validate()?;
+        let most = max_entries(config.budget_bytes);
+        let engine = match config.policy {
+            Policy::TinyLfu => Engine::TinyLfu(Box::new(TinyLfu::new(
+                config.budget_bytes,
+                config.hash_seed,
+                most,
+            ))),
+            Policy::Lru | Policy::Lru2 { .. } => Engine::Tiers(Tiers::new(
+                config.policy.protected_budget(config.budget_bytes),
+                config.hash_seed,
+                most,
+            )),
+        };
         Ok(Store {
             budget: config.budget_bytes,
             policy: config.policy,
-            tiers: Tiers::new(
-                config.policy.protected_budget(config.budget_bytes),
-                config.hash_seed,
-            ),
+            engine,
             expiry: ExpiryIndex::default(),
             next_seq: 0,
+            hits: StripedCounter::default(),
+            misses: StripedCounter::default(),
             counters: StoreStats::default(),
         })
     }
@@ -248,20 +331,48 @@ impl Store {
     /// The valid value under `key`, counting a hit or a miss; a hit is an access for the eviction
     /// policy, and an expired entry found here is removed.
     pub fn get(&mut self, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        match self.tiers.access(key, now) {
+        let access = match &mut self.engine {
+            Engine::Tiers(tiers) => tiers.access(key, now),
+            Engine::TinyLfu(lfu) => lfu.access(key, now),
+        };
+        match access {
             Access::Hit { value, expires_at } => {
-                self.counters.hits += 1;
+                self.hits.increment_mut();
                 Some(Lookup { value, expires_at })
             }
             Access::Expired => {
                 self.remove(key);
                 self.counters.expirations += 1;
-                self.counters.misses += 1;
+                self.misses.increment_mut();
                 None
             }
             Access::Missing => {
-                self.counters.misses += 1;
+                self.misses.increment_mut();
                 None
+            }
+        }
+    }
+
+    /// [`Store::get`] for a caller holding only shared access (a read lock): answers a miss, and
+    /// a hit when the policy's hits change only atomics ([`Policy::shared_hits`]); otherwise
+    /// changes nothing and answers [`SharedGet::Exclusive`]. See the [module docs](self).
+    pub fn get_shared(&self, key: &[u8], now: Timestamp) -> SharedGet {
+        let access = match &self.engine {
+            Engine::TinyLfu(lfu) => lfu.access(key, now),
+            Engine::Tiers(tiers) => match tiers.peek(key) {
+                None => Access::Missing,
+                Some(_) => return SharedGet::Exclusive,
+            },
+        };
+        match access {
+            Access::Hit { value, expires_at } => {
+                self.hits.increment();
+                SharedGet::Hit(Lookup { value, expires_at })
+            }
+            Access::Expired => SharedGet::Exclusive,
+            Access::Missing => {
+                self.misses.increment();
+                SharedGet::Miss
             }
         }
     }
@@ -269,7 +380,11 @@ impl Store {
     /// The valid value under `key` without any effect: no counters, no recency change, and an
     /// expired entry is left in place (but not returned).
     pub fn peek(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        let entry = self.tiers.peek(key).filter(|e| !e.is_expired(now))?;
+        let entry = match &self.engine {
+            Engine::Tiers(tiers) => tiers.peek(key),
+            Engine::TinyLfu(lfu) => lfu.peek(key),
+        };
+        let entry = entry.filter(|e| !e.is_expired(now))?;
         Some(Lookup {
             value: entry.value.clone(),
             expires_at: entry.expires_at,
@@ -306,16 +421,27 @@ impl Store {
             seq,
         };
         self.expiry.insert(expires_at, seq, key.clone());
-        if let Some(old) = self.tiers.insert(key.clone(), entry) {
-            self.expiry.remove(old.expires_at, old.seq);
-        }
         self.counters.inserts += 1;
-        Ok(self.evict_to_budget(&key))
+        match &mut self.engine {
+            Engine::Tiers(tiers) => {
+                if let Some(old) = tiers.insert(key.clone(), entry) {
+                    self.expiry.remove(old.expires_at, old.seq);
+                }
+                Ok(self.evict_to_budget(&key))
+            }
+            Engine::TinyLfu(lfu) => {
+                let (keep, old) = lfu.insert(key, entry, self.hits.get());
+                if let Some(old) = old {
+                    self.expiry.remove(old.expires_at, old.seq);
+                }
+                Ok(self.evict_tinylfu(keep, now))
+            }
+        }
     }
 
     /// Removes the entry under `key`; returns whether one was present (expired or not).
     pub fn remove(&mut self, key: &[u8]) -> bool {
-        match self.tiers.remove(key) {
+        match self.take(key) {
             Some((_, entry)) => {
                 self.expiry.remove(entry.expires_at, entry.seq);
                 true
@@ -327,7 +453,10 @@ impl Store {
     /// Removes every entry whose key `keep` rejects and returns how many went; used to hand off
     /// keys this node no longer owns after the ring changes. Not counted as evictions. `O(n)`.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) -> usize {
-        let doomed: Vec<Bytes> = self.tiers.keys().filter(|k| !keep(k)).cloned().collect();
+        let doomed: Vec<Bytes> = match &self.engine {
+            Engine::Tiers(tiers) => tiers.keys().filter(|k| !keep(k)).cloned().collect(),
+            Engine::TinyLfu(lfu) => lfu.keys().filter(|k| !keep(k)).cloned().collect(),
+        };
         for key in &doomed {
             self.remove(key);
         }
@@ -339,19 +468,10 @@ impl Store {
     pub fn sweep_expired(&mut self, now: Timestamp, max: usize) -> Vec<Eviction> {
         let mut swept = Vec::new();
         while swept.len() < max {
-            let Some(key) = self.expiry.pop_expired(now) else {
+            let Some(eviction) = self.pop_expired(now) else {
                 break;
             };
-            let Some((key, entry)) = self.tiers.remove(&key) else {
-                debug_assert!(false, "expiry index names an absent key");
-                continue;
-            };
-            self.counters.expirations += 1;
-            swept.push(Eviction {
-                key,
-                bytes: entry.size,
-                reason: EvictionReason::Expired,
-            });
+            swept.push(eviction);
         }
         swept
     }
@@ -359,14 +479,25 @@ impl Store {
     /// Calls `visit` with the key and value of every entry (expired ones not yet removed
     /// included), in an order that depends only on the calls made so far.
     pub fn visit(&self, mut visit: impl FnMut(&[u8], &[u8])) {
-        for (key, entry) in self.tiers.entries() {
-            visit(key, &entry.value);
+        match &self.engine {
+            Engine::Tiers(tiers) => {
+                for (key, entry) in tiers.entries() {
+                    visit(key, &entry.value);
+                }
+            }
+            Engine::TinyLfu(lfu) => {
+                for (key, entry) in lfu.entries() {
+                    visit(key, &entry.value);
+                }
+            }
         }
     }
 
     /// Counters since creation plus the current bytes and entries.
     pub fn stats(&self) -> StoreStats {
         StoreStats {
+            hits: self.hits.get(),
+            misses: self.misses.get(),
             bytes: self.bytes(),
             entries: self.len() as u64,
             ..self.counters
@@ -375,7 +506,10 @@ impl Store {
 
     /// Number of entries, expired ones not yet removed included.
     pub fn len(&self) -> usize {
-        self.tiers.len()
+        match &self.engine {
+            Engine::Tiers(tiers) => tiers.len(),
+            Engine::TinyLfu(lfu) => lfu.len(),
+        }
     }
 
     /// Whether the store holds no entry.
@@ -385,7 +519,10 @@ impl Store {
 
     /// Bytes charged for the current entries; never above [`Store::budget`].
     pub fn bytes(&self) -> u64 {
-        self.tiers.bytes()
+        match &self.engine {
+            Engine::Tiers(tiers) => tiers.bytes(),
+            Engine::TinyLfu(lfu) => lfu.bytes(),
+        }
     }
 
     /// The byte budget; also the largest entry the store accepts.
@@ -393,17 +530,63 @@ impl Store {
         self.budget
     }
 
+    /// The eviction policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// Bytes the policy keeps besides the entries (TinyLFU's frequency sketch; 0 for LRU and
+    /// LRU2), not charged to the budget: at most `budget / 16`.
+    pub fn policy_overhead_bytes(&self) -> usize {
+        match &self.engine {
+            Engine::Tiers(_) => 0,
+            Engine::TinyLfu(lfu) => lfu.sketch_bytes(),
+        }
+    }
+
     /// Drops every entry; event counters are kept.
     pub fn clear(&mut self) {
-        self.tiers.clear();
+        match &mut self.engine {
+            Engine::Tiers(tiers) => tiers.clear(),
+            Engine::TinyLfu(lfu) => lfu.clear(),
+        }
         self.expiry.clear();
     }
 
-    /// Evicts capacity victims until the store fits its budget, never the entry under `keep`.
+    /// Takes the entry under `key` out of the policy (the expiry index is left to the caller).
+    fn take(&mut self, key: &[u8]) -> Option<(Bytes, Entry)> {
+        match &mut self.engine {
+            Engine::Tiers(tiers) => tiers.remove(key),
+            Engine::TinyLfu(lfu) => lfu.remove(key),
+        }
+    }
+
+    /// Removes the entry with the earliest deadline if it is expired at `now`.
+    fn pop_expired(&mut self, now: Timestamp) -> Option<Eviction> {
+        loop {
+            let key = self.expiry.pop_expired(now)?;
+            let Some((key, entry)) = self.take(&key) else {
+                debug_assert!(false, "expiry index names an absent key");
+                continue;
+            };
+            self.counters.expirations += 1;
+            return Some(Eviction {
+                key,
+                bytes: entry.size,
+                reason: EvictionReason::Expired,
+            });
+        }
+    }
+
+    /// LRU and LRU2: evicts capacity victims until the store fits its budget, never the entry
+    /// under `keep`.
     fn evict_to_budget(&mut self, keep: &[u8]) -> Vec<Eviction> {
+        let Engine::Tiers(tiers) = &mut self.engine else {
+            return Vec::new();
+        };
         let mut evicted = Vec::new();
-        while self.tiers.bytes() > self.budget {
-            let Some((key, entry)) = self.tiers.pop_victim(keep) else {
+        while tiers.bytes() > self.budget {
+            let Some((key, entry)) = tiers.pop_victim(keep) else {
                 debug_assert!(
                     false,
                     "over budget with no victim but the entry just stored"
@@ -419,5 +602,50 @@ impl Store {
             });
         }
         evicted
+    }
+
+    /// TinyLFU: removes expired entries while over budget, then lets the policy evict; never the
+    /// entry `keep` (just stored, so not expired).
+    fn evict_tinylfu(&mut self, keep: usize, now: Timestamp) -> Vec<Eviction> {
+        let mut evicted = Vec::new();
+        while self.bytes() > self.budget {
+            let Some(eviction) = self.pop_expired(now) else {
+                break;
+            };
+            evicted.push(eviction);
+        }
+        let Engine::TinyLfu(lfu) = &mut self.engine else {
+            return evicted;
+        };
+        let (expiry, counters) = (&mut self.expiry, &mut self.counters);
+        lfu.evict(keep, |key, entry| {
+            expiry.remove(entry.expires_at, entry.seq);
+            counters.evictions += 1;
+            evicted.push(Eviction {
+                key,
+                bytes: entry.size,
+                reason: EvictionReason::Capacity,
+            });
+        });
+        evicted
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// The LRU/LRU2 lists (tests only; panics under TinyLFU).
+    fn tiers(&self) -> &Tiers {
+        match &self.engine {
+            Engine::Tiers(tiers) => tiers,
+            Engine::TinyLfu(_) => panic!("not an LRU store"),
+        }
+    }
+
+    /// Checks the policy's internal invariants (tests only); returns every entry.
+    fn check_engine(&self) -> Vec<(Bytes, Entry)> {
+        match &self.engine {
+            Engine::Tiers(tiers) => tiers.check_invariants(),
+            Engine::TinyLfu(lfu) => lfu.check_invariants(),
+        }
     }
 }

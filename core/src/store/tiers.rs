@@ -67,8 +67,14 @@ type List = LruCache<Bytes, Entry, FixedState>;
 /// Makes the protected list's hasher differ from probation's.
 const PROTECTED_SEED_TWEAK: u64 = 0x9e37_79b9_7f4a_7c15;
 
-fn new_list(hash_seed: u64) -> List {
-    LruCache::unbounded_with_hasher(FixedState::with_seed(hash_seed))
+/// A list sized up front for `max_entries` (its own count bound is never reached: the store's
+/// byte budget evicts first, since no entry costs less than the overhead).
+fn new_list(hash_seed: u64, max_entries: usize) -> List {
+    let hasher = FixedState::with_seed(hash_seed);
+    match std::num::NonZeroUsize::new(max_entries.saturating_add(1)) {
+        Some(cap) => LruCache::with_hasher(cap, hasher),
+        None => LruCache::unbounded_with_hasher(hasher),
+    }
 }
 
 /// The probation and protected lists with their byte counts.
@@ -84,10 +90,15 @@ pub(super) struct Tiers {
 
 impl Tiers {
     /// Empty lists; `protected_budget` is `None` for plain LRU.
-    pub(super) fn new(protected_budget: Option<u64>, hash_seed: u64) -> Self {
+    pub(super) fn new(protected_budget: Option<u64>, hash_seed: u64, max_entries: usize) -> Self {
+        let protected_entries = if protected_budget.is_some() {
+            max_entries
+        } else {
+            0
+        };
         Tiers {
-            probation: new_list(hash_seed),
-            protected: new_list(hash_seed ^ PROTECTED_SEED_TWEAK),
+            probation: new_list(hash_seed, max_entries),
+            protected: new_list(hash_seed ^ PROTECTED_SEED_TWEAK, protected_entries),
             probation_bytes: 0,
             protected_bytes: 0,
             protected_budget,

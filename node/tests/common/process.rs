@@ -82,4 +82,3 @@ impl Drop for NodeProcess {
         let _ = self.child.wait();
     }
 }
-

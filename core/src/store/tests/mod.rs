@@ -5,6 +5,7 @@ use super::*;
 
 mod expiry;
 mod lru2;
+mod tinylfu;
 mod workload;
 
 const T0: Timestamp = Timestamp::ZERO;
@@ -43,7 +44,7 @@ fn keys(evictions: &[Eviction]) -> Vec<&[u8]> {
 }
 
 fn order(store: &Store) -> (Vec<Bytes>, Vec<Bytes>) {
-    store.tiers.order()
+    store.tiers().order()
 }
 
 fn names(list: &[&str]) -> Vec<Bytes> {
@@ -52,7 +53,7 @@ fn names(list: &[&str]) -> Vec<Bytes> {
 
 /// Checks the store's internal invariants: budget, byte counts, expiry index agreement.
 fn check(store: &Store) {
-    let entries = store.tiers.check_invariants();
+    let entries = store.check_engine();
     assert!(store.bytes() <= store.budget(), "over budget");
     let sum: u64 = entries.iter().map(|(_, e)| e.size).sum();
     assert_eq!(sum, store.bytes());

@@ -7,6 +7,7 @@ use super::*;
 #[test]
 fn mixed_workload_keeps_invariants() {
     for policy in [
+        Policy::TinyLfu,
         Policy::Lru,
         Policy::lru2(),
         Policy::Lru2 {
@@ -41,7 +42,16 @@ fn mixed_workload_keeps_invariants() {
                         stored += 1;
                         assert!(s.peek(&key, now).is_some(), "just stored");
                     }
-                    evictions += result.len() as u64;
+                    for eviction in &result {
+                        match eviction.reason {
+                            EvictionReason::Capacity => evictions += 1,
+                            // TinyLFU removes expired entries before choosing capacity victims.
+                            EvictionReason::Expired => {
+                                assert_eq!(policy, Policy::TinyLfu);
+                                expirations += 1;
+                            }
+                        }
+                    }
                 }
                 3 | 4 => {
                     gets += 1;
