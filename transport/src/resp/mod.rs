@@ -22,5 +22,7 @@ mod info;
 mod server;
 mod session;
 
-pub use codec::{ProtocolError, Reply, Request, RequestLimits, RespCodec, MAX_INLINE_BYTES};
+pub use codec::{
+    Args, Parsed, ProtocolError, Reply, Request, RequestLimits, RespCodec, MAX_INLINE_BYTES,
+};
 pub use server::{serve, serve_with_incoming, RespConfig};

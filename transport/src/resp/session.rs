@@ -12,14 +12,13 @@ use std::pin::pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio_util::codec::Decoder;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::validate_key;
 use crate::error::ServiceError;
-use crate::resp::codec::{Reply, Request, RespCodec};
+use crate::resp::codec::{Args, Parsed, Reply, RespCodec};
 use crate::resp::commands::{self, parse_integer, quoted, CommandError, Op, Spec, COMMANDS};
 use crate::resp::info;
 use crate::resp::server::FrontDoor;
@@ -44,13 +43,18 @@ enum Flow {
     Close,
 }
 
+/// What the client sent and how far it is parsed.
+struct Input {
+    codec: RespCodec,
+    buf: BytesMut,
+}
+
 /// The state of one client connection.
 pub(crate) struct Session<H, IO> {
     handler: Arc<H>,
     door: Arc<FrontDoor>,
     io: IO,
-    codec: RespCodec,
-    rbuf: BytesMut,
+    input: Input,
     wbuf: BytesMut,
     /// `CLIENT ID`.
     id: u64,
@@ -65,8 +69,10 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
             handler,
             door,
             io,
-            codec,
-            rbuf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            input: Input {
+                codec,
+                buf: BytesMut::with_capacity(READ_CHUNK_BYTES),
+            },
             wbuf: BytesMut::with_capacity(READ_CHUNK_BYTES),
             id,
             name: None,
@@ -90,10 +96,10 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
         loop {
             let flow = self.answer_buffered().await?;
             self.flush().await?;
-            if flow == Flow::Close || shutdown.is_cancelled() {
+            if flow == Flow::Close {
                 return Ok(());
             }
-            if self.rbuf.len() >= self.door.config.max_query_buffer_bytes {
+            if self.input.buf.len() >= self.door.config.max_query_buffer_bytes {
                 tracing::debug!(
                     client = self.id,
                     limit = self.door.config.max_query_buffer_bytes,
@@ -106,14 +112,14 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
                 Reply::Error(&text).write_to(&mut self.wbuf);
                 return self.flush().await;
             }
-            if self.rbuf.is_empty() && self.rbuf.capacity() > KEEP_BUFFER_BYTES {
-                self.rbuf = BytesMut::new();
+            if self.input.buf.is_empty() && self.input.buf.capacity() > KEEP_BUFFER_BYTES {
+                self.input.buf = BytesMut::new();
             }
-            self.rbuf.reserve(READ_CHUNK_BYTES);
+            self.input.buf.reserve(READ_CHUNK_BYTES);
             let read = tokio::select! {
                 biased;
                 () = &mut cancelled => return Ok(()),
-                read = self.io.read_buf(&mut self.rbuf) => read?,
+                read = self.io.read_buf(&mut self.input.buf) => read?,
             };
             if read == 0 {
                 return Ok(());
@@ -121,18 +127,30 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
         }
     }
 
-    /// Answers every complete request in the read buffer, in order.
+    /// Answers every complete request in the read buffer, in order, then drops them from it.
     async fn answer_buffered(&mut self) -> io::Result<Flow> {
+        // Moved out while commands run, so they can borrow their arguments from it.
+        let mut input = std::mem::replace(
+            &mut self.input,
+            Input {
+                codec: RespCodec::new(self.door.config.limits),
+                buf: BytesMut::new(),
+            },
+        );
+        let mut pos = 0;
         let mut answered = 0u64;
         let flow = loop {
-            match self.codec.decode(&mut self.rbuf) {
-                Ok(Some(request)) => {
+            let rest = &input.buf[pos..];
+            match input.codec.parse(rest) {
+                Ok(Parsed::Request(len)) => {
                     answered += 1;
-                    if self.execute(&request).await? == Flow::Close {
+                    pos += len;
+                    if self.execute(input.codec.args(rest)).await? == Flow::Close {
                         break Flow::Close;
                     }
                 }
-                Ok(None) => break Flow::Continue,
+                Ok(Parsed::Skipped(len)) => pos += len,
+                Ok(Parsed::Incomplete) => break Flow::Continue,
                 Err(err) => {
                     tracing::debug!(client = self.id, error = %err, "closing a RESP client that broke the protocol");
                     Reply::Error(&format!("ERR {err}")).write_to(&mut self.wbuf);
@@ -140,6 +158,8 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
                 }
             }
         };
+        input.buf.advance(pos);
+        self.input = input;
         self.door.stats.commands_processed(answered);
         Ok(flow)
     }
@@ -184,7 +204,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 
     /// Runs one request and appends its reply.
-    async fn execute(&mut self, request: &Request) -> io::Result<Flow> {
+    async fn execute(&mut self, request: Args<'_>) -> io::Result<Flow> {
         let name = request.arg(0);
         let Some(spec) = commands::lookup(name) else {
             self.refuse(&CommandError::unknown(name, request.args_from(1)));
@@ -241,7 +261,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
         }
     }
 
-    async fn set(&mut self, request: &Request) {
+    async fn set(&mut self, request: Args<'_>) {
         let ttl = match commands::set_ttl(request.args_from(3)) {
             Ok(ttl) => ttl,
             Err(err) => return self.refuse(&err),
@@ -265,7 +285,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
 
     /// `DEL k...`: the number of keys whose owner held them. Keys are deleted one after another;
     /// the first failure is the reply (keys before it are deleted).
-    async fn del(&mut self, request: &Request) {
+    async fn del(&mut self, request: Args<'_>) {
         let mut deleted = 0i64;
         for key in request.args_from(1) {
             let key = match self.key(key) {
@@ -287,7 +307,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
 
     /// `EXISTS k...`: how many of the keys a `GET` would find (a key named twice counts twice, as
     /// in Redis). Like `GET`, it goes to the key's owner and may run the group's loader.
-    async fn exists(&mut self, request: &Request) {
+    async fn exists(&mut self, request: Args<'_>) {
         let mut found = 0i64;
         for key in request.args_from(1) {
             match lookup(&*self.handler, &self.door, key).await {
@@ -301,7 +321,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     /// `MGET k...`: one element per key, nil on a miss, an error element for a key that failed
     /// (RESP2 allows errors inside arrays, as in `EXEC` replies). Elements are written out as
     /// they come, so the reply is never buffered whole.
-    async fn mget(&mut self, request: &Request) -> io::Result<()> {
+    async fn mget(&mut self, request: Args<'_>) -> io::Result<()> {
         self.reply(Reply::Array(request.len() - 1));
         for key in request.args_from(1) {
             match lookup(&*self.handler, &self.door, key).await {
@@ -314,7 +334,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
         Ok(())
     }
 
-    async fn info(&mut self, request: &Request) {
+    async fn info(&mut self, request: Args<'_>) {
         let stats = match self.handler.stats(None).await {
             Ok(stats) => stats,
             Err(err) => return self.fail(&err),
@@ -325,7 +345,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 
     /// `COMMAND`, `COMMAND COUNT`, `COMMAND INFO name...`, `COMMAND DOCS [name...]`.
-    fn command(&mut self, request: &Request) {
+    fn command(&mut self, request: Args<'_>) {
         if request.len() == 1 {
             self.reply(Reply::Array(COMMANDS.len()));
             for spec in COMMANDS {
@@ -376,7 +396,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 
     /// The `CLIENT` subcommands client libraries send when they connect, and a few to look.
-    fn client(&mut self, request: &Request) {
+    fn client(&mut self, request: Args<'_>) {
         let sub = request.arg(1).to_ascii_uppercase();
         match (sub.as_slice(), request.len()) {
             (b"ID", 2) => self.reply(Reply::Integer(i64::try_from(self.id).unwrap_or(i64::MAX))),
@@ -434,7 +454,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
 
     /// `HELLO [2 [SETNAME name]]`: the server's description; protocol 3 is refused (as by a
     /// Redis without RESP3), and so is `AUTH` (there is no password to check).
-    fn hello(&mut self, request: &Request) {
+    fn hello(&mut self, request: Args<'_>) {
         if request.len() >= 2 {
             match parse_integer(request.arg(1)) {
                 Ok(2) => {}
@@ -490,7 +510,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
 
     /// `CONFIG GET pattern...` answers an empty list (no Redis parameter applies; tools such as
     /// `redis-benchmark` ask for `save` and `appendonly`); other subcommands are refused.
-    fn config(&mut self, request: &Request) {
+    fn config(&mut self, request: Args<'_>) {
         let sub = request.arg(1).to_ascii_uppercase();
         match sub.as_slice() {
             b"GET" if request.len() >= 3 => self.reply(Reply::Array(0)),
