@@ -508,18 +508,53 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
         self.reply(Reply::Array(0));
     }
 
-    /// `CONFIG GET pattern...` answers an empty list (no Redis parameter applies; tools such as
-    /// `redis-benchmark` ask for `save` and `appendonly`); other subcommands are refused.
+    /// `CONFIG GET name...`: the Redis parameters that describe this front door (`save` and
+    /// `appendonly`, which tools such as `redis-benchmark` ask for, say "no persistence"), by
+    /// exact name or `*`; other subcommands are refused (nothing is configurable at run time).
     fn config(&mut self, request: Args<'_>) {
         let sub = request.arg(1).to_ascii_uppercase();
         match sub.as_slice() {
-            b"GET" if request.len() >= 3 => self.reply(Reply::Array(0)),
+            b"GET" if request.len() >= 3 => {
+                let params = self.config_params();
+                let asked: Vec<&(&str, String)> = params
+                    .iter()
+                    .filter(|(name, _)| {
+                        request
+                            .args_from(2)
+                            .any(|p| p == b"*" || p.eq_ignore_ascii_case(name.as_bytes()))
+                    })
+                    .collect();
+                self.reply(Reply::Array(2 * asked.len()));
+                for (name, value) in asked {
+                    self.reply(Reply::Bulk(name.as_bytes()));
+                    self.reply(Reply::Bulk(value.as_bytes()));
+                }
+            }
             b"GET" => self.refuse(&CommandError::Arity("config|get".into())),
             _ => self.refuse(&CommandError::Unsupported(format!(
                 "CONFIG {}",
                 String::from_utf8_lossy(&sub)
             ))),
         }
+    }
+
+    /// What `CONFIG GET` reports.
+    fn config_params(&self) -> [(&'static str, String); 6] {
+        let config = &self.door.config;
+        [
+            ("save", String::new()),
+            ("appendonly", "no".to_owned()),
+            ("databases", "1".to_owned()),
+            ("maxclients", config.max_connections.to_string()),
+            (
+                "proto-max-bulk-len",
+                config.limits.max_bulk_bytes.to_string(),
+            ),
+            (
+                "client-query-buffer-limit",
+                config.max_query_buffer_bytes.to_string(),
+            ),
+        ]
     }
 }
 
