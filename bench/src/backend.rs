@@ -19,6 +19,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Kind {
     /// An LCache node (or several, connections spread round-robin), gRPC `lcache.v1`.
     Lcache,
+    /// An LCache node's RESP front door (`lcache-node --resp-listen`), through the same Redis
+    /// client as [`Kind::Redis`].
+    LcacheResp,
     /// A redis-server, RESP (`GET`/`SET`) on a multiplexed connection.
     Redis,
     /// A memcached, text protocol (`get`/`set`).
@@ -31,9 +34,14 @@ impl Kind {
     /// cannot, it takes `&mut self` for every call).
     pub fn multiplexes(self) -> bool {
         match self {
-            Kind::Lcache | Kind::Redis => true,
+            Kind::Lcache | Kind::LcacheResp | Kind::Redis => true,
             Kind::Memcached => false,
         }
+    }
+
+    /// Whether the target is LCache (over either protocol): ratios compare these to the others.
+    pub fn is_lcache(self) -> bool {
+        matches!(self, Kind::Lcache | Kind::LcacheResp)
     }
 
     /// How many connections to open for `workers` workers when asked for `connections`: at most
@@ -52,6 +60,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Kind::Lcache => "LCache",
+            Kind::LcacheResp => "LCache (RESP)",
             Kind::Redis => "Redis",
             Kind::Memcached => "memcached",
         })
@@ -70,7 +79,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `NAME=KIND://HOST:PORT[,HOST:PORT...]` with KIND `lcache`, `redis` or `memcached`.
+    /// Parses `NAME=KIND://HOST:PORT[,HOST:PORT...]` with KIND `lcache` (gRPC), `resp` (an LCache
+    /// RESP port), `redis` or `memcached`.
     pub fn parse(spec: &str) -> Result<Target> {
         let Some((name, url)) = spec.split_once('=') else {
             bail!("target {spec:?} is not NAME=KIND://HOST:PORT");
@@ -80,9 +90,12 @@ impl Target {
         };
         let kind = match kind {
             "lcache" => Kind::Lcache,
+            "resp" | "lcache-resp" => Kind::LcacheResp,
             "redis" => Kind::Redis,
             "memcached" | "memcache" => Kind::Memcached,
-            other => bail!("unknown target kind {other:?} (expected lcache, redis, memcached)"),
+            other => {
+                bail!("unknown target kind {other:?} (expected lcache, resp, redis, memcached)")
+            }
         };
         let addrs: Vec<String> = addrs
             .split(',')
@@ -124,7 +137,7 @@ impl Target {
                         group: group.to_owned(),
                     }
                 }
-                Kind::Redis => {
+                Kind::Redis | Kind::LcacheResp => {
                     let client = redis::Client::open(format!("redis://{addr}/"))?;
                     let config = redis::AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -157,7 +170,7 @@ pub enum Conn {
         /// The group.
         group: String,
     },
-    /// A Redis connection.
+    /// A Redis connection (to a redis-server or to an LCache RESP port).
     Redis(redis::aio::MultiplexedConnection),
     /// A memcached connection.
     Memcached(async_memcached::Client),
@@ -232,6 +245,9 @@ mod tests {
             Target::parse("m=memcached://127.0.0.1:11211").unwrap().kind,
             Kind::Memcached
         );
+        let resp = Target::parse("lcache-resp=resp://127.0.0.1:6380").unwrap();
+        assert_eq!(resp.kind, Kind::LcacheResp);
+        assert!(resp.kind.is_lcache() && resp.kind.multiplexes());
         for bad in [
             "redis://127.0.0.1:1",
             "x=ftp://127.0.0.1:1",
