@@ -5,9 +5,13 @@
 use anyhow::{bail, Context, Result};
 use async_memcached::AsciiProtocol;
 use bytes::Bytes;
+use lcache_transport::proto;
 use lcache_transport::{CacheClient, ClientConfig};
 use std::fmt;
 use std::time::Duration;
+
+/// tonic's generated `lcache.v1.Cache` client over tonic's own channel.
+pub type TonicClient = proto::cache_client::CacheClient<tonic::transport::Channel>;
 
 /// Timeout of one request, the same for every backend.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,6 +23,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Kind {
     /// An LCache node (or several, connections spread round-robin), gRPC `lcache.v1`.
     Lcache,
+    /// An LCache node over gRPC through tonic's own `Channel` and the generated client, instead
+    /// of LCache's `CacheClient` (a hand-written HTTP/2 client): measures what that client saves.
+    LcacheTonic,
     /// An LCache node's RESP front door (`lcache-node --resp-listen`), through the same Redis
     /// client as [`Kind::Redis`].
     LcacheResp,
@@ -34,14 +41,14 @@ impl Kind {
     /// cannot, it takes `&mut self` for every call).
     pub fn multiplexes(self) -> bool {
         match self {
-            Kind::Lcache | Kind::LcacheResp | Kind::Redis => true,
+            Kind::Lcache | Kind::LcacheTonic | Kind::LcacheResp | Kind::Redis => true,
             Kind::Memcached => false,
         }
     }
 
     /// Whether the target is LCache (over either protocol): ratios compare these to the others.
     pub fn is_lcache(self) -> bool {
-        matches!(self, Kind::Lcache | Kind::LcacheResp)
+        matches!(self, Kind::Lcache | Kind::LcacheTonic | Kind::LcacheResp)
     }
 
     /// How many connections to open for `workers` workers when asked for `connections`: at most
@@ -60,6 +67,7 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Kind::Lcache => "LCache",
+            Kind::LcacheTonic => "LCache (tonic Channel)",
             Kind::LcacheResp => "LCache (RESP)",
             Kind::Redis => "Redis",
             Kind::Memcached => "memcached",
@@ -79,8 +87,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `NAME=KIND://HOST:PORT[,HOST:PORT...]` with KIND `lcache` (gRPC), `resp` (an LCache
-    /// RESP port), `redis` or `memcached`.
+    /// Parses `NAME=KIND://HOST:PORT[,HOST:PORT...]` with KIND `lcache` (gRPC, LCache's client),
+    /// `tonic` (gRPC, tonic's `Channel`), `resp` (an LCache RESP port), `redis` or `memcached`.
     pub fn parse(spec: &str) -> Result<Target> {
         let Some((name, url)) = spec.split_once('=') else {
             bail!("target {spec:?} is not NAME=KIND://HOST:PORT");
@@ -90,11 +98,12 @@ impl Target {
         };
         let kind = match kind {
             "lcache" => Kind::Lcache,
+            "tonic" => Kind::LcacheTonic,
             "resp" | "lcache-resp" => Kind::LcacheResp,
             "redis" => Kind::Redis,
             "memcached" | "memcache" => Kind::Memcached,
             other => {
-                bail!("unknown target kind {other:?} (expected lcache, resp, redis, memcached)")
+                bail!("unknown target kind {other:?} (expected lcache, tonic, resp, redis, memcached)")
             }
         };
         let addrs: Vec<String> = addrs
@@ -137,6 +146,19 @@ impl Target {
                         group: group.to_owned(),
                     }
                 }
+                Kind::LcacheTonic => {
+                    let channel =
+                        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                            .connect_timeout(CONNECT_TIMEOUT)
+                            .timeout(REQUEST_TIMEOUT)
+                            .tcp_nodelay(true)
+                            .connect()
+                            .await?;
+                    Conn::Tonic {
+                        client: TonicClient::new(channel),
+                        group: group.to_owned(),
+                    }
+                }
                 Kind::Redis | Kind::LcacheResp => {
                     let client = redis::Client::open(format!("redis://{addr}/"))?;
                     let config = redis::AsyncConnectionConfig::new()
@@ -170,6 +192,13 @@ pub enum Conn {
         /// The group.
         group: String,
     },
+    /// tonic's generated client over tonic's `Channel` (its own HTTP/2 connection).
+    Tonic {
+        /// The client.
+        client: TonicClient,
+        /// The group.
+        group: String,
+    },
     /// A Redis connection (to a redis-server or to an LCache RESP port).
     Redis(redis::aio::MultiplexedConnection),
     /// A memcached connection.
@@ -180,6 +209,7 @@ impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Conn::Lcache { .. } => "Conn::Lcache",
+            Conn::Tonic { .. } => "Conn::Tonic",
             Conn::Redis(_) => "Conn::Redis",
             Conn::Memcached(_) => "Conn::Memcached",
         })
@@ -195,6 +225,10 @@ impl Conn {
                 client: client.clone(),
                 group: group.clone(),
             }),
+            Conn::Tonic { client, group } => Some(Conn::Tonic {
+                client: client.clone(),
+                group: group.clone(),
+            }),
             Conn::Redis(conn) => Some(Conn::Redis(conn.clone())),
             Conn::Memcached(_) => None,
         }
@@ -204,6 +238,18 @@ impl Conn {
     pub async fn get(&mut self, key: &Bytes) -> Result<bool> {
         Ok(match self {
             Conn::Lcache { client, group } => client.get(group, key.clone()).await?.is_some(),
+            Conn::Tonic { client, group } => {
+                let request = proto::GetRequest {
+                    group: group.clone(),
+                    key: key.clone(),
+                    hops: 0,
+                };
+                match client.get(with_deadline(request)).await {
+                    Ok(_) => true,
+                    Err(status) if status.code() == tonic::Code::NotFound => false,
+                    Err(status) => bail!("get failed: {status}"),
+                }
+            }
             Conn::Redis(conn) => redis::cmd("GET")
                 .arg(key.as_ref())
                 .query_async::<Option<Vec<u8>>>(conn)
@@ -219,6 +265,16 @@ impl Conn {
             Conn::Lcache { client, group } => {
                 client.set(group, key.clone(), value.clone(), None).await?;
             }
+            Conn::Tonic { client, group } => {
+                let request = proto::SetRequest {
+                    group: group.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                    ttl_ms: None,
+                    hops: 0,
+                };
+                client.set(with_deadline(request)).await?;
+            }
             Conn::Redis(conn) => {
                 redis::cmd("SET")
                     .arg(key.as_ref())
@@ -230,6 +286,13 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// A tonic request carrying `grpc-timeout` (as LCache's client sends it).
+fn with_deadline<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(REQUEST_TIMEOUT);
+    request
 }
 
 #[cfg(test)]
