@@ -5,7 +5,7 @@
 //! test says so and passes, unless `CI=true` or `LCACHE_REQUIRE_REDIS_TOOLS=1`, where a missing
 //! tool fails it.
 #![cfg(unix)]
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;

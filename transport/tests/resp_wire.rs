@@ -234,11 +234,12 @@ async fn stored_keys_and_values_are_copies_not_views_of_the_read_buffer() {
     conn.expect(b"+OK\r\n").await;
     // The connection (and its read buffer) is still open: a slice of that buffer would share
     // its allocation; a copy is the only owner of its bytes.
-    let data = fake.data.lock();
-    let (key, (value, _)) = data.iter().next().unwrap();
-    assert!(key.is_unique(), "the key owns its bytes");
-    assert!(value.is_unique(), "the value owns its bytes");
-    drop(data);
+    {
+        let data = fake.data.lock();
+        let (key, (value, _)) = data.iter().next().unwrap();
+        assert!(key.is_unique(), "the key owns its bytes");
+        assert!(value.is_unique(), "the value owns its bytes");
+    }
     door.shutdown().await;
 }
 
