@@ -2,15 +2,16 @@
 # LCache vs Redis vs memcached, side by side, on this machine and over loopback only.
 #
 # Installs redis-server and memcached if missing (Debian, as root), builds lcache-node and
-# lcache-bench (release), starts redis-server, memcached, a 1-node and a 3-node LCache cluster on
-# free loopback ports, runs every scenario against every backend in turn (rounds interleaved),
+# lcache-bench (release), starts redis-server, memcached, a 1-node LCache (gRPC, and RESP through
+# --resp-listen: target lcache-resp, the same node and the same Redis client as the redis target)
+# and a 3-node LCache cluster on free loopback ports, runs every scenario against every backend in turn (rounds interleaved),
 # stops everything it started, and writes a markdown table to target/bench-vs.md (and stdout).
 #
 # Knobs (environment): DURATION (measured time per round, default 3s), WARMUP (1s), ROUNDS (3),
 # CONNECTIONS (32), WORKERS (concurrent workers sharing the connections, default CONNECTIONS;
 # memcached keeps one connection per worker), KEYS (100000), THREADS (generator threads, 1),
 # SEED (1), SCENARIOS (space-separated lcache-bench --scenario specs), TARGETS (subset of:
-# lcache-1 lcache-3 redis memcached), OUT (target/bench-vs.md), TIME_LIMIT (seconds the
+# lcache-1 lcache-resp lcache-3 redis memcached), OUT (target/bench-vs.md), TIME_LIMIT (seconds the
 # generator may run in all, 900).
 # Time per backend per scenario: ROUNDS x (WARMUP + DURATION) plus the preload, about 15 s by
 # default; the whole default run takes about 5 minutes after the build.
@@ -28,7 +29,7 @@ THREADS=${THREADS:-1}
 SEED=${SEED:-1}
 OUT=${OUT:-$ROOT/target/bench-vs.md}
 TIME_LIMIT=${TIME_LIMIT:-900}
-TARGETS=${TARGETS:-lcache-1 lcache-3 redis memcached}
+TARGETS=${TARGETS:-lcache-1 lcache-resp lcache-3 redis memcached}
 SCENARIOS=${SCENARIOS:-"dist=uniform,value=100,read=1 dist=zipf,value=100,read=0.9 dist=uniform,value=4KiB,read=1 dist=zipf,value=4KiB,read=0.9"}
 
 log() { echo "bench-vs: $*" >&2; }
@@ -45,8 +46,8 @@ fi
 command -v cargo >/dev/null || { log "cargo is needed (https://rustup.rs)"; exit 1; }
 
 log "building lcache-node and lcache-bench (release)"
-cargo build --release -q -p lcache-node --bin lcache-node --bin lcache-bench
-BIN=$ROOT/target/release
+cargo build --release -q -p lcache-node --bin lcache-node -p lcache-bench --bin lcache-bench
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
 
 # --- processes we start, stopped on exit ---------------------------------------------------------
 PIDS=()
@@ -99,11 +100,19 @@ ARGS=()
 # Room for every key at 4 KiB with headroom (the stores are byte-budgeted).
 GROUP="default:budget=2GiB"
 
-if has_target lcache-1; then
+if has_target lcache-1 || has_target lcache-resp; then
     free_port 17001
     p=$PORT
-    start lcache-1 "$p" "$BIN/lcache-node" --node-id solo --listen "127.0.0.1:$p" --group "$GROUP"
-    ARGS+=(--target "lcache-1=lcache://127.0.0.1:$p" --pids "lcache-1=$STARTED")
+    free_port 16380
+    rp=$PORT
+    start lcache-1 "$p" "$BIN/lcache-node" --node-id solo --listen "127.0.0.1:$p" \
+        --resp-listen "127.0.0.1:$rp" --group "$GROUP"
+    if has_target lcache-1; then
+        ARGS+=(--target "lcache-1=lcache://127.0.0.1:$p" --pids "lcache-1=$STARTED")
+    fi
+    if has_target lcache-resp; then
+        ARGS+=(--target "lcache-resp=resp://127.0.0.1:$rp" --pids "lcache-resp=$STARTED")
+    fi
 fi
 if has_target lcache-3; then
     ports=()

@@ -6,7 +6,8 @@
 # Needs beyond a Rust toolchain, installed here when missing (Debian, as root, with apt-get):
 #   - protoc and the google/protobuf/*.proto includes: the `etcd` feature's etcd-client crate
 #     compiles etcd's protos with them (protobuf-compiler, libprotobuf-dev);
-#   - etcd: the etcd tests start their own private etcd servers (etcd-server, etcd-client).
+#   - etcd: the etcd tests start their own private etcd servers (etcd-server, etcd-client);
+#   - redis-cli and redis-benchmark: the RESP front door's test drives them (redis-tools).
 #
 # `bash scripts/test.sh --deps-only` installs those and exits (.ci/run does it before clippy).
 set -euo pipefail
@@ -28,6 +29,9 @@ fi
 if [ -z "${ETCD_BIN:-}" ] && ! command -v etcd >/dev/null 2>&1; then
   missing+=(etcd-server etcd-client)
 fi
+if ! command -v redis-cli >/dev/null 2>&1 || ! command -v redis-benchmark >/dev/null 2>&1; then
+  missing+=(redis-tools)
+fi
 if [ "${#missing[@]}" -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     echo "installing test prerequisites: ${missing[*]}"
@@ -40,14 +44,14 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 2
   fi
 fi
-for tool in protoc etcd; do
+for tool in protoc etcd redis-cli redis-benchmark; do
   if [ "$tool" = etcd ] && [ -n "${ETCD_BIN:-}" ]; then continue; fi
   if ! command -v "$tool" >/dev/null 2>&1; then
     echo "error: $tool is still missing after installing ${missing[*]}" >&2
     exit 2
   fi
 done
-echo "test prerequisites: $(protoc --version); $("${ETCD_BIN:-etcd}" --version | head -n1)"
+echo "test prerequisites: $(protoc --version); $("${ETCD_BIN:-etcd}" --version | head -n1); $(redis-cli --version)"
 if [ "${1:-}" = "--deps-only" ]; then
   exit 0
 fi
@@ -55,6 +59,8 @@ fi
 # --- the suite, every feature on (the etcd tests run against real etcd servers) ---------------
 # etcd is installed now, so an etcd test that cannot find it fails instead of skipping.
 export LCACHE_REQUIRE_ETCD=1
+# redis-tools is installed now too: the redis-cli test must run, not skip.
+export LCACHE_REQUIRE_REDIS_TOOLS=1
 cargo test --workspace --all-targets --all-features --locked
 # Doc tests are not part of --all-targets.
 cargo test --workspace --doc --all-features --locked

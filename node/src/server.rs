@@ -1,21 +1,43 @@
-//! Running a node behind the gRPC server, with the graceful shutdown order of DESIGN.md:
-//! deregister, stop accepting, drain, release.
+//! Running a node behind the gRPC server (and optionally a RESP front door), with the graceful
+//! shutdown order of DESIGN.md: deregister, stop accepting, drain, release.
 
 use crate::node::{Node, ShutdownReport};
 use lcache_discovery::Discovery;
+use lcache_transport::resp::RespConfig;
 use lcache_transport::{BoxError, ServeError, ServerConfig, Transport};
 use std::future::Future;
 use std::sync::Arc;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
-use tokio::sync::oneshot;
 use tokio_stream::{Stream, StreamExt};
+use tokio_util::sync::CancellationToken;
+
+/// A RESP (Redis protocol) front door served next to gRPC: its bound listener and settings.
+#[derive(Debug)]
+pub struct RespFrontDoor {
+    /// Where RESP clients connect.
+    pub listener: TcpListener,
+    /// The group it serves and its limits.
+    pub config: RespConfig,
+}
 
 /// Serve `node` on `listener` until `shutdown` resolves, then shut down gracefully.
 pub async fn run<T: Transport, D: Discovery>(
     node: Node<T, D>,
     config: ServerConfig,
     listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ShutdownReport, ServeError> {
+    run_with_resp(node, config, listener, None, shutdown).await
+}
+
+/// Like [`run`], and also serve `resp` (when given) until the same shutdown: both front doors
+/// stop accepting at the same step and drain within the same grace period.
+pub async fn run_with_resp<T: Transport, D: Discovery>(
+    node: Node<T, D>,
+    config: ServerConfig,
+    listener: TcpListener,
+    resp: Option<RespFrontDoor>,
     shutdown: impl Future<Output = ()>,
 ) -> Result<ShutdownReport, ServeError> {
     match listener.local_addr() {
@@ -31,7 +53,7 @@ pub async fn run<T: Transport, D: Discovery>(
             }
         })
     });
-    run_with_incoming(node, config, incoming, shutdown).await
+    serve_node(node, config, incoming, resp, shutdown).await
 }
 
 /// Serve `node` on any stream of connections (real sockets, or turmoil's simulated ones) until
@@ -51,17 +73,43 @@ where
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
     IE: Into<BoxError>,
 {
-    let (stop_accepting, stop_signal) = oneshot::channel::<()>();
+    serve_node(node, config, incoming, None, shutdown).await
+}
+
+/// The shutdown sequence around the gRPC server and the optional RESP front door.
+async fn serve_node<T, D, I, IO, IE>(
+    node: Node<T, D>,
+    config: ServerConfig,
+    incoming: I,
+    resp: Option<RespFrontDoor>,
+    shutdown: impl Future<Output = ()>,
+) -> Result<ShutdownReport, ServeError>
+where
+    T: Transport,
+    D: Discovery,
+    I: Stream<Item = Result<IO, IE>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    IE: Into<BoxError>,
+{
+    // Cancelled at step 2 below: both front doors stop accepting and drain.
+    let stop_accepting = CancellationToken::new();
     let handler = Arc::new(node.service());
-    let mut server = std::pin::pin!(lcache_transport::serve_with_incoming(
-        handler,
+    let grpc = lcache_transport::serve_with_incoming(
+        handler.clone(),
         config,
         incoming,
-        async move {
-            // Either an explicit stop or the node being dropped ends the server.
-            let _ = stop_signal.await;
-        },
-    ));
+        stop_accepting.clone().cancelled_owned(),
+    );
+    let resp_stop = stop_accepting.clone().cancelled_owned();
+    let resp = async move {
+        match resp {
+            Some(door) => {
+                lcache_transport::resp::serve(handler, door.config, door.listener, resp_stop).await
+            }
+            None => Ok(()),
+        }
+    };
+    let mut server = std::pin::pin!(async { tokio::try_join!(grpc, resp) });
     let early = tokio::select! {
         biased;
         result = &mut server => Some(result),
@@ -74,7 +122,7 @@ where
         let deadline = node.shutdown_deadline();
         let deregistered = node.deregister(deadline).await;
         node.finish(deregistered, deadline).await;
-        return result.map(|()| ShutdownReport {
+        return result.map(|((), ())| ShutdownReport {
             deregistered,
             drained: true,
         });
@@ -84,12 +132,12 @@ where
     // 1. Deregister, so peers stop routing here.
     let deregistered = node.deregister(deadline).await;
     // 2. Stop accepting connections; in-flight requests keep running.
-    let _ = stop_accepting.send(());
+    stop_accepting.cancel();
     let served = tokio::time::timeout_at(deadline, &mut server).await;
     // 3 + 4. Drain what is left through admission, then release.
     let report = node.finish(deregistered, deadline).await;
     match served {
-        Ok(result) => result.map(|()| report),
+        Ok(result) => result.map(|((), ())| report),
         Err(_) => {
             tracing::warn!("connections still open after the grace period; closing them");
             Ok(ShutdownReport {

@@ -46,7 +46,8 @@ fn validate_group(group: &str) -> Result<(), ServiceError> {
         .map_err(|err| ServiceError::InvalidArgument(err.to_string()))
 }
 
-fn validate_key(group: &str, key: &[u8]) -> Result<(), ServiceError> {
+/// Refuses an empty key (shared by the gRPC and RESP front doors).
+pub(crate) fn validate_key(group: &str, key: &[u8]) -> Result<(), ServiceError> {
     if key.is_empty() {
         return Err(ServiceError::InvalidArgument(format!(
             "key must not be empty (group {group:?})"

@@ -312,4 +312,7 @@ pub enum ServeError {
     /// The gRPC server failed.
     #[error("gRPC server failed: {0}")]
     Server(#[source] tonic::transport::Error),
+    /// The server's settings cannot serve (the message says which).
+    #[error("invalid server settings: {0}")]
+    InvalidConfig(String),
 }

@@ -2,6 +2,8 @@
 //! `proto/lcache/v1/cache.proto`), the server adapter a node plugs its [`CacheHandler`] into, and
 //! the peer [`Transport`] trait with its tonic implementation [`GrpcTransport`].
 //!
+//! [`resp`] serves the same handler over the Redis protocol (RESP2).
+//!
 //! Wire types stay inside [`proto`]; the node and clients use the plain domain types of [`types`]
 //! ([`GetRequest`], [`Fetched`], ...). Conversions validate what arrives and never panic.
 //!
@@ -20,6 +22,7 @@ mod h2channel;
 mod io;
 pub mod limits;
 pub mod proto;
+pub mod resp;
 mod server;
 mod transport;
 pub mod types;

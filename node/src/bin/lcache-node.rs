@@ -5,8 +5,10 @@ use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use lcache_core::limits::Limits;
 use lcache_discovery::{parse_peers, StaticDiscovery};
+use lcache_node::server::RespFrontDoor;
 use lcache_node::spec::{parse_duration, parse_group_with, parse_size};
 use lcache_node::{GroupConfig, Node, NodeConfig, DEFAULT_GROUP};
+use lcache_transport::resp::{RequestLimits, RespConfig, MAX_INLINE_BYTES};
 use lcache_transport::{ClientConfig, GrpcTransport, ServerConfig};
 use std::net::SocketAddr;
 
@@ -101,6 +103,16 @@ struct Args {
     /// Longest a graceful shutdown takes in total: deregister, stop accepting, drain.
     #[arg(long, default_value = "10s")]
     shutdown_grace: String,
+    /// Also serve the Redis protocol (RESP2) on this address, e.g. 127.0.0.1:6379, for
+    /// redis-cli and Redis client libraries [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    resp_listen: Option<SocketAddr>,
+    /// The group the RESP port serves (a RESP command names no group).
+    #[arg(long, value_name = "NAME", default_value = DEFAULT_GROUP)]
+    resp_group: String,
+    /// RESP connections served at once; more are refused (Redis's maxclients).
+    #[arg(long, default_value_t = 10_000)]
+    resp_max_connections: usize,
 }
 
 impl Args {
@@ -153,6 +165,51 @@ impl Args {
             max_request_bytes: usize::try_from(parse_size(&self.max_request_bytes)?)?,
             ..ServerConfig::default()
         })
+    }
+
+    /// The RESP front door's settings: its group, and request bounds derived from the node's
+    /// key and value limits (one argument holds at most a key or a value; the query buffer holds
+    /// a `SET` of the largest key and value).
+    fn resp_config(&self, node: &NodeConfig) -> Result<RespConfig> {
+        let limits = &node.limits;
+        if !node
+            .groups
+            .iter()
+            .any(|group| group.name == self.resp_group)
+        {
+            bail!(
+                "--resp-group {:?} is not one of this node's groups (--group)",
+                self.resp_group
+            );
+        }
+        let defaults = RespConfig::default();
+        let config = RespConfig {
+            group: self.resp_group.clone(),
+            max_connections: self.resp_max_connections,
+            limits: RequestLimits {
+                max_bulk_bytes: limits.max_key_bytes.max(limits.max_value_bytes),
+                ..defaults.limits
+            },
+            max_query_buffer_bytes: (limits.max_key_bytes
+                + limits.max_value_bytes
+                + MAX_INLINE_BYTES)
+                .max(defaults.max_query_buffer_bytes),
+            request_timeout: node.request_timeout,
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Binds the RESP port if `--resp-listen` asks for one.
+    async fn resp_front_door(&self, node: &NodeConfig) -> Result<Option<RespFrontDoor>> {
+        let Some(addr) = self.resp_listen else {
+            return Ok(None);
+        };
+        let config = self.resp_config(node)?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for RESP on {addr}"))?;
+        Ok(Some(RespFrontDoor { listener, config }))
     }
 }
 
@@ -209,6 +266,7 @@ async fn main() -> Result<()> {
         .context("cannot read the listening address")?;
     let config = args.node_config(bound)?;
     let server_config = args.server_config(&config)?;
+    let resp = args.resp_front_door(&config).await?;
     let transport = GrpcTransport::new(ClientConfig {
         request_timeout: config.request_timeout,
         connect_timeout: config.peer_timeout,
@@ -219,11 +277,22 @@ async fn main() -> Result<()> {
         DiscoveryKind::Static => {
             let discovery = StaticDiscovery::new(parse_peers(&args.peers)?);
             let node = Node::start(config, transport, discovery).await?;
-            let report = lcache_node::server::run(node, server_config, listener, shutdown).await?;
+            let report =
+                lcache_node::server::run_with_resp(node, server_config, listener, resp, shutdown)
+                    .await?;
             tracing::info!(?report, "bye");
         }
         DiscoveryKind::Etcd => {
-            run_etcd(&args, config, transport, server_config, listener, shutdown).await?;
+            run_etcd(
+                &args,
+                config,
+                transport,
+                server_config,
+                listener,
+                resp,
+                shutdown,
+            )
+            .await?;
         }
     }
     Ok(())
@@ -242,6 +311,7 @@ async fn run_etcd(
     transport: GrpcTransport,
     server_config: ServerConfig,
     listener: tokio::net::TcpListener,
+    resp: Option<RespFrontDoor>,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let Some(cluster) = args.cluster.as_deref() else {
@@ -252,7 +322,8 @@ async fn run_etcd(
     etcd.seed = args.etcd_seed;
     let discovery = lcache_discovery::EtcdDiscovery::new(etcd)?;
     let node = Node::start(config, transport, discovery).await?;
-    let report = lcache_node::server::run(node, server_config, listener, shutdown).await?;
+    let report =
+        lcache_node::server::run_with_resp(node, server_config, listener, resp, shutdown).await?;
     tracing::info!(?report, "bye");
     Ok(())
 }
@@ -265,6 +336,7 @@ async fn run_etcd(
     _transport: GrpcTransport,
     _server_config: ServerConfig,
     _listener: tokio::net::TcpListener,
+    _resp: Option<RespFrontDoor>,
     _shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     bail!(

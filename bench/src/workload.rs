@@ -58,8 +58,12 @@ impl Scenario {
             match name.trim() {
                 "dist" => scenario.dist = parse_dist(value.trim())?,
                 "value" => {
-                    let bytes = lcache_node::spec::parse_size(value.trim())
-                        .with_context(|| format!("bad value size {value:?}"))?;
+                    let bytes = value
+                        .trim()
+                        .parse::<bytesize::ByteSize>()
+                        .map_err(|err| anyhow::anyhow!(err))
+                        .with_context(|| format!("bad value size {value:?}"))?
+                        .as_u64();
                     scenario.value_bytes = usize::try_from(bytes)?;
                 }
                 "read" => {

@@ -5,9 +5,13 @@
 use anyhow::{bail, Context, Result};
 use async_memcached::AsciiProtocol;
 use bytes::Bytes;
+use lcache_transport::proto;
 use lcache_transport::{CacheClient, ClientConfig};
 use std::fmt;
 use std::time::Duration;
+
+/// tonic's generated `lcache.v1.Cache` client over tonic's own channel.
+pub type TonicClient = proto::cache_client::CacheClient<tonic::transport::Channel>;
 
 /// Timeout of one request, the same for every backend.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -19,6 +23,12 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub enum Kind {
     /// An LCache node (or several, connections spread round-robin), gRPC `lcache.v1`.
     Lcache,
+    /// An LCache node over gRPC through tonic's own `Channel` and the generated client, instead
+    /// of LCache's `CacheClient` (a hand-written HTTP/2 client): measures what that client saves.
+    LcacheTonic,
+    /// An LCache node's RESP front door (`lcache-node --resp-listen`), through the same Redis
+    /// client as [`Kind::Redis`].
+    LcacheResp,
     /// A redis-server, RESP (`GET`/`SET`) on a multiplexed connection.
     Redis,
     /// A memcached, text protocol (`get`/`set`).
@@ -31,9 +41,14 @@ impl Kind {
     /// cannot, it takes `&mut self` for every call).
     pub fn multiplexes(self) -> bool {
         match self {
-            Kind::Lcache | Kind::Redis => true,
+            Kind::Lcache | Kind::LcacheTonic | Kind::LcacheResp | Kind::Redis => true,
             Kind::Memcached => false,
         }
+    }
+
+    /// Whether the target is LCache (over either protocol): ratios compare these to the others.
+    pub fn is_lcache(self) -> bool {
+        matches!(self, Kind::Lcache | Kind::LcacheTonic | Kind::LcacheResp)
     }
 
     /// How many connections to open for `workers` workers when asked for `connections`: at most
@@ -52,6 +67,8 @@ impl fmt::Display for Kind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Kind::Lcache => "LCache",
+            Kind::LcacheTonic => "LCache (tonic Channel)",
+            Kind::LcacheResp => "LCache (RESP)",
             Kind::Redis => "Redis",
             Kind::Memcached => "memcached",
         })
@@ -70,7 +87,8 @@ pub struct Target {
 }
 
 impl Target {
-    /// Parses `NAME=KIND://HOST:PORT[,HOST:PORT...]` with KIND `lcache`, `redis` or `memcached`.
+    /// Parses `NAME=KIND://HOST:PORT[,HOST:PORT...]` with KIND `lcache` (gRPC, LCache's client),
+    /// `tonic` (gRPC, tonic's `Channel`), `resp` (an LCache RESP port), `redis` or `memcached`.
     pub fn parse(spec: &str) -> Result<Target> {
         let Some((name, url)) = spec.split_once('=') else {
             bail!("target {spec:?} is not NAME=KIND://HOST:PORT");
@@ -80,9 +98,13 @@ impl Target {
         };
         let kind = match kind {
             "lcache" => Kind::Lcache,
+            "tonic" => Kind::LcacheTonic,
+            "resp" | "lcache-resp" => Kind::LcacheResp,
             "redis" => Kind::Redis,
             "memcached" | "memcache" => Kind::Memcached,
-            other => bail!("unknown target kind {other:?} (expected lcache, redis, memcached)"),
+            other => {
+                bail!("unknown target kind {other:?} (expected lcache, tonic, resp, redis, memcached)")
+            }
         };
         let addrs: Vec<String> = addrs
             .split(',')
@@ -124,7 +146,20 @@ impl Target {
                         group: group.to_owned(),
                     }
                 }
-                Kind::Redis => {
+                Kind::LcacheTonic => {
+                    let channel =
+                        tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
+                            .connect_timeout(CONNECT_TIMEOUT)
+                            .timeout(REQUEST_TIMEOUT)
+                            .tcp_nodelay(true)
+                            .connect()
+                            .await?;
+                    Conn::Tonic {
+                        client: TonicClient::new(channel),
+                        group: group.to_owned(),
+                    }
+                }
+                Kind::Redis | Kind::LcacheResp => {
                     let client = redis::Client::open(format!("redis://{addr}/"))?;
                     let config = redis::AsyncConnectionConfig::new()
                         .set_connection_timeout(Some(CONNECT_TIMEOUT))
@@ -157,7 +192,14 @@ pub enum Conn {
         /// The group.
         group: String,
     },
-    /// A Redis connection.
+    /// tonic's generated client over tonic's `Channel` (its own HTTP/2 connection).
+    Tonic {
+        /// The client.
+        client: TonicClient,
+        /// The group.
+        group: String,
+    },
+    /// A Redis connection (to a redis-server or to an LCache RESP port).
     Redis(redis::aio::MultiplexedConnection),
     /// A memcached connection.
     Memcached(async_memcached::Client),
@@ -167,6 +209,7 @@ impl fmt::Debug for Conn {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Conn::Lcache { .. } => "Conn::Lcache",
+            Conn::Tonic { .. } => "Conn::Tonic",
             Conn::Redis(_) => "Conn::Redis",
             Conn::Memcached(_) => "Conn::Memcached",
         })
@@ -182,6 +225,10 @@ impl Conn {
                 client: client.clone(),
                 group: group.clone(),
             }),
+            Conn::Tonic { client, group } => Some(Conn::Tonic {
+                client: client.clone(),
+                group: group.clone(),
+            }),
             Conn::Redis(conn) => Some(Conn::Redis(conn.clone())),
             Conn::Memcached(_) => None,
         }
@@ -191,6 +238,18 @@ impl Conn {
     pub async fn get(&mut self, key: &Bytes) -> Result<bool> {
         Ok(match self {
             Conn::Lcache { client, group } => client.get(group, key.clone()).await?.is_some(),
+            Conn::Tonic { client, group } => {
+                let request = proto::GetRequest {
+                    group: group.clone(),
+                    key: key.clone(),
+                    hops: 0,
+                };
+                match client.get(with_deadline(request)).await {
+                    Ok(_) => true,
+                    Err(status) if status.code() == tonic::Code::NotFound => false,
+                    Err(status) => bail!("get failed: {status}"),
+                }
+            }
             Conn::Redis(conn) => redis::cmd("GET")
                 .arg(key.as_ref())
                 .query_async::<Option<Vec<u8>>>(conn)
@@ -206,6 +265,16 @@ impl Conn {
             Conn::Lcache { client, group } => {
                 client.set(group, key.clone(), value.clone(), None).await?;
             }
+            Conn::Tonic { client, group } => {
+                let request = proto::SetRequest {
+                    group: group.clone(),
+                    key: key.clone(),
+                    value: value.clone(),
+                    ttl_ms: None,
+                    hops: 0,
+                };
+                client.set(with_deadline(request)).await?;
+            }
             Conn::Redis(conn) => {
                 redis::cmd("SET")
                     .arg(key.as_ref())
@@ -217,6 +286,13 @@ impl Conn {
         }
         Ok(())
     }
+}
+
+/// A tonic request carrying `grpc-timeout` (as LCache's client sends it).
+fn with_deadline<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.set_timeout(REQUEST_TIMEOUT);
+    request
 }
 
 #[cfg(test)]
@@ -232,6 +308,9 @@ mod tests {
             Target::parse("m=memcached://127.0.0.1:11211").unwrap().kind,
             Kind::Memcached
         );
+        let resp = Target::parse("lcache-resp=resp://127.0.0.1:6380").unwrap();
+        assert_eq!(resp.kind, Kind::LcacheResp);
+        assert!(resp.kind.is_lcache() && resp.kind.multiplexes());
         for bad in [
             "redis://127.0.0.1:1",
             "x=ftp://127.0.0.1:1",

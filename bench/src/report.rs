@@ -1,8 +1,8 @@
 //! Summaries of the rounds of every (scenario, target) pair, and the markdown report: one table
 //! of throughput and latency, one of the LCache / Redis and LCache / memcached ratios.
 
-use crate::bench::backend::{Kind, Target};
-use crate::bench::run::RunResult;
+use crate::backend::{Kind, Target};
+use crate::run::RunResult;
 use anyhow::{anyhow, Result};
 use hdrhistogram::Histogram;
 use std::fmt::Write as _;
@@ -143,8 +143,8 @@ pub fn markdown(settings: &str, scenarios: &[ScenarioReport]) -> String {
 pub fn ratio_rows(scenarios: &[ScenarioReport]) -> Vec<(String, String, f64)> {
     let mut rows = Vec::new();
     for scenario in scenarios {
-        for ours in scenario.targets.iter().filter(|t| t.kind == Kind::Lcache) {
-            for theirs in scenario.targets.iter().filter(|t| t.kind != Kind::Lcache) {
+        for ours in scenario.targets.iter().filter(|t| t.kind.is_lcache()) {
+            for theirs in scenario.targets.iter().filter(|t| !t.kind.is_lcache()) {
                 let base = theirs.median_throughput();
                 if base > 0.0 {
                     rows.push((

@@ -17,17 +17,13 @@
 //! `tracing` (`RUST_LOG` filters them; `--quiet` keeps only warnings).
 #![allow(clippy::print_stdout)]
 
-#[path = "../bench/mod.rs"]
-mod bench;
-
 use anyhow::{bail, Context, Result};
-use bench::backend::Target;
-use bench::cpu::CpuClock;
-use bench::report::{markdown, ScenarioReport, Summary};
-use bench::run::{connect_all, preload, run, Load};
-use bench::workload::{keys, value, Scenario};
 use clap::Parser;
-use lcache_node::spec::parse_duration;
+use lcache_bench::backend::Target;
+use lcache_bench::cpu::CpuClock;
+use lcache_bench::report::{markdown, ScenarioReport, Summary};
+use lcache_bench::run::{connect_all, preload, run, Load};
+use lcache_bench::workload::{keys, value, Scenario};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -84,7 +80,7 @@ struct Args {
     #[arg(long, default_value_t = 1)]
     seed: u64,
     /// LCache group to use.
-    #[arg(long, default_value = lcache_node::DEFAULT_GROUP)]
+    #[arg(long, default_value = "default")]
     group: String,
     /// Also write the markdown report to this file.
     #[arg(long)]
@@ -92,6 +88,12 @@ struct Args {
     /// Only the report and warnings: no progress or per-round lines.
     #[arg(long)]
     quiet: bool,
+}
+
+/// A duration such as `3s` or `500ms`.
+fn parse_duration(input: &str) -> Result<std::time::Duration> {
+    humantime::parse_duration(input.trim())
+        .with_context(|| format!("{input:?} is not a duration (e.g. 3s, 500ms)"))
 }
 
 fn main() -> Result<()> {

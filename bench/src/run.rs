@@ -1,9 +1,9 @@
 //! Running one scenario against one target: preload, warm up, measure (bounded by time or by
 //! operation count), with a progress line per second (logged with `tracing`).
 
-use crate::bench::backend::{Conn, Target};
-use crate::bench::cpu::CpuClock;
-use crate::bench::workload::{Op, OpStream, Scenario};
+use crate::backend::{Conn, Target};
+use crate::cpu::CpuClock;
+use crate::workload::{Op, OpStream, Scenario};
 use anyhow::{anyhow, Result};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -80,7 +80,7 @@ struct Tally {
 /// (no more than `workers`) and worker `i` shares connection `i % connections`; for memcached,
 /// every worker gets a connection of its own.
 ///
-/// [`Kind::multiplexes`]: crate::bench::backend::Kind::multiplexes
+/// [`Kind::multiplexes`]: crate::backend::Kind::multiplexes
 pub async fn connect_all(
     target: &Target,
     connections: usize,
@@ -144,7 +144,7 @@ pub async fn run(
         misses: AtomicU64::new(0),
         errors: AtomicU64::new(0),
     });
-    let value = crate::bench::workload::value(scenario.value_bytes);
+    let value = crate::workload::value(scenario.value_bytes);
     let mut tasks = Vec::with_capacity(conns.len());
     for (i, conn) in conns.into_iter().enumerate() {
         let stream = OpStream::new(load.seed, i, scenario, keys.len())?;

@@ -1,0 +1,161 @@
+#!/usr/bin/env bash
+# LCache's RESP front door vs redis-server, measured with Redis's own tool (redis-benchmark, the C
+# program), same flags for both, in the same run, over loopback only:
+#
+#   redis-benchmark -c 50 -n 200000 -d 100 -t get,set -P 1     (and again with -P 16)
+#
+# Installs redis-server and redis-tools if missing (Debian, as root), builds lcache-node (release),
+# starts a 1-node LCache with --resp-listen and a redis-server on free loopback ports, runs ROUNDS
+# rounds (each round: both pipelining modes against both servers, the order alternating between
+# rounds), and prints the median ops/s of each (server, mode, command), the ratio LCache / Redis,
+# and each server's CPU time per request (user + system, from /proc, over the whole
+# redis-benchmark run of that mode, so SET and GET together). Writes the table to
+# target/bench-resp.md as well.
+#
+# Knobs (environment): ROUNDS (3), REQUESTS (200000), CLIENTS (50), DATA (100), PIPELINES ("1 16"),
+# THREADS (LCache's tokio worker threads; default: the runtime's, one per CPU), OUT
+# (target/bench-resp.md), LCACHE_ARGS (extra lcache-node flags).
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+ROUNDS=${ROUNDS:-3}
+REQUESTS=${REQUESTS:-200000}
+CLIENTS=${CLIENTS:-50}
+DATA=${DATA:-100}
+PIPELINES=${PIPELINES:-"1 16"}
+THREADS=${THREADS:-}
+OUT=${OUT:-$ROOT/target/bench-resp.md}
+LCACHE_ARGS=${LCACHE_ARGS:-}
+
+log() { echo "bench-resp: $*" >&2; }
+
+# --- what it needs -------------------------------------------------------------------------------
+if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
+    command -v apt-get >/dev/null || { log "redis-server and redis-tools are needed (no apt-get here)"; exit 1; }
+    SUDO=""
+    if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+    log "installing redis-server and redis-tools"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+command -v cargo >/dev/null || { log "cargo is needed (https://rustup.rs)"; exit 1; }
+
+log "building lcache-node (release)"
+cargo build --release -q -p lcache-node --bin lcache-node
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+
+# --- processes we start, stopped on exit ---------------------------------------------------------
+PIDS=()
+WORK=$(mktemp -d)
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+CHOSEN=" "
+PORT=
+free_port() {
+    PORT=$1
+    while listening "$PORT" || [[ $CHOSEN == *" $PORT "* ]]; do PORT=$((PORT + 1)); done
+    CHOSEN="$CHOSEN$PORT "
+}
+
+STARTED=
+start() { # name port command...
+    local name=$1 port=$2
+    shift 2
+    "$@" >"$WORK/$name.log" 2>&1 &
+    STARTED=$!
+    PIDS+=("$STARTED")
+    for _ in $(seq 1 200); do
+        listening "$port" && return 0
+        kill -0 "$STARTED" 2>/dev/null || { log "$name exited; its log:"; cat "$WORK/$name.log" >&2; exit 1; }
+        sleep 0.05
+    done
+    log "$name is not listening on 127.0.0.1:$port after 10 s"
+    exit 1
+}
+
+# CPU time (user + system) of a process so far, in clock ticks.
+cpu_ticks() { awk '{ split($0, a, ") "); split(a[2], f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
+
+free_port 17301
+grpc_port=$PORT
+free_port 16380
+lcache_port=$PORT
+ENV=()
+if [ -n "$THREADS" ]; then ENV=(env "TOKIO_WORKER_THREADS=$THREADS"); fi
+# Room for every value the benchmark writes (one key unless -r is given, but keep headroom).
+# shellcheck disable=SC2086
+start lcache "$lcache_port" "${ENV[@]}" "$BIN/lcache-node" --node-id bench --listen "127.0.0.1:$grpc_port" \
+    --resp-listen "127.0.0.1:$lcache_port" --group default:budget=256MiB $LCACHE_ARGS
+lcache_pid=$STARTED
+lcache_threads=$(awk '/^Threads:/ { print $2 }' "/proc/$lcache_pid/status")
+runtime_threads=$(ls /proc/"$lcache_pid"/task | while read -r t; do cat "/proc/$lcache_pid/task/$t/comm"; done | grep -c tokio-rt-worker || true)
+
+free_port 16379
+redis_port=$PORT
+start redis "$redis_port" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
+    --appendonly no --daemonize no --dir "$WORK"
+redis_pid=$STARTED
+
+# One redis-benchmark run: appends "server pipeline command rps" lines to $WORK/results and
+# "server pipeline us_per_request" to $WORK/cpu.
+measure() { # server port pid pipeline
+    local server=$1 port=$2 pid=$3 pipeline=$4 before after csv
+    before=$(cpu_ticks "$pid")
+    csv=$(redis-benchmark -h 127.0.0.1 -p "$port" -c "$CLIENTS" -n "$REQUESTS" -d "$DATA" \
+        -t get,set -P "$pipeline" --csv)
+    after=$(cpu_ticks "$pid")
+    echo "$csv" | awk -F'","' -v s="$server" -v p="$pipeline" \
+        'NR > 1 { gsub(/"/, "", $1); gsub(/"/, "", $2); print s, p, $1, $2 }' >>"$WORK/results"
+    awk -v s="$server" -v p="$pipeline" -v t=$((after - before)) -v hz="$TICKS" -v n="$REQUESTS" \
+        'BEGIN { printf "%s %s %.3f\n", s, p, t / hz * 1e6 / (2 * n) }' >>"$WORK/cpu"
+    log "$(echo "$csv" | awk -F'","' -v s="$server" -v p="$pipeline" \
+        'NR > 1 { gsub(/"/, "", $1); gsub(/"/, "", $2); printf "%s -P %s %s %s rps; ", s, p, $1, $2 }')"
+}
+
+: >"$WORK/results"
+: >"$WORK/cpu"
+for round in $(seq 1 "$ROUNDS"); do
+    log "round $round/$ROUNDS"
+    for pipeline in $PIPELINES; do
+        if [ $((round % 2)) = 1 ]; then
+            measure lcache "$lcache_port" "$lcache_pid" "$pipeline"
+            measure redis "$redis_port" "$redis_pid" "$pipeline"
+        else
+            measure redis "$redis_port" "$redis_pid" "$pipeline"
+            measure lcache "$lcache_port" "$lcache_pid" "$pipeline"
+        fi
+    done
+done
+
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+{
+    echo "redis-benchmark -c $CLIENTS -n $REQUESTS -d $DATA -t get,set -P N against LCache's RESP port"
+    echo "and redis-server, $ROUNDS round(s) each, order alternating; medians. $(redis-server --version | cut -d' ' -f1-3)."
+    echo "LCache: lcache-node, 1 node, $runtime_threads tokio worker thread(s) ($lcache_threads threads in all); $(nproc) CPUs."
+    echo "CPU µs/req: the server's user+system time over the whole run of that mode (SET and GET together)."
+    echo
+    echo "| mode | command | LCache ops/s | Redis ops/s | LCache / Redis | LCache CPU µs/req | Redis CPU µs/req |"
+    echo "|---|---|--:|--:|--:|--:|--:|"
+    for pipeline in $PIPELINES; do
+        lcpu=$(awk -v p="$pipeline" '$1 == "lcache" && $2 == p { print $3 }' "$WORK/cpu" | median)
+        rcpu=$(awk -v p="$pipeline" '$1 == "redis" && $2 == p { print $3 }' "$WORK/cpu" | median)
+        for command in SET GET; do
+            l=$(awk -v p="$pipeline" -v c="$command" '$1 == "lcache" && $2 == p && $3 == c { print $4 }' "$WORK/results" | median)
+            r=$(awk -v p="$pipeline" -v c="$command" '$1 == "redis" && $2 == p && $3 == c { print $4 }' "$WORK/results" | median)
+            awk -v p="$pipeline" -v c="$command" -v l="$l" -v r="$r" -v lc="$lcpu" -v rc="$rcpu" \
+                'BEGIN { printf "| -P %s | %s | %.0f | %.0f | %.2f× | %.2f | %.2f |\n", p, c, l, r, l / r, lc, rc }'
+        done
+    done
+} | tee "$OUT"
+log "written to $OUT"
