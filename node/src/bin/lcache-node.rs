@@ -246,8 +246,46 @@ fn shutdown_signal() -> Result<impl std::future::Future<Output = ()>> {
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> Result<()> {
+/// mimalloc's option that makes it give freed memory back to the OS at once.
+const PURGE_DELAY: &str = "MIMALLOC_PURGE_DELAY";
+
+/// Makes mimalloc return freed memory to the OS at once, so a node's resident memory follows
+/// what it holds (its budgets) instead of its high-water mark: after a burst of large requests
+/// mimalloc otherwise keeps the freed pages until the process allocates again, which an idle
+/// node may not do (measured: 159 MiB kept after a flood of 1 MiB writes, 46 MiB with this).
+/// mimalloc reads its options when the process starts, before `main`, so if the option is not
+/// set the process starts itself again with it (same pid, same arguments); an operator can set
+/// it to anything else, and that is kept.
+#[cfg(unix)]
+fn return_freed_memory() {
+    use std::os::unix::process::CommandExt;
+    if std::env::var_os(PURGE_DELAY).is_some() {
+        return;
+    }
+    let Ok(exe) = std::env::current_exe() else {
+        return;
+    };
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(PURGE_DELAY, "0")
+        .exec();
+    // Only reached if the exec failed: carry on with mimalloc's defaults.
+    let _ = err;
+}
+
+#[cfg(not(unix))]
+fn return_freed_memory() {}
+
+fn main() -> Result<()> {
+    return_freed_memory();
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(serve())
+}
+
+async fn serve() -> Result<()> {
     let shutdown = shutdown_signal()?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

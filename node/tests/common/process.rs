@@ -63,15 +63,24 @@ impl NodeProcess {
         }
     }
 
-    /// The process's resident set size, from `/proc/<pid>/status` (Linux).
+    /// The process's resident set size now, from `/proc/<pid>/status` (Linux).
     pub fn rss_bytes(&self) -> u64 {
+        self.status_bytes("VmRSS:")
+    }
+
+    /// The largest resident set size the process ever had (its high-water mark, `VmHWM`).
+    pub fn peak_rss_bytes(&self) -> u64 {
+        self.status_bytes("VmHWM:")
+    }
+
+    fn status_bytes(&self, field: &str) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
         let kib: u64 = status
             .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .find_map(|l| l.strip_prefix(field))
             .and_then(|v| v.split_whitespace().next())
             .and_then(|v| v.parse().ok())
-            .expect("a VmRSS line");
+            .unwrap_or_else(|| panic!("a {field} line"));
         kib * 1024
     }
 }
