@@ -127,3 +127,69 @@ async fn sigterm_lets_an_in_flight_request_finish_then_exits_zero() {
     );
     assert_eq!(node.exit_code(Duration::from_secs(30)).await, Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_takes_at_most_the_grace_period_in_total() {
+    // A peer that accepts connections and never answers: a get forwarded to it stays in flight
+    // (the node waits for a slow but healthy owner), so the shutdown has to stop waiting.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_addr = silent.local_addr().unwrap().to_string();
+    let (accepted_tx, accepted) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming().take(4) {
+            held.push(stream);
+            let _ = accepted_tx.send(());
+        }
+        std::thread::sleep(Duration::from_secs(30));
+    });
+    let peers = format!("silent={silent_addr}");
+    let grace = Duration::from_secs(1);
+    let mut node = NodeProcess::start(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--node-id",
+        "self",
+        "--peers",
+        &peers,
+        "--peer-timeout",
+        "10s",
+        "--request-timeout",
+        "20s",
+        "--shutdown-grace",
+        "1s",
+    ]);
+    let mut router = Router::new(
+        Member::new("self", node.addr.clone(), 0),
+        Default::default(),
+    );
+    router.apply(&[RingChange::Added(Member::new("silent", silent_addr, 0))]);
+    let key = (0..1000)
+        .map(|i| format!("k{i}"))
+        .find(|k| router.owner(k.as_bytes()).id.as_str() == "silent")
+        .unwrap();
+    let client = CacheClient::connect(
+        &node.addr,
+        ClientConfig {
+            request_timeout: Duration::from_secs(20),
+            ..ClientConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let _in_flight = tokio::spawn(async move { client.get("default", key).await });
+    tokio::task::spawn_blocking(move || accepted.recv_timeout(Duration::from_secs(30)))
+        .await
+        .unwrap()
+        .unwrap();
+    let signalled = std::time::Instant::now();
+    node.terminate();
+    assert_eq!(node.exit_code(Duration::from_secs(30)).await, Some(0));
+    let took = signalled.elapsed();
+    // Deregistering, waiting for connections and draining share one deadline: the grace, plus
+    // the time a process takes to notice a signal and exit.
+    assert!(
+        took < grace + Duration::from_millis(700),
+        "the shutdown took {took:?} with a grace of {grace:?}"
+    );
+}
