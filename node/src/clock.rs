@@ -22,8 +22,13 @@ impl Clock {
 
     /// The current time as a core timestamp.
     pub fn now(&self) -> Timestamp {
-        let millis = u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX);
-        Timestamp::from_millis(millis)
+        self.at(Instant::now())
+    }
+
+    /// `instant` as a core timestamp (one clock read can serve both a deadline and the core).
+    pub fn at(&self, instant: Instant) -> Timestamp {
+        let since = instant.saturating_duration_since(self.epoch);
+        Timestamp::from_millis(u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
     }
 }
 

@@ -15,6 +15,7 @@ use lcache_core::group::{
     Completion, FetchOutcome, Fetched, FlightRef, GetStep, LoadOutcome, LoadPermit, Reply, Work,
 };
 use lcache_core::member::Member;
+use lcache_core::Timestamp;
 use lcache_transport::{Deadline, GetRequest, Transport};
 use tokio::sync::oneshot;
 
@@ -30,10 +31,11 @@ impl<T: Transport> Runtime<T> {
         group: &Arc<GroupState>,
         key: Bytes,
         forwarded: bool,
+        now: Timestamp,
         deadline: Deadline,
     ) -> Reply<RequestError> {
         let mut receiver = None;
-        let step = group.core.get(&key, forwarded, self.clock.now(), || {
+        let step = group.core.get(&key, forwarded, now, || {
             let (waiter, rx) = oneshot::channel();
             receiver = Some(rx);
             waiter

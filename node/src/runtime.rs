@@ -14,6 +14,7 @@ use lcache_core::group::{Group as GroupCore, LoadSlots, Reply};
 use lcache_core::limits::Limits;
 use lcache_core::member::Member;
 use lcache_core::router::Router;
+use lcache_core::Timestamp;
 use lcache_transport::{
     Deadline, DeleteRequest, GetRequest, InvalidateRequest, NodeStats, SetRequest, Transport,
 };
@@ -101,16 +102,20 @@ impl<T: Transport> Runtime<T> {
             .ok_or_else(|| RequestError::UnknownGroup(name.to_string()))
     }
 
-    /// The deadline a request is served under: the caller's, capped by the node's bound for a
-    /// client request, or by the forward timeout for a request a peer forwarded (the peer waits
-    /// that long for a slow but healthy owner).
-    fn deadline(&self, deadline: Deadline, forwarded: bool) -> Deadline {
+    /// When a request arrived (one clock read) and the deadline it is served under: the
+    /// caller's, capped by the node's bound for a client request, or by the forward timeout for
+    /// a request a peer forwarded (the peer waits that long for a slow but healthy owner).
+    fn arrival(&self, deadline: Deadline, forwarded: bool) -> (Timestamp, Deadline) {
         let cap = if forwarded {
             self.timeouts.forward()
         } else {
             self.timeouts.request
         };
-        deadline.within(cap)
+        let now = tokio::time::Instant::now();
+        let capped = now
+            .checked_add(cap)
+            .map_or(deadline, |at| deadline.min(Deadline::at(at)));
+        (self.clock.at(now), capped)
     }
 
     /// Admits a request of `group`, counting a refusal (once: here is where it is decided).
@@ -118,7 +123,7 @@ impl<T: Transport> Runtime<T> {
         &self,
         group: &GroupState,
         forwarded: bool,
-    ) -> Result<tokio::sync::OwnedSemaphorePermit, RequestError> {
+    ) -> Result<crate::admission::Admitted<'_>, RequestError> {
         if forwarded {
             bump(&group.core.runtime_counters().forwarded_in);
         }
@@ -146,8 +151,8 @@ impl<T: Transport> Runtime<T> {
         if let Err(err) = self.limits.check_key(&request.key) {
             return Self::invalid(&group, err.into());
         }
-        let deadline = self.deadline(deadline, request.forwarded);
-        self.serve_get(&group, request.key, request.forwarded, deadline)
+        let (now, deadline) = self.arrival(deadline, request.forwarded);
+        self.serve_get(&group, request.key, request.forwarded, now, deadline)
             .await
     }
 
@@ -175,8 +180,8 @@ impl<T: Transport> Runtime<T> {
                 },
             );
         }
-        let deadline = self.deadline(deadline, request.forwarded);
-        self.serve_set(&group, request, deadline).await
+        let (now, deadline) = self.arrival(deadline, request.forwarded);
+        self.serve_set(&group, request, now, deadline).await
     }
 
     /// Serves a delete.
@@ -190,8 +195,8 @@ impl<T: Transport> Runtime<T> {
         if let Err(err) = self.limits.check_key(&request.key) {
             return Self::invalid(&group, err.into());
         }
-        let deadline = self.deadline(deadline, request.forwarded);
-        self.serve_delete(&group, request, deadline).await
+        let (now, deadline) = self.arrival(deadline, request.forwarded);
+        self.serve_delete(&group, request, now, deadline).await
     }
 
     /// Serves an invalidation from a key's owner. Not subject to admission: it only drops
@@ -255,6 +260,17 @@ impl<T: Transport> Runtime<T> {
             tokio::time::sleep(delay).await;
         }
         let _ = point;
+    }
+
+    /// [`Runtime::stall`], then the time: `now` if no stall happened (no second clock read).
+    pub(crate) async fn after_stall(&self, point: Point, now: Timestamp) -> Timestamp {
+        #[cfg(feature = "buggify")]
+        if let Some(delay) = self.buggify.as_ref().and_then(|b| b.stall(point)) {
+            tokio::time::sleep(delay).await;
+            return self.clock.now();
+        }
+        let _ = point;
+        now
     }
 
     /// Whether the simulation drops the message at a fault point (never in production builds).

@@ -14,6 +14,7 @@ use futures::future::join_all;
 use lcache_core::counters::bump;
 use lcache_core::group::WriteStep;
 use lcache_core::member::Member;
+use lcache_core::Timestamp;
 use lcache_transport::{
     Deadline, DeleteRequest, InvalidateRequest, SetRequest, Transport, TransportError,
 };
@@ -43,15 +44,16 @@ impl<T: Transport> Runtime<T> {
         self: &Arc<Self>,
         group: &GroupState,
         request: SetRequest,
+        now: Timestamp,
         deadline: Deadline,
     ) -> Result<(), RequestError> {
-        self.stall(Point::BeforeApply).await;
+        let now = self.after_stall(Point::BeforeApply, now).await;
         let step = group.core.set(
             request.key.clone(),
             request.value.clone(),
             request.ttl,
             request.forwarded,
-            self.clock.now(),
+            now,
         );
         self.carry_out(group, step, Write::Set(request), deadline)
             .await
@@ -63,12 +65,11 @@ impl<T: Transport> Runtime<T> {
         self: &Arc<Self>,
         group: &GroupState,
         request: DeleteRequest,
+        now: Timestamp,
         deadline: Deadline,
     ) -> Result<bool, RequestError> {
-        self.stall(Point::BeforeApply).await;
-        let step = group
-            .core
-            .delete(&request.key, request.forwarded, self.clock.now());
+        let now = self.after_stall(Point::BeforeApply, now).await;
+        let step = group.core.delete(&request.key, request.forwarded, now);
         self.carry_out(group, step, Write::Delete(request), deadline)
             .await
     }

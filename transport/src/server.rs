@@ -131,11 +131,19 @@ struct CacheService<H> {
 impl<H> CacheService<H> {
     /// The deadline the handler sees: the caller's `grpc-timeout` capped by the server's bound.
     fn deadline(&self, md: &MetadataMap) -> Deadline {
+        self.deadline_from(md, tokio::time::Instant::now())
+    }
+
+    /// [`Self::deadline`] for a request that arrived at `received` (saves a clock read).
+    fn deadline_from(&self, md: &MetadataMap, received: tokio::time::Instant) -> Deadline {
         let header = md
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
             .and_then(parse_grpc_timeout);
-        Deadline::after(header.map_or(self.max_timeout, |h| h.min(self.max_timeout)))
+        let timeout = header.map_or(self.max_timeout, |h| h.min(self.max_timeout));
+        received
+            .checked_add(timeout)
+            .map_or_else(|| Deadline::after(timeout), Deadline::at)
     }
 }
 
@@ -174,7 +182,7 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::GetResponse>, Status> {
         let received = tokio::time::Instant::now();
-        let deadline = self.deadline(request.metadata());
+        let deadline = self.deadline_from(request.metadata(), received);
         let req = GetRequest::try_from(request.into_inner()).map_err(|e| reject("get", e))?;
         let group = req.group.clone();
         match self.handler.get(req, deadline).await {
