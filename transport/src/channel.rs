@@ -1,15 +1,8 @@
-//! What both clients share: [`ClientConfig`], how an address is validated, and how channels to
-//! an address are made (over TCP or an injected connector).
+//! What both clients share: [`ClientConfig`] and how an address is validated.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tower::Service;
-
-use crate::h2channel::H2Channel;
-use crate::io::BoxError;
 
 /// Settings of the gRPC clients ([`crate::GrpcTransport`] and [`crate::CacheClient`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,28 +35,6 @@ impl Default for ClientConfig {
             http2_reset_stream_duration: Duration::from_secs(1),
         }
     }
-}
-
-/// Makes the channel to one peer address (dialled lazily, on its first call).
-pub(crate) type ChannelFactory =
-    Arc<dyn Fn(&str, &ClientConfig) -> Result<H2Channel, String> + Send + Sync>;
-
-/// The factory of channels over TCP.
-pub(crate) fn http_channels() -> ChannelFactory {
-    Arc::new(|addr: &str, config: &ClientConfig| H2Channel::tcp(addr, config.clone()))
-}
-
-/// The factory of channels over an injected connector (each channel dials with its own clone).
-pub(crate) fn connector_channels<C>(connector: C) -> ChannelFactory
-where
-    C: Service<Uri> + Clone + Send + Sync + 'static,
-    C::Response: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    C::Future: Send + 'static,
-    C::Error: Into<BoxError>,
-{
-    Arc::new(move |addr: &str, config: &ClientConfig| {
-        H2Channel::with_connector(addr, config.clone(), connector.clone())
-    })
 }
 
 /// Checks that `addr` is a `host:port` address (no scheme, no path), as every client takes it.

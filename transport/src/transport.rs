@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
@@ -12,7 +13,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tower::Service;
 
-use crate::channel::{connector_channels, http_channels, ChannelFactory, ClientConfig};
+use crate::channel::ClientConfig;
 use crate::convert::{fetched_at_receipt, Failure};
 use crate::deadline::Deadline;
 use crate::error::TransportError;
@@ -62,6 +63,28 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Drops cached connection state for a member that left.
     fn forget(&self, peer: &MemberId);
+}
+
+/// Makes the channel to one peer address (dialled lazily, on its first call).
+pub(crate) type ChannelFactory =
+    Arc<dyn Fn(&str, &ClientConfig) -> Result<H2Channel, String> + Send + Sync>;
+
+/// The factory of channels over TCP.
+pub(crate) fn http_channels() -> ChannelFactory {
+    Arc::new(|addr: &str, config: &ClientConfig| H2Channel::tcp(addr, config.clone()))
+}
+
+/// The factory of channels over an injected connector (each channel dials with its own clone).
+pub(crate) fn connector_channels<C>(connector: C) -> ChannelFactory
+where
+    C: Service<Uri> + Clone + Send + Sync + 'static,
+    C::Response: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    C::Future: Send + 'static,
+    C::Error: Into<BoxError>,
+{
+    Arc::new(move |addr: &str, config: &ClientConfig| {
+        H2Channel::with_connector(addr, config.clone(), connector.clone())
+    })
 }
 
 /// The channel to one peer, valid for one address and incarnation.

@@ -4,8 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::resp::server::FrontDoor;
-use crate::resp::session::REDIS_COMPAT_VERSION;
+use crate::resp::door::FrontDoor;
+use crate::resp::door::REDIS_COMPAT_VERSION;
 use crate::types::{GroupStats, NodeStats};
 
 /// Sections in the order `INFO` prints them.

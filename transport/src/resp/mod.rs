@@ -18,6 +18,7 @@
 
 pub mod codec;
 mod commands;
+mod door;
 mod info;
 mod server;
 mod session;
@@ -25,4 +26,5 @@ mod session;
 pub use codec::{
     Args, Parsed, ProtocolError, Reply, Request, RequestLimits, RespCodec, MAX_INLINE_BYTES,
 };
-pub use server::{serve, serve_with_incoming, RespConfig};
+pub use door::RespConfig;
+pub use server::{serve, serve_with_incoming};

@@ -20,8 +20,8 @@ use crate::deadline::Deadline;
 use crate::error::ServiceError;
 use crate::resp::codec::{Args, Parsed, Reply, RespCodec};
 use crate::resp::commands::{self, parse_integer, quoted, CommandError, Op, Spec, COMMANDS};
+use crate::resp::door::{FrontDoor, REDIS_COMPAT_VERSION};
 use crate::resp::info;
-use crate::resp::server::FrontDoor;
 use crate::server::CacheHandler;
 use crate::types::{DeleteRequest, GetRequest, SetRequest};
 
@@ -32,9 +32,6 @@ const READ_CHUNK_BYTES: usize = 16 * 1024;
 const FLUSH_THRESHOLD_BYTES: usize = 64 * 1024;
 /// A buffer that grew beyond this for one large request or reply is given back once empty.
 const KEEP_BUFFER_BYTES: usize = 256 * 1024;
-/// The Redis version LCache's replies follow, reported by `INFO` and `HELLO` for client
-/// libraries that check it.
-pub(crate) const REDIS_COMPAT_VERSION: &str = "7.0.0";
 
 /// Whether the connection goes on after a command.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
