@@ -429,3 +429,16 @@ fn build_group(
         loader: group.loader.clone(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Store hashers are seeded per process from the OS (issue "Resource safety", point 7): two
+    /// nodes, or two runs, do not share a seed a client could aim crafted keys at.
+    #[test]
+    fn hash_seeds_come_from_the_os_and_differ() {
+        let seeds: std::collections::BTreeSet<u64> = (0..16).map(|_| os_seed()).collect();
+        assert_eq!(seeds.len(), 16, "{seeds:?}");
+    }
+}

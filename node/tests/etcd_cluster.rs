@@ -313,6 +313,67 @@ async fn an_in_process_node_stopped_gracefully_leaves_at_once_and_a_dropped_one_
     a.shutdown().await;
 }
 
+/// A node whose lease was lost (revoked here, as etcd does once a node was cut off past its TTL)
+/// registers again, but first drops everything it held: its peers may have taken over its keys
+/// and acknowledged writes to them meanwhile (issue "Writes are never undone", point 3).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_that_lost_its_lease_drops_its_data_before_registering_again() {
+    use lcache_discovery::etcd::etcd_client::Client;
+    let Some(etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let config = || etcd_config(&etcd, "fencing", Duration::from_secs(10));
+    let a = TestNode::start("a", config()).await;
+    let b = TestNode::start("b", config()).await;
+    converge(&[&a, &b], &set(&["a", "b"]), Duration::from_secs(5)).await;
+    let key = keys(1_000)
+        .into_iter()
+        .find(|k| a.node.owner(k.as_bytes()).id.as_str() == "a")
+        .unwrap();
+    let through_b = CacheClient::connect(&b.addr, ClientConfig::default())
+        .await
+        .unwrap();
+    through_b
+        .set(DEFAULT_GROUP, key.clone(), "before", None)
+        .await
+        .unwrap();
+    let incarnation = |node: &TestNode| {
+        node.node
+            .members()
+            .into_iter()
+            .find(|m| m.id.as_str() == "a")
+            .map(|m| m.incarnation)
+    };
+    let before = incarnation(&b);
+
+    // Revoke a's lease behind its back.
+    let mut raw = Client::connect([etcd.endpoint()], None).await.unwrap();
+    let member_key = config().member_key(&"a".into()).unwrap();
+    let listed = raw.get(member_key, None).await.unwrap();
+    let lease = listed.kvs().first().map(|kv| kv.lease()).unwrap();
+    raw.lease_revoke(lease).await.unwrap();
+
+    // a notices, fences, registers again under a new incarnation, and b routes to it again.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while incarnation(&b).is_none_or(|i| Some(i) == before) {
+        assert!(Instant::now() < deadline, "a did not register again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(a.node.stats().groups[0].counters.fenced >= 1, "a fenced");
+    let got = through_b
+        .get(DEFAULT_GROUP, key.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.value,
+        format!("loaded:{key}").as_bytes(),
+        "a served what it held before its lease was lost"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_keep_serving_through_an_etcd_restart_and_are_registered_again() {
     let Some(mut etcd) = EtcdServer::start().await else {

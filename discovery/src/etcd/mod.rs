@@ -28,6 +28,9 @@ mod lease;
 mod record;
 mod watch;
 
+/// The etcd client crate this discovery is built on (for tools and tests that talk to the same
+/// etcd, e.g. to inspect or revoke a node's lease).
+pub use etcd_client;
 pub use record::KEY_ROOT;
 
 use crate::backoff::{derive_seed, Backoff};
