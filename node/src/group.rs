@@ -37,6 +37,11 @@ impl HotCache {
     pub(crate) fn new(store: ShardedStore, lifetime: Duration) -> Self {
         HotCache { store, lifetime }
     }
+
+    /// Every hot copy's key and value length (for [`crate::NodeProbe::entries`]).
+    pub(crate) fn entries(&self) -> Vec<(Bytes, usize)> {
+        self.store.entries()
+    }
 }
 
 /// The state of one group on this node.

@@ -288,6 +288,27 @@ impl<T: Transport> NodeProbe<T> {
     pub fn in_flight(&self) -> usize {
         self.shared.admission.in_flight()
     }
+
+    /// Every entry of `group`'s stores as (key, value length, in the hot cache): main-store
+    /// entries first, then hot copies; empty for an unknown group. Lets an observer (the
+    /// simulation) recount the bytes held independently of the stores' own counters, and check
+    /// that the main store holds only keys this node owns.
+    pub fn entries(&self, group: &str) -> Vec<(Bytes, usize, bool)> {
+        let Some(g) = self.shared.groups.get(group) else {
+            return Vec::new();
+        };
+        let main = g
+            .store
+            .entries()
+            .into_iter()
+            .map(|(k, len)| (k, len, false));
+        let hot = g
+            .hot
+            .iter()
+            .flat_map(|h| h.entries())
+            .map(|(k, len)| (k, len, true));
+        main.chain(hot).collect()
+    }
 }
 
 /// A cache node: hosts groups, follows membership and serves requests until shut down.
