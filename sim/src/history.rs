@@ -63,6 +63,8 @@ pub enum FailKind {
     Overloaded,
     /// The request was judged invalid.
     Invalid,
+    /// The client gave up on purpose before its deadline (cancelled mid-flight).
+    Cancelled,
     /// Any other error status.
     Other,
 }
@@ -106,6 +108,9 @@ pub enum Phase {
     L2Write,
     /// The verifier's reads of every written key on every live node.
     L2Read,
+    /// The verifier's targeted scenarios after convergence (read sweep, slow load during a
+    /// write, ownership moving away and back, read–delete–read, loader trouble, hops = 1).
+    Verify,
 }
 
 /// What one loader call produced.
@@ -122,6 +127,19 @@ pub enum LoadResult {
     Missing,
     /// The source failed.
     Failed,
+    /// The loader panicked.
+    Panicked,
+}
+
+/// A peer call's method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerMethod {
+    /// A forwarded get.
+    Get,
+    /// A forwarded set.
+    Set,
+    /// A forwarded delete.
+    Delete,
 }
 
 /// One thing that happened.
@@ -143,6 +161,8 @@ pub enum Event {
         conn_since_us: u64,
         /// The request's whole deadline (connect plus call), in ms.
         deadline_ms: u64,
+        /// Whether the client marked the request as forwarded by a peer (`hops = 1`).
+        as_peer: bool,
     },
     /// A request ended.
     Return {
@@ -186,6 +206,10 @@ pub enum Event {
         key: String,
         /// Calls for this key running on this node incarnation, this one included.
         concurrent: u32,
+        /// Calls of any key running on this node incarnation, this one included.
+        node_concurrent: u32,
+        /// The loader call's number on this incarnation (pairs it with its end).
+        call: u64,
     },
     /// A loader call returned.
     LoadEnd {
@@ -195,8 +219,47 @@ pub enum Event {
         inc: u64,
         /// Key loaded.
         key: String,
+        /// The loader call's number.
+        call: u64,
         /// What it produced.
         result: LoadResult,
+    },
+    /// A node called a peer (recorded by the recording transport).
+    PeerCall {
+        /// Calling node.
+        node: String,
+        /// Its incarnation.
+        inc: u64,
+        /// Number of the call on this incarnation (pairs it with its [`Event::PeerReturn`]).
+        call: u64,
+        /// Peer called.
+        peer: String,
+        /// Method.
+        method: PeerMethod,
+        /// Key.
+        key: String,
+        /// Whether the request was marked forwarded.
+        forwarded: bool,
+    },
+    /// A peer call ended.
+    PeerReturn {
+        /// Calling node.
+        node: String,
+        /// Its incarnation.
+        inc: u64,
+        /// Number of the call.
+        call: u64,
+        /// `ok`, `miss` or the error (shortened).
+        result: String,
+    },
+    /// A node's main store held keys the node does not own in its own view (sampled).
+    ForeignKeys {
+        /// Node id.
+        node: String,
+        /// Incarnation.
+        inc: u64,
+        /// The keys, sorted.
+        keys: Vec<String>,
     },
     /// Stats of a node's group (sampled, and whenever bytes exceed the budget).
     Stats {
@@ -210,12 +273,17 @@ pub enum Event {
         budget: u64,
         /// Bytes held and budget of each store: the main store, then the hot cache if any.
         stores: Vec<(u64, u64)>,
+        /// Bytes of each store recounted from its listed entries (key + value + overhead),
+        /// independently of the store's own counter.
+        counted: Vec<u64>,
         /// Evictions so far.
         evictions: u64,
         /// Gets that fell back to a local load, so far.
         local_fallbacks: u64,
         /// Failed peer calls, so far.
         peer_errors: u64,
+        /// Requests refused (limits), so far.
+        rejected: u64,
     },
     /// Something the simulated discovery service did.
     Registry(String),
@@ -320,6 +388,7 @@ impl History {
         phase: Phase,
         conn_since: Duration,
         deadline: Duration,
+        as_peer: bool,
     ) -> u64 {
         let host_now = turmoil::sim_elapsed();
         let mut inner = self.inner.lock();
@@ -334,6 +403,7 @@ impl History {
             phase,
             conn_since_us: micros(conn_since),
             deadline_ms: millis(deadline),
+            as_peer,
         };
         push(&mut inner, Entry { at_us, event });
         op
@@ -414,6 +484,7 @@ mod tests {
             Phase::Safety,
             Duration::ZERO,
             Duration::from_secs(1),
+            false,
         );
         assert_eq!(op, 0);
         let entries = h.entries();
@@ -429,6 +500,7 @@ mod tests {
             Phase::Safety,
             Duration::ZERO,
             Duration::from_secs(1),
+            false,
         );
         assert_eq!(h.trace_hash(), same.trace_hash());
         same.record(Event::Registry("b".into()));

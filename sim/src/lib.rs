@@ -33,8 +33,10 @@ pub mod loader;
 pub mod net;
 pub mod node_host;
 pub mod options;
+pub mod recording;
 pub mod rng;
 pub mod run;
+pub mod scenarios;
 
 /// Whether this build seeds each simulated host's tokio rng (it needs `--cfg tokio_unstable`,
 /// which `.cargo/config.toml` sets; a `RUSTFLAGS` environment variable replaces it). Without

@@ -1,6 +1,11 @@
 //! [`SimDiscovery`]: the node's [`Discovery`] over the simulated registry, behaving like an etcd
 //! client: a lease kept alive, re-registration when it is lost, a watch that re-reads a snapshot
 //! after every reconnection.
+//!
+//! Between the watch and the node sits a relay that misdelivers on purpose, as seeded by
+//! [`DiscoveryChaos`]: it duplicates events, swaps neighbours, replays an event of an old watch
+//! after a reconnection's snapshot, and holds every event back while the driver stalls this
+//! node's watch (long view disagreement).
 
 use std::io;
 use std::sync::Arc;
@@ -8,10 +13,14 @@ use std::time::Duration;
 
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::MembershipEvent;
-use lcache_discovery::{Discovery, DiscoveryError};
+use lcache_discovery::{Discovery, DiscoveryError, EVENT_CHANNEL_CAPACITY};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+use crate::options::DiscoveryChaos;
 
 use super::wire::{invalid, LineConn};
 use super::{HOST, MAX_BACKOFF, MIN_BACKOFF, PORT, PREFIX, REQUEST_TIMEOUT, WATCH_IDLE_TIMEOUT};
@@ -26,19 +35,39 @@ struct Session {
     lease: Arc<Mutex<Option<u64>>>,
 }
 
+/// Events of old watches the relay keeps for replays.
+const REPLAY_MEMORY: usize = 16;
+/// Longest an event held back for reordering waits for the next one.
+const REORDER_WINDOW: Duration = Duration::from_millis(300);
+
+/// How the relay misdelivers: the seed's rates, its rng, and the driver's stall switch.
+#[derive(Debug)]
+pub struct Misdelivery {
+    /// Rates.
+    pub chaos: DiscoveryChaos,
+    /// This node's rng for them.
+    pub rng: ChaCha8Rng,
+    /// `true` while the driver stalls this node's watch.
+    pub stalled: watch::Receiver<bool>,
+    /// `true` while the node is cut off from discovery (no renewals, no events).
+    pub cut: watch::Receiver<bool>,
+}
+
 /// Discovery through the simulated registry host.
 #[derive(Debug)]
 pub struct SimDiscovery {
     lease_ttl: Duration,
     session: Mutex<Option<Session>>,
+    misdelivery: Mutex<Option<Misdelivery>>,
 }
 
 impl SimDiscovery {
-    /// A client registering under leases of `lease_ttl`.
-    pub fn new(lease_ttl: Duration) -> Self {
+    /// A client registering under leases of `lease_ttl`, delivering watch events as `how`.
+    pub fn new(lease_ttl: Duration, how: Misdelivery) -> Self {
         SimDiscovery {
             lease_ttl,
             session: Mutex::new(None),
+            misdelivery: Mutex::new(Some(how)),
         }
     }
 }
@@ -53,11 +82,19 @@ impl Discovery for SimDiscovery {
     ) -> Result<(), DiscoveryError> {
         let cancel = CancellationToken::new();
         let lease = Arc::new(Mutex::new(None));
-        let keeper = keep_registered(me, self.lease_ttl, lease.clone());
-        let watcher = watch_members(events);
+        let how = self.misdelivery.lock().take();
+        let cut = how.as_ref().map(|how| how.cut.clone());
+        let keeper = keep_registered(me, self.lease_ttl, lease.clone(), cut);
+        let (watched, relayed) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+        let watcher = watch_members(watched);
+        let relay: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match how {
+            Some(how) => Box::pin(relay(relayed, events, how)),
+            None => Box::pin(relay_plain(relayed, events)),
+        };
         for task in [
             Box::pin(keeper) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
             Box::pin(watcher),
+            relay,
         ] {
             let cancel = cancel.clone();
             tokio::spawn(async move {
@@ -93,6 +130,84 @@ impl Discovery for SimDiscovery {
             Ok(Ok(answer)) => Err(DiscoveryError::Unavailable(answer)),
             Ok(Err(err)) => Err(DiscoveryError::Unavailable(err.to_string())),
             Err(_) => Err(DiscoveryError::Unavailable("revoke timed out".into())),
+        }
+    }
+}
+
+/// Passes watch events on unchanged.
+async fn relay_plain(mut from: mpsc::Receiver<MembershipEvent>, to: mpsc::Sender<MembershipEvent>) {
+    while let Some(event) = from.recv().await {
+        if to.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Passes watch events on, misdelivered as `how` says: held while stalled, duplicated, swapped
+/// with the next one, and old events replayed after a reconnection's snapshot.
+async fn relay(
+    mut from: mpsc::Receiver<MembershipEvent>,
+    to: mpsc::Sender<MembershipEvent>,
+    mut how: Misdelivery,
+) {
+    let mut held: Option<MembershipEvent> = None;
+    let mut old: Vec<MembershipEvent> = Vec::new();
+    loop {
+        if *how.stalled.borrow() || *how.cut.borrow() {
+            // Wait out the stall; events queue in the channel (bounded: the watcher blocks).
+            if how.stalled.wait_for(|s| !*s).await.is_err()
+                || how.cut.wait_for(|c| !*c).await.is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        let next = if held.is_some() {
+            // A held event waits for the next one, but not for long.
+            match tokio::time::timeout(REORDER_WINDOW, from.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let Some(h) = held.take() else { continue };
+                    if to.send(h).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            from.recv().await
+        };
+        let Some(event) = next else {
+            return;
+        };
+        let c = how.chaos;
+        let mut out = Vec::with_capacity(3);
+        let snapshot = matches!(event, MembershipEvent::Snapshot { .. });
+        if let Some(h) = held.take() {
+            out.push(event.clone());
+            out.push(h);
+        } else if !snapshot && how.rng.random_range(0..100) < c.reorder_pct {
+            held = Some(event.clone());
+        } else {
+            out.push(event.clone());
+        }
+        if how.rng.random_range(0..100) < c.duplicate_pct {
+            out.push(event.clone());
+        }
+        if snapshot && !old.is_empty() && how.rng.random_range(0..100) < c.replay_pct {
+            let i = how.rng.random_range(0..old.len());
+            out.push(old[i].clone());
+        }
+        if !snapshot {
+            if old.len() >= REPLAY_MEMORY {
+                old.remove(0);
+            }
+            old.push(event);
+        }
+        for event in out {
+            if to.send(event).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -134,15 +249,28 @@ async fn connect() -> io::Result<LineConn> {
     }
 }
 
-/// Keeps `me` registered under a live lease, forever (until cancelled).
-async fn keep_registered(me: Member, ttl: Duration, lease: Arc<Mutex<Option<u64>>>) {
+/// Keeps `me` registered under a live lease, forever (until cancelled); while `cut` says so,
+/// sends nothing (as if the link to the registry were down).
+async fn keep_registered(
+    me: Member,
+    ttl: Duration,
+    lease: Arc<Mutex<Option<u64>>>,
+    mut cut: Option<watch::Receiver<bool>>,
+) {
     let mut backoff = Backoff::new();
     loop {
         if let Ok(mut conn) = connect().await {
             // Returns on a broken connection; the lease may still be alive.
-            let _ = keep_lease(&mut conn, &me, ttl, &lease, &mut backoff).await;
+            let _ = keep_lease(&mut conn, &me, ttl, &lease, &mut backoff, &mut cut).await;
         }
         backoff.wait().await;
+    }
+}
+
+/// Waits while the node is cut off from discovery.
+async fn while_cut(cut: &mut Option<watch::Receiver<bool>>) {
+    if let Some(cut) = cut {
+        let _ = cut.wait_for(|c| !*c).await;
     }
 }
 
@@ -153,8 +281,10 @@ async fn keep_lease(
     ttl: Duration,
     lease: &Mutex<Option<u64>>,
     backoff: &mut Backoff,
+    cut: &mut Option<watch::Receiver<bool>>,
 ) -> io::Result<()> {
     loop {
+        while_cut(cut).await;
         let current = *lease.lock();
         match current {
             None => {
@@ -164,6 +294,7 @@ async fn keep_lease(
             }
             Some(id) => {
                 tokio::time::sleep(ttl / 3).await;
+                while_cut(cut).await;
                 let answer = call(conn, &format!("KEEPALIVE {id}")).await?;
                 if answer != "OK" {
                     // Expired while we were cut off: register again under a new lease.

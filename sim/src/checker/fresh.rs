@@ -1,0 +1,322 @@
+//! S7 read-your-writes and S8 no resurrection (with real-time staleness).
+//!
+//! Both judge a get `G` of key `k` that returned a value or a miss against a write `W` of `k`
+//! acknowledged before `G` was sent. What `G` returned is **older than `W`** when it is:
+//! - the value of a set acknowledged before `W` was sent;
+//! - the value of a load that started before `W` was sent (a flight the write superseded);
+//! - a miss after a set `W` that nothing explains: no later write of `k`, `W`'s lifetime not
+//!   over, no eviction anywhere since `W`, and the cluster quiet (no restart or ownership
+//!   move that could have lost `W`).
+//!
+//! A value of a load that started after `W` was sent, after a set `W`, means `W` was lost; it
+//! is older than `W` unless the loss is explained the same way as a miss. Values of sets that
+//! were never acknowledged (or never answered) cannot be ordered and always pass.
+//!
+//! - **S7**: `W` and `G` come from the same client through the same node, and views agreed
+//!   from `W` to `G`: `G` returns `W` or something newer.
+//! - **S8**: for every client and node, when no other write of `k` is in flight during `G`
+//!   (a write that failed counts as in flight for [`IN_FLIGHT_GRACE_US`] after its failure):
+//!   `G` returns `W` or something newer. Exempt: gets while views disagree (a node that lost
+//!   its lease or lags behind may serve what it holds), and — outside clean windows — hot
+//!   copies, i.e. values returned within the hot lifetime after `W`. S8 also flags a main store
+//!   holding keys its node does not own (sampled): they resurface when ownership returns.
+
+use std::collections::BTreeMap;
+
+use crate::history::{micros, Event, FailKind, Outcome, Request};
+use crate::options::Options;
+
+use super::calm::Calm;
+use super::{lifetime_us, Index, Op, Origin, Violation};
+
+/// A failed write may still be applied this long after it failed (held links, queues).
+pub const IN_FLIGHT_GRACE_US: u64 = 6_000_000;
+/// Slack on lifetimes (ms clocks, ms on the wire).
+const SLACK_US: u64 = 5_000;
+
+/// The writes of one key, by op id.
+type Writes<'i, 'a> = Vec<(u64, &'i Op<'a>)>;
+
+struct Fresh<'i, 'a> {
+    index: &'i Index<'a>,
+    calm: &'i Calm,
+    options: &'i Options,
+    writes: BTreeMap<&'a str, Writes<'i, 'a>>,
+    /// Instants (µs) an eviction counter was seen to grow (sampled).
+    evictions: Vec<u64>,
+}
+
+/// A verdict on one get against one earlier write.
+enum Verdict {
+    Fresh,
+    Older(String),
+}
+
+impl<'i, 'a> Fresh<'i, 'a> {
+    fn new(index: &'i Index<'a>, calm: &'i Calm, options: &'i Options) -> Self {
+        let mut writes: BTreeMap<&'a str, Writes<'i, 'a>> = BTreeMap::new();
+        for (id, op) in &index.ops {
+            if !matches!(op.request, Request::Get { .. }) {
+                writes.entry(op.request.key()).or_default().push((*id, op));
+            }
+        }
+        let mut evictions = Vec::new();
+        let mut seen: BTreeMap<(&str, u64), u64> = BTreeMap::new();
+        for (_, entry) in index.events() {
+            if let Event::Stats {
+                node,
+                inc,
+                evictions: n,
+                ..
+            } = &entry.event
+            {
+                let last = seen.insert((node.as_str(), *inc), *n).unwrap_or(0);
+                if *n > last {
+                    evictions.push(entry.at_us);
+                }
+            }
+        }
+        Fresh {
+            index,
+            calm,
+            options,
+            writes,
+            evictions,
+        }
+    }
+
+    /// Every get with a value or miss, with the write of its key it is judged against: of the
+    /// writes `mine` accepts, the last one sent before the get, if that one was acknowledged
+    /// before the get was sent (a write sent later is the stronger test: anything older than an
+    /// earlier write is older than it too).
+    fn judged(
+        &self,
+        mine: impl Fn(&Op<'_>, &Op<'_>) -> bool + Copy + 'i,
+    ) -> impl Iterator<Item = (u64, &'i Op<'a>, usize, u64, u64, &'i Op<'a>)> + '_ {
+        self.index.ops.iter().filter_map(move |(id, g)| {
+            let (ret, ret_us) = match (g.request, g.ret) {
+                (
+                    Request::Get { .. },
+                    Some((ret, ret_us, Outcome::Value { .. } | Outcome::Miss)),
+                ) => (ret, ret_us),
+                _ => return None,
+            };
+            let (wid, w) = self
+                .writes
+                .get(g.request.key())?
+                .iter()
+                .filter(|(_, w)| {
+                    mine(g, w) && w.acked() && w.ret_us().is_some_and(|t| t < g.inv_us)
+                })
+                .max_by_key(|(_, w)| w.inv_us)?;
+            Some((*id, g, ret, ret_us, *wid, *w))
+        })
+    }
+
+    /// Whether `w`'s loss by the time `until` is explained: a later write of the key, `w`'s
+    /// lifetime over, an eviction anywhere since, or a cluster that was not quiet.
+    fn loss_explained(&self, w: &Op<'_>, until: u64) -> bool {
+        let Request::Set { key, ttl_ms, .. } = w.request else {
+            return true;
+        };
+        // A later write replaced it (and may have expired or been deleted since).
+        let replaced = self.writes.get(key.as_str()).is_some_and(|ws| {
+            ws.iter()
+                .any(|(_, d)| d.inv_us > w.inv_us && d.inv_us < until)
+        });
+        let expired = lifetime_us(*ttl_ms, self.options)
+            .is_some_and(|life| w.inv_us + life <= until + SLACK_US);
+        let evicted = self.evictions.iter().any(|&t| {
+            t + super::calm::VIEW_PAD_US >= w.inv_us && t <= until + super::calm::VIEW_PAD_US
+        });
+        replaced || expired || evicted || !self.calm.quiet(w.inv_us, until)
+    }
+
+    /// Whether what `g` returned is older than the acknowledged write `w`.
+    fn verdict(&self, g: &Op<'_>, ret_us: u64, w: &Op<'_>) -> Verdict {
+        let key = g.request.key();
+        let got = match g.ret {
+            Some((_, _, Outcome::Value { value, .. })) => Some(value.as_str()),
+            _ => None,
+        };
+        let Some(value) = got else {
+            return if matches!(w.request, Request::Set { .. }) && !self.loss_explained(w, ret_us) {
+                Verdict::Older("a miss, and nothing explains the loss of the write".into())
+            } else {
+                Verdict::Fresh
+            };
+        };
+        if let Request::Set { value: written, .. } = w.request {
+            if written == value {
+                return Verdict::Fresh;
+            }
+        }
+        match self.index.origins.get(&(key, value)) {
+            Some(Origin::Set { op, .. }) => {
+                let Some(s) = self.index.ops.get(op) else {
+                    return Verdict::Fresh;
+                };
+                if s.acked() && s.ret_us().is_some_and(|t| t < w.inv_us) {
+                    Verdict::Older(format!("{value:?}, written by op {op} before the write"))
+                } else {
+                    Verdict::Fresh
+                }
+            }
+            Some(Origin::Load { start_us, .. }) if *start_us < w.inv_us => Verdict::Older(format!(
+                "{value:?}, loaded by a load that started at {:.3}s, before the write",
+                *start_us as f64 / 1e6
+            )),
+            Some(Origin::Load { .. }) => {
+                if matches!(w.request, Request::Set { .. }) && !self.loss_explained(w, ret_us) {
+                    Verdict::Older(format!(
+                        "{value:?}, loaded after the write although nothing explains the \
+                         write's loss"
+                    ))
+                } else {
+                    Verdict::Fresh
+                }
+            }
+            None => Verdict::Fresh,
+        }
+    }
+
+    /// Whether a write of `g`'s key other than `w` was in flight while `g` ran.
+    fn write_in_flight(&self, g: &Op<'_>, ret_us: u64, w: &Op<'_>) -> bool {
+        self.writes.get(g.request.key()).is_some_and(|ws| {
+            ws.iter().any(|(_, o)| {
+                if std::ptr::eq(*o, w) || o.inv_us > ret_us {
+                    return false;
+                }
+                let settled = match o.ret {
+                    None => u64::MAX,
+                    Some((_, t, Outcome::Stored | Outcome::Deleted { .. })) => t,
+                    Some((
+                        _,
+                        _,
+                        Outcome::Failed {
+                            kind: FailKind::Connect,
+                            ..
+                        },
+                    )) => 0,
+                    Some((_, t, _)) => t.saturating_add(IN_FLIGHT_GRACE_US),
+                };
+                settled >= g.inv_us
+            })
+        })
+    }
+}
+
+fn describe(w: &Op<'_>, wid: u64) -> String {
+    match w.request {
+        Request::Set { value, .. } => {
+            format!("set of {value:?} (op {wid}) by {} on {}", w.client, w.node)
+        }
+        _ => format!("delete (op {wid}) by {} on {}", w.client, w.node),
+    }
+}
+
+/// S7: a client's get through the node that acknowledged its write returns that write or newer.
+pub(crate) fn s7_read_your_writes(
+    index: &Index<'_>,
+    calm: &Calm,
+    options: &Options,
+) -> Option<Violation> {
+    let fresh = Fresh::new(index, calm, options);
+    let mut found: Option<Violation> = None;
+    let same = |g: &Op<'_>, w: &Op<'_>| g.client == w.client && g.node == w.node;
+    for (gid, g, ret, ret_us, wid, w) in fresh.judged(same) {
+        if !calm.views_agree(w.inv_us, ret_us) {
+            continue;
+        }
+        if found.as_ref().is_some_and(|v| v.entry <= ret) {
+            continue;
+        }
+        // A later write of this client there that was not acknowledged makes it unjudgeable.
+        let unacked_own = fresh.writes.get(g.request.key()).is_some_and(|ws| {
+            ws.iter().any(|(_, o)| {
+                same(g, o) && o.inv_us > w.inv_us && o.inv_us < g.inv_us && !o.acked()
+            })
+        });
+        if unacked_own {
+            continue;
+        }
+        if let Verdict::Older(what) = fresh.verdict(g, ret_us, w) {
+            found = Some(Violation {
+                property: "S7",
+                message: format!(
+                    "{} acknowledged the {}, yet the same client's later get of {} there \
+                     (op {gid}) returned {what}",
+                    w.node,
+                    describe(w, wid),
+                    g.request.key()
+                ),
+                entry: ret,
+            });
+        }
+    }
+    found
+}
+
+/// S8: no older value of a key comes back once a newer write was acknowledged (see the module
+/// docs for what is exempt); no main store holds keys its node does not own.
+pub(crate) fn s8_no_resurrection(
+    index: &Index<'_>,
+    calm: &Calm,
+    options: &Options,
+) -> Option<Violation> {
+    let foreign = index.events().find_map(|(i, entry)| match &entry.event {
+        Event::ForeignKeys { node, inc, keys } => Some(Violation {
+            property: "S8",
+            message: format!(
+                "the main store of {node} (incarnation {inc}) holds {keys:?}, which {node} does \
+                 not own in its own view: the values resurface if ownership comes back"
+            ),
+            entry: i,
+        }),
+        _ => None,
+    });
+    let fresh = Fresh::new(index, calm, options);
+    let hot_us = micros(options.hot_lifetime());
+    let mut stale: Option<Violation> = None;
+    for (gid, g, ret, ret_us, wid, w) in fresh.judged(|_, _| true) {
+        if stale.as_ref().is_some_and(|v| v.entry <= ret) {
+            continue;
+        }
+        if !calm.views_agree(g.inv_us.saturating_sub(super::calm::VIEW_PAD_US), ret_us)
+            || fresh.write_in_flight(g, ret_us, w)
+        {
+            continue;
+        }
+        let w_ret = w.ret_us().unwrap_or(0);
+        let hot_copy = options.hot.is_some()
+            && g.inv_us < w_ret + hot_us + SLACK_US
+            && !calm.clean(w.inv_us, ret_us);
+        if hot_copy {
+            continue;
+        }
+        if let Verdict::Older(what) = fresh.verdict(g, ret_us, w) {
+            stale = Some(Violation {
+                property: "S8",
+                message: format!(
+                    "the {} was acknowledged at {:.3}s; get {} on {} (op {gid}) sent at {:.3}s, \
+                     with no other write of it in flight, returned {what}{}",
+                    describe(w, wid),
+                    w_ret as f64 / 1e6,
+                    g.request.key(),
+                    g.node,
+                    g.inv_us as f64 / 1e6,
+                    if calm.clean(w.inv_us, ret_us) {
+                        " (in a clean window: no fault excuses a stale copy)"
+                    } else {
+                        ""
+                    }
+                ),
+                entry: ret,
+            });
+        }
+    }
+    [foreign, stale]
+        .into_iter()
+        .flatten()
+        .min_by_key(|v| v.entry)
+}
