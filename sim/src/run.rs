@@ -51,15 +51,20 @@ pub struct RunReport {
 }
 
 impl RunReport {
-    /// The one line every run prints.
+    /// The one line every run prints (`violated=` lists the properties broken, comma
+    /// separated; `scripts/sim-soak.sh` reads it).
     pub fn summary(&self) -> String {
+        let mut violated: Vec<&str> = self.violations.iter().map(|v| v.property).collect();
+        violated.sort_unstable();
+        violated.dedup();
         format!(
-            "seed={} trace_hash={:016x} sim_secs={} requests={} faults={}",
+            "seed={} trace_hash={:016x} sim_secs={} requests={} faults={} violated={}",
             self.options.seed,
             self.trace_hash,
             self.sim_time.as_secs(),
             self.requests,
-            self.faults
+            self.faults,
+            violated.join(",")
         )
     }
 
@@ -178,6 +183,7 @@ pub fn run(seed: u64, mutation: Mutation) -> RunReport {
     if history.overflowed() {
         violations.push(Violation {
             property: "S5",
+            rule: "",
             message: "the history overflowed its bound".into(),
             entry: entries.len().saturating_sub(1),
         });

@@ -53,6 +53,7 @@ pub(crate) fn f1_forward_once(index: &Index<'_>, _calm: &Calm, _: &Options) -> O
         });
         (!explained).then(|| Violation {
             property: "F1",
+            rule: "",
             message: format!(
                 "{} called {} about {} ({:?}) with no client request for {} in flight at {}: a \
                  forwarded request was forwarded again",

@@ -166,11 +166,17 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 "{value:?}, loaded by a load that started at {:.3}s, before the write",
                 *start_us as f64 / 1e6
             )),
-            Some(Origin::Load { .. }) => {
+            Some(Origin::Load { start_us, .. }) => {
                 if matches!(w.request, Request::Set { .. }) && !self.loss_explained(w, ret_us) {
+                    let when = if w.ret_us().is_some_and(|t| *start_us <= t) {
+                        "while the write was in flight (a flight the write superseded, or the \
+                         write was lost)"
+                    } else {
+                        "after the write, although nothing explains the write's loss"
+                    };
                     Verdict::Older(format!(
-                        "{value:?}, loaded after the write although nothing explains the \
-                         write's loss"
+                        "{value:?}, loaded by a load that started at {:.3}s, {when}",
+                        *start_us as f64 / 1e6
                     ))
                 } else {
                     Verdict::Fresh
@@ -243,6 +249,7 @@ pub(crate) fn s7_read_your_writes(
         if let Verdict::Older(what) = fresh.verdict(g, ret_us, w) {
             found = Some(Violation {
                 property: "S7",
+                rule: "",
                 message: format!(
                     "{} acknowledged the {}, yet the same client's later get of {} there \
                      (op {gid}) returned {what}",
@@ -257,16 +264,12 @@ pub(crate) fn s7_read_your_writes(
     found
 }
 
-/// S8: no older value of a key comes back once a newer write was acknowledged (see the module
-/// docs for what is exempt); no main store holds keys its node does not own.
-pub(crate) fn s8_no_resurrection(
-    index: &Index<'_>,
-    calm: &Calm,
-    options: &Options,
-) -> Option<Violation> {
-    let foreign = index.events().find_map(|(i, entry)| match &entry.event {
+/// S8 (foreign keys): no main store holds keys its node does not own.
+pub(crate) fn s8_foreign_keys(index: &Index<'_>, _calm: &Calm, _: &Options) -> Option<Violation> {
+    index.events().find_map(|(i, entry)| match &entry.event {
         Event::ForeignKeys { node, inc, keys } => Some(Violation {
             property: "S8",
+            rule: "",
             message: format!(
                 "the main store of {node} (incarnation {inc}) holds {keys:?}, which {node} does \
                  not own in its own view: the values resurface if ownership comes back"
@@ -274,7 +277,16 @@ pub(crate) fn s8_no_resurrection(
             entry: i,
         }),
         _ => None,
-    });
+    })
+}
+
+/// S8: no older value of a key comes back once a newer write was acknowledged (see the module
+/// docs for what is exempt).
+pub(crate) fn s8_no_resurrection(
+    index: &Index<'_>,
+    calm: &Calm,
+    options: &Options,
+) -> Option<Violation> {
     let fresh = Fresh::new(index, calm, options);
     let hot_us = micros(options.hot_lifetime());
     let mut stale: Option<Violation> = None;
@@ -297,6 +309,7 @@ pub(crate) fn s8_no_resurrection(
         if let Verdict::Older(what) = fresh.verdict(g, ret_us, w) {
             stale = Some(Violation {
                 property: "S8",
+                rule: "",
                 message: format!(
                     "the {} was acknowledged at {:.3}s; get {} on {} (op {gid}) sent at {:.3}s, \
                      with no other write of it in flight, returned {what}{}",
@@ -315,8 +328,5 @@ pub(crate) fn s8_no_resurrection(
             });
         }
     }
-    [foreign, stale]
-        .into_iter()
-        .flatten()
-        .min_by_key(|v| v.entry)
+    stale
 }

@@ -47,27 +47,35 @@ fn owner<'m>(
     ring.owner(key.as_bytes()).map(|id| id.to_string())
 }
 
-/// S9: see the module docs.
-pub(crate) fn s9_bounded_loads(
+/// S9 (cap): loads running at once on a node stay within its cap.
+pub(crate) fn s9_cap(index: &Index<'_>, _calm: &Calm, options: &Options) -> Option<Violation> {
+    cap(index, options)
+}
+
+/// S9 (one load per miss): in a clean window only the owner loads.
+pub(crate) fn s9_amplification(
     index: &Index<'_>,
     calm: &Calm,
-    options: &Options,
+    _options: &Options,
 ) -> Option<Violation> {
-    [
-        cap(index, options),
-        amplification(index, calm),
-        wedged(index, calm, options),
-        panic_escaped(index),
-    ]
-    .into_iter()
-    .flatten()
-    .min_by_key(|v| v.entry)
+    amplification(index, calm)
+}
+
+/// S9 (no wedged key): no timeout after a failed load in a clean window.
+pub(crate) fn s9_wedged(index: &Index<'_>, calm: &Calm, options: &Options) -> Option<Violation> {
+    wedged(index, calm, options)
+}
+
+/// S9 (contained panic): a loader panic never takes its node down.
+pub(crate) fn s9_panic(index: &Index<'_>, _calm: &Calm, _options: &Options) -> Option<Violation> {
+    panic_escaped(index)
 }
 
 fn cap(index: &Index<'_>, options: &Options) -> Option<Violation> {
     index.loads.iter().find_map(|l| {
         (l.node_concurrent as usize > options.max_loads).then(|| Violation {
             property: "S9",
+            rule: "",
             message: format!(
                 "{} loads ran at once on {} (this one of {}), past its cap of {}",
                 l.node_concurrent, l.node, l.key, options.max_loads
@@ -101,6 +109,7 @@ fn amplification(index: &Index<'_>, calm: &Calm) -> Option<Violation> {
                 }
                 return Some(Violation {
                     property: "S9",
+                    rule: "",
                     message: format!(
                         "{node} loaded {key}, which {owner} owns, in a clean window (views agree, \
                          no fault): a fallback the healthy cluster did not need"
@@ -162,6 +171,7 @@ fn wedged(index: &Index<'_>, calm: &Calm, options: &Options) -> Option<Violation
         });
         (failed_before && !load_running(index, key, ret_us)).then(|| Violation {
             property: "S9",
+            rule: "",
             message: format!(
                 "get {key} on {} (op {id}) timed out in a clean window with no load of {key} \
                  running, after an earlier load of {key} failed or panicked: the key is wedged",
@@ -184,6 +194,7 @@ fn panic_escaped(index: &Index<'_>) -> Option<Violation> {
             Event::HostError(what) if !panicked.is_empty() => {
                 return Some(Violation {
                     property: "S9",
+                    rule: "",
                     message: format!(
                         "a loader panicked on {panicked:?} and a host failed after it: the panic \
                          was not contained ({what})"

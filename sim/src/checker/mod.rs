@@ -42,8 +42,10 @@ const EARLY_SLACK_US: u64 = 200_000;
 /// A property a run broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// `S1`…`S5`, `L1`, `L2`.
+    /// `S1`…`S9`, `F1`, `L1`, `L2`.
     pub property: &'static str,
+    /// Which rule of the property (the checker's name), filled in by [`check_all`].
+    pub rule: &'static str,
     /// What happened.
     pub message: String,
     /// Index of the history entry where it shows.
@@ -54,8 +56,8 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} violated (history entry {}): {}",
-            self.property, self.entry, self.message
+            "{} ({}) violated (history entry {}): {}",
+            self.property, self.rule, self.entry, self.message
         )
     }
 }
@@ -67,27 +69,36 @@ pub fn check(entries: &[Entry], options: &Options) -> Option<Violation> {
         .min_by_key(|v| v.entry)
 }
 
-/// The first violation of each property in `entries`, in checker order (on a tie for the
-/// earliest, the first in this order is the one [`check`] reports).
+/// The first violation of each rule in `entries`, in checker order (some properties have
+/// several rules, e.g. S8's stale reads and foreign keys; on a tie for the earliest, the first
+/// in this order is the one [`check`] reports).
 pub fn check_all(entries: &[Entry], options: &Options) -> Vec<Violation> {
     let index = Index::build(entries);
     let calm = calm::Calm::build(&index, options);
-    let checks: [Checker; 11] = [
-        s1_no_phantom,
-        s2_budget,
-        s3_one_load,
-        s4_expiry,
-        loads::s9_bounded_loads,
-        fresh::s7_read_your_writes,
-        fresh::s8_no_resurrection,
-        forward::f1_forward_once,
-        s5_progress,
-        l1_convergence,
-        l2_visibility,
+    let checks: [(&str, Checker); 16] = [
+        ("no-phantom", s1_no_phantom),
+        ("budget", s2_budget),
+        ("one-load", s3_one_load),
+        ("expiry", s4_expiry),
+        ("panic-contained", loads::s9_panic),
+        ("load-cap", loads::s9_cap),
+        ("one-load-per-miss", loads::s9_amplification),
+        ("no-wedged-key", loads::s9_wedged),
+        ("read-your-writes", fresh::s7_read_your_writes),
+        ("foreign-keys", fresh::s8_foreign_keys),
+        ("no-stale-read", fresh::s8_no_resurrection),
+        ("forward-once", forward::f1_forward_once),
+        ("host-failure", s5_host_error),
+        ("progress", s5_progress),
+        ("convergence", l1_convergence),
+        ("visibility", l2_visibility),
     ];
     checks
         .iter()
-        .filter_map(|check| check(&index, &calm, options))
+        .filter_map(|(rule, check)| {
+            let v = check(&index, &calm, options)?;
+            Some(Violation { rule, ..v })
+        })
         .collect()
 }
 
@@ -342,6 +353,7 @@ fn s1_no_phantom(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<V
             .is_some_and(|origin| origin.at() < ret);
         (!known).then(|| Violation {
             property: "S1",
+            rule: "",
             message: format!(
                 "get {key} on {} (op {id}) returned {value:?}, which no set of {key} wrote and \
                  {key}'s loader never produced",
@@ -384,6 +396,7 @@ fn s2_budget(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<Viola
             )?;
             Some(Violation {
                 property: "S2",
+                rule: "",
                 message: format!("{node} (incarnation {inc}): {problem}"),
                 entry: i,
             })
@@ -403,6 +416,7 @@ fn s3_one_load(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<Vio
             ..
         } if *concurrent > 1 => Some(Violation {
             property: "S3",
+            rule: "",
             message: format!(
                 "{concurrent} loads of {key} running at once on {node} (incarnation {inc})"
             ),
@@ -464,6 +478,7 @@ fn s4_expiry(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Option
         };
         Some(Violation {
             property: "S4",
+            rule: "",
             message,
             entry: ret,
         })
@@ -585,14 +600,6 @@ impl Disturbances {
 /// timed out before its own deadline (a node that fails a caller early, e.g. with another
 /// caller's deadline); no host fails or panics.
 fn s5_progress(index: &Index<'_>, calm: &calm::Calm, options: &Options) -> Option<Violation> {
-    let host_error = index.events().find_map(|(i, entry)| match &entry.event {
-        Event::HostError(what) => Some(Violation {
-            property: "S5",
-            message: format!("host failure: {what}"),
-            entry: i,
-        }),
-        _ => None,
-    });
     let disturbances = Disturbances::build(index);
     let patient_us = micros(options.connect_timeout + options.call_timeout);
     let call_us = micros(options.call_timeout);
@@ -602,6 +609,7 @@ fn s5_progress(index: &Index<'_>, calm: &calm::Calm, options: &Options) -> Optio
         match op.ret {
             Some((ret, ret_us, _)) if ret_us > limit => Some(Violation {
                 property: "S5",
+                rule: "",
                 message: format!(
                     "{:?} on {} (op {id}) took {:.3}s, deadline {:.3}s",
                     op.request,
@@ -619,6 +627,7 @@ fn s5_progress(index: &Index<'_>, calm: &calm::Calm, options: &Options) -> Optio
             {
                 Some(Violation {
                     property: "S5",
+                    rule: "",
                     message: format!(
                         "{:?} on {} (op {id}) timed out after {:.3}s, before its own deadline \
                          of {:.3}s, in a clean window: {message}",
@@ -643,6 +652,7 @@ fn s5_progress(index: &Index<'_>, calm: &calm::Calm, options: &Options) -> Optio
             {
                 Some(Violation {
                     property: "S5",
+                    rule: "",
                     message: format!(
                         "{:?} on {} (op {id}) timed out although the path from {} was healthy, \
                          the node served throughout and no load of {key} was running: {message}",
@@ -653,16 +663,27 @@ fn s5_progress(index: &Index<'_>, calm: &calm::Calm, options: &Options) -> Optio
             }
             None if index.last_us > limit => Some(Violation {
                 property: "S5",
+                rule: "",
                 message: format!("{:?} on {} (op {id}) never completed", op.request, op.node),
                 entry: op.inv,
             }),
             _ => None,
         }
     });
-    [host_error, late]
-        .into_iter()
-        .flatten()
-        .min_by_key(|v| v.entry)
+    late
+}
+
+/// S5 (hosts): no host fails or panics.
+fn s5_host_error(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<Violation> {
+    index.events().find_map(|(i, entry)| match &entry.event {
+        Event::HostError(what) => Some(Violation {
+            property: "S5",
+            rule: "",
+            message: format!("host failure: {what}"),
+            entry: i,
+        }),
+        _ => None,
+    })
 }
 
 /// The host of a client label (`c1.0` → `c1`).
@@ -676,6 +697,7 @@ fn l1_convergence(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<
     index.events().find_map(|(i, entry)| match &entry.event {
         Event::ConvergenceTimeout { detail } => Some(Violation {
             property: "L1",
+            rule: "",
             message: format!("views did not converge within the bound: {detail}"),
             entry: i,
         }),
@@ -693,6 +715,7 @@ fn l2_visibility(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Op
             Event::DataPath { ready: false, .. } => {
                 return Some(Violation {
                     property: "L2",
+                    rule: "",
                     message: "node-to-node paths still failed after every probe round".into(),
                     entry: i,
                 })
@@ -700,6 +723,7 @@ fn l2_visibility(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Op
             Event::WriteNotAcknowledged { key } => {
                 return Some(Violation {
                     property: "L2",
+                    rule: "",
                     message: format!("no write of {key} was acknowledged after convergence"),
                     entry: i,
                 })
@@ -759,6 +783,7 @@ fn l2_visibility(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Op
         };
         (!ok).then(|| Violation {
             property: "L2",
+            rule: "",
             message: format!(
                 "after convergence, {:?} (op {write_id}) was acknowledged, but get {key} on {} \
                  (op {id}) returned {outcome:?}{}",
