@@ -228,6 +228,7 @@ fn node_config(ctx: &NodeContext, inc: u64, loader: Arc<dyn Loader>) -> NodeConf
         vnodes: RING_VNODES,
     };
     config.max_in_flight = o.max_in_flight;
+    config.max_waiters_per_key = o.max_waiters_per_key;
     config
 }
 

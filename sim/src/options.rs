@@ -209,6 +209,8 @@ pub struct Options {
     pub l2_keys: usize,
     /// Node: requests served at once (small in some seeds, so bursts exercise admission).
     pub max_in_flight: usize,
+    /// Node: callers waiting on one key's flight, at most (small in some seeds).
+    pub max_waiters_per_key: usize,
     /// Node: loads running at once, at most (S9 checks it).
     // TODO(lead): pass it as `NodeConfig::max_loads` once that exists (issue 10); until then the
     // node has no such cap and S9 finds loads past it (the "unbounded loads" finding).
@@ -265,6 +267,11 @@ impl Options {
             rng.random_range(2..=max_in_flight)
         } else {
             max_in_flight
+        };
+        let max_waiters_per_key = if rng.random_bool(0.3) {
+            rng.random_range(1..=6)
+        } else {
+            10_000
         };
         let mut pct = |p: f64, max: u64| {
             if rng.random_bool(p) {
@@ -349,6 +356,7 @@ impl Options {
             load_timeout,
             l2_keys: keys.min(6),
             max_in_flight,
+            max_waiters_per_key,
             max_loads,
             workload: WorkloadOptions {
                 tiny_deadline_max: Duration::from_millis(rng.random_range(5..=80)),

@@ -5,8 +5,8 @@
 //! - the value of a set acknowledged before `W` was sent;
 //! - the value of a load that started before `W` was sent (a flight the write superseded);
 //! - a miss after a set `W` that nothing explains: no later write of `k`, `W`'s lifetime not
-//!   over, no eviction anywhere since `W`, and the cluster quiet (no restart or ownership
-//!   move that could have lost `W`).
+//!   over, the cluster quiet (no restart or ownership move that could have lost `W`), and no
+//!   eviction since `W` on `k`'s owner (the only store that held it while views agreed).
 //!
 //! A value of a load that started after `W` was sent, after a set `W`, means `W` was lost; it
 //! is older than `W` unless the loss is explained the same way as a miss. Values of sets that
@@ -42,8 +42,11 @@ struct Fresh<'i, 'a> {
     calm: &'i Calm,
     options: &'i Options,
     writes: BTreeMap<&'a str, Writes<'i, 'a>>,
-    /// Instants (µs) an eviction counter was seen to grow (sampled).
-    evictions: Vec<u64>,
+    /// Instants (µs) a node's eviction counter was seen to grow (sampled), with the node.
+    evictions: Vec<(u64, &'a str)>,
+    /// Every recorded view, in order: when, and the member ids.
+    views: Vec<(u64, Vec<String>)>,
+    rings: std::cell::RefCell<BTreeMap<Vec<String>, lcache_core::ring::Ring>>,
 }
 
 /// A verdict on one get against one earlier write.
@@ -61,19 +64,28 @@ impl<'i, 'a> Fresh<'i, 'a> {
             }
         }
         let mut evictions = Vec::new();
+        let mut views = Vec::new();
         let mut seen: BTreeMap<(&str, u64), u64> = BTreeMap::new();
         for (_, entry) in index.events() {
-            if let Event::Stats {
-                node,
-                inc,
-                evictions: n,
-                ..
-            } = &entry.event
-            {
-                let last = seen.insert((node.as_str(), *inc), *n).unwrap_or(0);
-                if *n > last {
-                    evictions.push(entry.at_us);
+            match &entry.event {
+                Event::Stats {
+                    node,
+                    inc,
+                    evictions: n,
+                    ..
+                } => {
+                    let last = seen.insert((node.as_str(), *inc), *n).unwrap_or(0);
+                    if *n > last {
+                        evictions.push((entry.at_us, node.as_str()));
+                    }
                 }
+                Event::View { members, .. } => {
+                    views.push((
+                        entry.at_us,
+                        members.iter().map(|(id, _)| id.clone()).collect(),
+                    ));
+                }
+                _ => {}
             }
         }
         Fresh {
@@ -82,6 +94,8 @@ impl<'i, 'a> Fresh<'i, 'a> {
             options,
             writes,
             evictions,
+            views,
+            rings: Default::default(),
         }
     }
 
@@ -126,10 +140,23 @@ impl<'i, 'a> Fresh<'i, 'a> {
         });
         let expired = lifetime_us(*ttl_ms, self.options)
             .is_some_and(|life| w.inv_us + life <= until + SLACK_US);
-        let evicted = self.evictions.iter().any(|&t| {
-            t + super::calm::VIEW_PAD_US >= w.inv_us && t <= until + super::calm::VIEW_PAD_US
-        });
-        replaced || expired || evicted || !self.calm.quiet(w.inv_us, until)
+        if replaced || expired || !self.calm.quiet(w.inv_us, until) {
+            return true;
+        }
+        // Quiet: views agree, so only the owner's main store held the value; only an eviction
+        // there explains its loss.
+        let owner = self
+            .views
+            .iter()
+            .take_while(|(t, _)| *t <= w.inv_us)
+            .last()
+            .and_then(|(_, members)| {
+                super::loads::owner(&mut self.rings.borrow_mut(), members, key)
+            });
+        let pad = super::calm::VIEW_PAD_US;
+        self.evictions.iter().any(|&(t, node)| {
+            t + pad >= w.inv_us && t <= until + pad && owner.as_deref().is_none_or(|o| o == node)
+        })
     }
 
     /// Whether what `g` returned is older than the acknowledged write `w`.

@@ -30,7 +30,7 @@ pub(crate) fn load_running(index: &Index<'_>, key: &str, at_us: u64) -> bool {
 }
 
 /// The owner of `key` on a ring of `members`, as every node computes it.
-fn owner<'m>(
+pub(crate) fn owner<'m>(
     rings: &'m mut BTreeMap<Vec<String>, Ring>,
     members: &[String],
     key: &str,

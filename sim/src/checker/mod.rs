@@ -12,6 +12,7 @@
 //!   returns).
 //! - S9 bounded loads: see [`loads`].
 //! - F1 forward at most once: see [`forward`].
+//! - C1 counters: see [`counters`].
 //!
 //! Each checker returns its first violation; [`check`] reports the earliest of them (by history
 //! position), so a failure shows the events that led to it, and [`check_all`] the first of
@@ -27,6 +28,7 @@ use crate::history::{
 use crate::options::Options;
 
 pub mod calm;
+pub mod counters;
 pub mod forward;
 pub mod fresh;
 pub mod loads;
@@ -75,7 +77,7 @@ pub fn check(entries: &[Entry], options: &Options) -> Option<Violation> {
 pub fn check_all(entries: &[Entry], options: &Options) -> Vec<Violation> {
     let index = Index::build(entries);
     let calm = calm::Calm::build(&index, options);
-    let checks: [(&str, Checker); 16] = [
+    let checks: [(&str, Checker); 17] = [
         ("no-phantom", s1_no_phantom),
         ("budget", s2_budget),
         ("one-load", s3_one_load),
@@ -88,6 +90,7 @@ pub fn check_all(entries: &[Entry], options: &Options) -> Vec<Violation> {
         ("foreign-keys", fresh::s8_foreign_keys),
         ("no-stale-read", fresh::s8_no_resurrection),
         ("forward-once", forward::f1_forward_once),
+        ("rejected-count", counters::c1_rejected),
         ("host-failure", s5_host_error),
         ("progress", s5_progress),
         ("convergence", l1_convergence),
@@ -156,6 +159,10 @@ pub(crate) struct PeerCall<'a> {
     pub(crate) method: PeerMethod,
     pub(crate) key: &'a str,
     pub(crate) ret_us: Option<u64>,
+    /// The peer refused it for a limit (`RESOURCE_EXHAUSTED`).
+    pub(crate) refused: bool,
+    /// It failed (any error).
+    pub(crate) failed: bool,
 }
 
 /// Where a value came from.
@@ -269,13 +276,21 @@ impl<'a> Index<'a> {
                         method: *method,
                         key,
                         ret_us: None,
+                        refused: false,
+                        failed: false,
                     });
                 }
                 Event::PeerReturn {
-                    node, inc, call, ..
+                    node,
+                    inc,
+                    call,
+                    result,
                 } => {
                     if let Some(c) = open_calls.remove(&(node.as_str(), *inc, *call)) {
-                        peer_calls[c].ret_us = Some(entry.at_us);
+                        let c = &mut peer_calls[c];
+                        c.ret_us = Some(entry.at_us);
+                        c.refused = result.contains("out of resources");
+                        c.failed = result != "ok" && result != "miss";
                     }
                 }
                 Event::Return { op, outcome } => {
