@@ -5,7 +5,11 @@
 //! - `LCACHE_SIM_SEEDS=<n>` runs `n` seeds from `LCACHE_SIM_FIRST_SEED` (default 0) on (in
 //!   `sweep`; default [`DEFAULT_SEEDS`] seeds);
 //! - `LCACHE_SIM_MUTATION=<name>` runs the sweep with a broken double (see `Mutation::name`);
-//! - `LCACHE_SIM_HISTORY=<file>` writes the whole history of the (last) seed run to `file`.
+//! - `LCACHE_SIM_HISTORY=<file>` writes the whole history of the (last) seed run to `file`;
+//! - `LCACHE_SIM_RECORD=<file>` writes every rule each seed broke to `file`, one `seed rule`
+//!   line each; `LCACHE_SIM_KNOWN=<file>` makes the sweep fail only on rules broken that such a
+//!   file does not list (`scripts/mutants.sh` records the unmutated code's violations, then
+//!   counts a mutant as caught when it breaks a rule the unmutated code does not).
 
 // Printing one line per run (and failure reports) is this test binary's job.
 #![allow(clippy::print_stdout)]
@@ -63,6 +67,15 @@ fn sweep() {
             (first..first.saturating_add(n.unwrap_or(DEFAULT_SEEDS))).collect()
         }
     };
+    let known: std::collections::BTreeSet<String> = match std::env::var("LCACHE_SIM_KNOWN") {
+        Ok(path) => std::fs::read_to_string(&path)
+            .unwrap_or_else(|err| panic!("reading LCACHE_SIM_KNOWN={path}: {err}"))
+            .lines()
+            .map(str::to_owned)
+            .collect(),
+        Err(_) => Default::default(),
+    };
+    let mut record = Vec::new();
     let started = Instant::now();
     let (mut sim_secs, mut failures) = (0.0, Vec::new());
     for &seed in &seeds {
@@ -72,10 +85,20 @@ fn sweep() {
             let text: Vec<String> = report.entries.iter().map(|e| e.to_string()).collect();
             std::fs::write(&path, text.join("\n")).expect("writing the history");
         }
-        if let Some(failure) = report.failure() {
+        let broken: Vec<String> = report
+            .violations
+            .iter()
+            .map(|v| format!("{seed} {}", v.rule))
+            .collect();
+        let new = broken.iter().any(|b| !known.contains(b));
+        record.extend(broken);
+        if let Some(failure) = report.failure().filter(|_| new) {
             println!("{failure}");
             failures.push(failure);
         }
+    }
+    if let Ok(path) = std::env::var("LCACHE_SIM_RECORD") {
+        std::fs::write(&path, record.join("\n")).expect("writing LCACHE_SIM_RECORD");
     }
     let wall = started.elapsed().as_secs_f64();
     println!(

@@ -9,7 +9,9 @@
 //!   eviction since `W` on `k`'s owner (the only store that held it while views agreed).
 //!
 //! A value of a load that started after `W` was sent, after a set `W`, means `W` was lost; it
-//! is older than `W` unless the loss is explained the same way as a miss. Values of sets that
+//! is older than `W` unless the loss is explained the same way as a miss — and in a clean
+//! window, a load on a node that does not own `k` (a fallback) is older than `W` whatever else
+//! happened: the owner may well still hold `W`. Values of sets that
 //! were never acknowledged (or never answered) cannot be ordered and always pass.
 //!
 //! - **S7**: `W` and `G` come from the same client through the same node, and views agreed
@@ -145,18 +147,18 @@ impl<'i, 'a> Fresh<'i, 'a> {
         }
         // Quiet: views agree, so only the owner's main store held the value; only an eviction
         // there explains its loss.
-        let owner = self
-            .views
-            .iter()
-            .take_while(|(t, _)| *t <= w.inv_us)
-            .last()
-            .and_then(|(_, members)| {
-                super::loads::owner(&mut self.rings.borrow_mut(), members, key)
-            });
+        let owner = self.owner_at(key, w.inv_us);
         let pad = super::calm::VIEW_PAD_US;
         self.evictions.iter().any(|&(t, node)| {
             t + pad >= w.inv_us && t <= until + pad && owner.as_deref().is_none_or(|o| o == node)
         })
+    }
+
+    /// The owner of `key` in the last view recorded at or before `at_us` (views agree in quiet
+    /// windows, where this is used).
+    fn owner_at(&self, key: &str, at_us: u64) -> Option<String> {
+        let (_, members) = self.views.iter().take_while(|(t, _)| *t <= at_us).last()?;
+        super::loads::owner(&mut self.rings.borrow_mut(), members, key)
     }
 
     /// Whether what `g` returned is older than the acknowledged write `w`.
@@ -193,8 +195,17 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 "{value:?}, loaded by a load that started at {:.3}s, before the write",
                 *start_us as f64 / 1e6
             )),
-            Some(Origin::Load { start_us, .. }) => {
-                if matches!(w.request, Request::Set { .. }) && !self.loss_explained(w, ret_us) {
+            Some(Origin::Load { start_us, node, .. }) => {
+                let owner = self.owner_at(key, w.inv_us);
+                if self.calm.clean(w.inv_us, ret_us) && owner.as_deref().is_some_and(|o| o != *node)
+                {
+                    Verdict::Older(format!(
+                        "{value:?}, loaded by {node}, which does not own {key}, in a clean \
+                         window: a fallback load that ignores the write on the owner"
+                    ))
+                } else if matches!(w.request, Request::Set { .. })
+                    && !self.loss_explained(w, ret_us)
+                {
                     let when = if w.ret_us().is_some_and(|t| *start_us <= t) {
                         "while the write was in flight (a flight the write superseded, or the \
                          write was lost)"

@@ -167,19 +167,20 @@ pub(crate) struct PeerCall<'a> {
 
 /// Where a value came from.
 #[derive(Debug, Clone, Copy)]
-pub(crate) enum Origin {
+pub(crate) enum Origin<'a> {
     /// Written by the set `op`.
     Set { op: u64, at: usize },
-    /// Produced by a load that started at `start_us` and ended at `end_us`.
+    /// Produced by a load on `node` that started at `start_us` and ended at `end_us`.
     Load {
         at: usize,
+        node: &'a str,
         start_us: u64,
         end_us: u64,
         ttl_ms: Option<u64>,
     },
 }
 
-impl Origin {
+impl Origin<'_> {
     fn at(self) -> usize {
         match self {
             Origin::Set { at, .. } | Origin::Load { at, .. } => at,
@@ -191,7 +192,7 @@ impl Origin {
 pub(crate) struct Index<'a> {
     pub(crate) entries: &'a [Entry],
     pub(crate) ops: BTreeMap<u64, Op<'a>>,
-    pub(crate) origins: BTreeMap<(&'a str, &'a str), Origin>,
+    pub(crate) origins: BTreeMap<(&'a str, &'a str), Origin<'a>>,
     /// Loader calls in start order.
     pub(crate) loads: Vec<Load<'a>>,
     /// Peer calls in call order.
@@ -315,6 +316,7 @@ impl<'a> Index<'a> {
                             .entry((key.as_str(), value.as_str()))
                             .or_insert(Origin::Load {
                                 at: i,
+                                node,
                                 start_us,
                                 end_us: entry.at_us,
                                 ttl_ms: *ttl_ms,
