@@ -68,6 +68,63 @@ impl RunReport {
         )
     }
 
+    /// The violations the checkers find when they look only at requests, loads and peer calls
+    /// for keys starting with `prefix` (and the rest of the history: faults, views, stats):
+    /// isolates one scenario's findings from earlier violations of the same rule. Rules that
+    /// count across keys (C1, the load cap) may read differently on the subset.
+    pub fn violations_for_keys(&self, prefix: &str) -> Vec<Violation> {
+        let mine = |key: &str| key.starts_with(prefix);
+        let mut dropped_ops = BTreeSet::new();
+        let mut dropped_calls = BTreeSet::new();
+        let entries: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let keep = match &e.event {
+                    Event::Invoke { op, request, .. } if !mine(request.key()) => {
+                        dropped_ops.insert(*op);
+                        false
+                    }
+                    Event::Return { op, .. } => !dropped_ops.contains(op),
+                    Event::LoadStart { key, .. } | Event::LoadEnd { key, .. } => mine(key),
+                    Event::PeerCall {
+                        node,
+                        inc,
+                        call,
+                        key,
+                        ..
+                    } if !mine(key) => {
+                        dropped_calls.insert((node.clone(), *inc, *call));
+                        false
+                    }
+                    Event::PeerReturn {
+                        node, inc, call, ..
+                    } => !dropped_calls.contains(&(node.clone(), *inc, *call)),
+                    Event::ForeignKeys { node, inc, keys } => {
+                        let keys: Vec<String> = keys.iter().filter(|k| mine(k)).cloned().collect();
+                        return (!keys.is_empty()).then(|| Entry {
+                            at_us: e.at_us,
+                            event: Event::ForeignKeys {
+                                node: node.clone(),
+                                inc: *inc,
+                                keys,
+                            },
+                        });
+                    }
+                    _ => true,
+                };
+                keep.then(|| e.clone())
+            })
+            .collect();
+        check_all(&entries, &self.options)
+            .into_iter()
+            .map(|v| Violation {
+                message: format!("{} [{}]", v.message, entries[v.entry]),
+                ..v
+            })
+            .collect()
+    }
+
     /// The command that replays this run.
     pub fn replay_command(&self) -> String {
         let mutation = match self.options.mutation {

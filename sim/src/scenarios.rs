@@ -9,11 +9,11 @@
 //!   it, then the key is read on its owner;
 //! - **the first caller's deadline**: an impatient get and a patient one of a slow key join on a
 //!   non-owner; the patient one must not inherit the impatient deadline;
+//! - **a burst past the load cap**: impatient gets of many slow keys owned by one node;
 //! - **ownership moving away and back**: the owner of a written key is cut off from discovery
 //!   until its lease expires, the key is written again elsewhere, the owner is healed and read;
-//! - **a burst past the load cap**: impatient gets of many slow keys owned by one node;
-//! - **loader trouble through a non-owner**: keys whose loader fails, is slow, misses or panics,
-//!   each read twice (the second read must not be wedged by the first).
+//! - **loader trouble through a non-owner**: keys whose loader fails, is slow, misses or (last of
+//!   all) panics, each read twice (the second read must not be wedged by the first).
 //!
 //! The checkers judge the outcomes (S5, S7, S8, S9); the scenarios only make them happen.
 
@@ -47,9 +47,11 @@ pub(crate) async fn run(session: &mut Session, live: &[(String, Running)], rng: 
     s.slow_load_during_write().await;
     s.peer_claiming_write().await;
     s.first_callers_deadline().await;
-    s.ownership_away_and_back().await;
     s.burst_past_the_load_cap().await;
     s.loader_trouble().await;
+    s.ownership_away_and_back().await;
+    // Last: while the node cannot contain a loader panic, it takes its host down.
+    s.panicking_loader().await;
 }
 
 struct Scenarios<'a> {
@@ -193,7 +195,9 @@ impl Scenarios<'_> {
         ctl.cut_discovery(true);
         let bound = o.lease_ttl + Duration::from_secs(6);
         let gone = self
-            .wait_views(bound, |members| !members.contains(&owner))
+            .wait_views(bound, |node, members| {
+                node == owner || !members.contains(&owner)
+            })
             .await;
         if gone {
             self.perform(&writer, set(key, &format!("W:{key}:during")))
@@ -205,7 +209,7 @@ impl Scenarios<'_> {
             DISCOVERY.to_owned(),
         )));
         let back = self
-            .wait_views(bound, |members| members.contains(&owner))
+            .wait_views(bound, |_, members| members.contains(&owner))
             .await;
         if gone && back {
             tokio::time::sleep(o.hot_lifetime() + Duration::from_millis(300)).await;
@@ -214,14 +218,15 @@ impl Scenarios<'_> {
         }
     }
 
-    /// Waits (at most `bound`) until every live node's members satisfy `want`; true if they did.
-    async fn wait_views(&self, bound: Duration, want: impl Fn(&[String]) -> bool) -> bool {
+    /// Waits (at most `bound`) until every live node's members satisfy `want(node, members)`;
+    /// true if they did.
+    async fn wait_views(&self, bound: Duration, want: impl Fn(&str, &[String]) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + bound;
         while tokio::time::Instant::now() < deadline {
-            let all = self.live.iter().all(|(_, r)| {
+            let all = self.live.iter().all(|(node, r)| {
                 let members: Vec<String> =
                     r.probe.members().iter().map(|m| m.id.to_string()).collect();
-                want(&members)
+                want(node, &members)
             });
             if all {
                 // Past the monitors' sampling, so the history shows the views too.
@@ -264,7 +269,16 @@ impl Scenarios<'_> {
     }
 
     async fn loader_trouble(&mut self) {
-        for key in ["e-bad", "m-none", "s-slow", "x-boom"] {
+        for key in ["e-bad", "m-none", "s-slow"] {
+            let owner = self.owner(key);
+            let node = self.other(&[&owner]).unwrap_or(owner);
+            self.perform(&node, get(key)).await;
+            self.perform(&node, get(key)).await;
+        }
+    }
+
+    async fn panicking_loader(&mut self) {
+        for key in ["x-boom"] {
             let owner = self.owner(key);
             let node = self.other(&[&owner]).unwrap_or(owner);
             self.perform(&node, get(key)).await;

@@ -5,6 +5,8 @@
 //! - `LCACHE_SIM_SEEDS=<n>` runs `n` seeds from `LCACHE_SIM_FIRST_SEED` (default 0) on (in
 //!   `sweep`; default [`DEFAULT_SEEDS`] seeds);
 //! - `LCACHE_SIM_MUTATION=<name>` runs the sweep with a broken double (see `Mutation::name`);
+//! - `LCACHE_SIM_KEYS=<prefix>` also prints what the checkers find looking only at requests for
+//!   keys starting with `prefix` (one scenario's findings, e.g. `v-own`);
 //! - `LCACHE_SIM_HISTORY=<file>` writes the whole history of the (last) seed run to `file`;
 //! - `LCACHE_SIM_RECORD=<file>` writes every rule each seed broke to `file`, one `seed rule`
 //!   line each; `LCACHE_SIM_KNOWN=<file>` makes the sweep fail only on rules broken that such a
@@ -95,6 +97,11 @@ fn sweep() {
         if let Some(failure) = report.failure().filter(|_| new) {
             println!("{failure}");
             failures.push(failure);
+        }
+        if let Ok(prefix) = std::env::var("LCACHE_SIM_KEYS") {
+            for v in report.violations_for_keys(&prefix) {
+                println!("keys {prefix}*: {v}");
+            }
         }
     }
     if let Ok(path) = std::env::var("LCACHE_SIM_RECORD") {

@@ -38,8 +38,6 @@ pub struct Calm {
     /// The first fault's start; the data path's readiness after the heal, if it was reached.
     first_fault_us: u64,
     ready_us: Option<u64>,
-    /// Before this (a clean window ends when the verifier starts disturbing on purpose).
-    verifier_fault_us: u64,
 }
 
 impl Calm {
@@ -47,28 +45,22 @@ impl Calm {
     pub(crate) fn build(index: &Index<'_>, _options: &Options) -> Self {
         let mut calm = Calm {
             first_fault_us: u64::MAX,
-            verifier_fault_us: u64::MAX,
             ..Calm::default()
         };
         let mut open: BTreeMap<String, u64> = BTreeMap::new();
         let mut serving: BTreeMap<&str, u64> = BTreeMap::new();
         let mut views: BTreeMap<&str, (u64, &Vec<(String, u64)>)> = BTreeMap::new();
         let mut disagree_since: Option<u64> = Some(0);
-        let mut after_heal = false;
         for (_, entry) in index.events() {
             let at = entry.at_us;
             match &entry.event {
                 Event::Fault(action) => {
-                    if after_heal && action.is_fault() {
-                        calm.verifier_fault_us = calm.verifier_fault_us.min(at);
-                    }
                     calm.fault(action, at, &mut open);
                     if let FaultAction::Crash(n) = action {
                         serving.remove(n.as_str());
                     }
                 }
                 Event::Heal { .. } => {
-                    after_heal = true;
                     for (_, from) in std::mem::take(&mut open) {
                         calm.faults.push((from, at + SETTLE_US));
                     }
@@ -146,12 +138,11 @@ impl Calm {
     }
 
     /// Whether `[from, to]` was clean: quiet, and before the first fault or after the data
-    /// path was found working after the heal (and before the verifier disturbed anything).
+    /// path was found working after the heal (the verifier's own disturbance afterwards cuts a
+    /// node off from discovery only, which breaks no connection; it counts as a fault while it
+    /// lasts and settles).
     pub fn clean(&self, from: u64, to: u64) -> bool {
-        let phase = to < self.first_fault_us
-            || self
-                .ready_us
-                .is_some_and(|ready| from >= ready && to < self.verifier_fault_us);
+        let phase = to < self.first_fault_us || self.ready_us.is_some_and(|ready| from >= ready);
         phase && self.quiet(from, to)
     }
 }

@@ -122,7 +122,7 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 .get(g.request.key())?
                 .iter()
                 .filter(|(_, w)| {
-                    mine(g, w) && w.acked() && w.ret_us().is_some_and(|t| t < g.inv_us)
+                    mine(g, w) && w.acked() && w.ret.is_some_and(|(i, _, _)| i < g.inv)
                 })
                 .max_by_key(|(_, w)| w.inv_us)?;
             Some((*id, g, ret, ret_us, *wid, *w))
@@ -185,7 +185,7 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 let Some(s) = self.index.ops.get(op) else {
                     return Verdict::Fresh;
                 };
-                if s.acked() && s.ret_us().is_some_and(|t| t < w.inv_us) {
+                if s.acked() && s.ret.is_some_and(|(i, _, _)| i < w.inv) {
                     Verdict::Older(format!("{value:?}, written by op {op} before the write"))
                 } else {
                     Verdict::Fresh
