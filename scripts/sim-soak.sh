@@ -2,9 +2,10 @@
 # Runs N seeds of the deterministic simulation (sim/) in release, split across parallel
 # processes, and prints one summary line:
 #
-#   soak: seeds=N failures=F violated=S8:12,S9:3 seeds_per_minute=R sim_s_per_wall_s=X requests_per_seed=Q
+#   soak: seeds=N failures=F violated=S8:12,S9:3 seeds_per_minute=R sim_s_per_wall_s=X sim_s_per_seed=T requests_per_seed=Q
 #
-# then, for each failing seed, the command that replays it.
+# then, for each failing seed, the command that replays it. A seed that aborts the whole test
+# process counts as failed with CRASH; the seeds after it still run.
 #
 # Usage: scripts/sim-soak.sh [N] [FIRST_SEED]
 #   N           seeds to run (default 300)
@@ -41,6 +42,28 @@ fi
 
 out_dir="$(mktemp -d)"
 trap 'rm -rf "$out_dir"' EXIT
+
+# Runs seeds [from, from+count) into log $3; a seed that takes the whole process down (a panic
+# in a destructor while a host's runtime shuts down aborts it) is reported as crashed and the
+# range goes on after it.
+run_range() {
+  local from="$1" count="$2" log="$3" end=$(( $1 + $2 ))
+  : >"$log"
+  while [ "$from" -lt "$end" ]; do
+    LCACHE_SIM_FIRST_SEED="$from" LCACHE_SIM_SEEDS="$(( end - from ))" RUST_BACKTRACE=0 \
+      "$bin" sweep --exact --nocapture >>"$log" 2>/dev/null || true
+    local last
+    last="$(sed -n 's/^seed=\([0-9]*\) .*/\1/p' "$log" | tail -n1)"
+    local next=$(( ${last:-$(( from - 1 ))} + 1 ))
+    if [ "$next" -lt "$end" ]; then
+      echo "seed=$next crashed=1 violated=CRASH" >>"$log"
+      echo "replay: LCACHE_SIM_SEED=$next cargo test -p lcache-sim --test sim sweep -- --nocapture" >>"$log"
+      next=$(( next + 1 ))
+    fi
+    from="$next"
+  done
+}
+
 start_ns="$(date +%s%N)"
 per_job=$(( (seeds + jobs - 1) / jobs ))
 pids=()
@@ -49,8 +72,7 @@ for ((j = 0; j < jobs; j++)); do
   count=$(( seeds - j * per_job ))
   if [ "$count" -gt "$per_job" ]; then count="$per_job"; fi
   if [ "$count" -le 0 ]; then break; fi
-  LCACHE_SIM_FIRST_SEED="$from" LCACHE_SIM_SEEDS="$count" \
-    "$bin" sweep --exact --nocapture >"$out_dir/job$j.log" 2>&1 &
+  run_range "$from" "$count" "$out_dir/job$j.log" &
   pids+=("$!")
 done
 for pid in "${pids[@]}"; do
@@ -60,7 +82,7 @@ end_ns="$(date +%s%N)"
 
 cat "$out_dir"/job*.log >"$out_dir/all.log"
 awk -v wall_ns="$(( end_ns - start_ns ))" '
-  /^seed=[0-9]+ trace_hash=/ {
+  /^seed=[0-9]+ (trace_hash|crashed)=/ {
     ran++
     for (i = 1; i <= NF; i++) {
       split($i, kv, "=")
@@ -78,8 +100,8 @@ awk -v wall_ns="$(( end_ns - start_ns ))" '
     list = ""
     for (p in count) list = list (list == "" ? "" : ",") p ":" count[p]
     if (list == "") list = "none"
-    printf "soak: seeds=%d failures=%d violated=%s seeds_per_minute=%.1f sim_s_per_wall_s=%.1f requests_per_seed=%.0f\n",
-      ran, failed, list, (wall > 0 ? ran * 60 / wall : 0), (wall > 0 ? sim / wall : 0), (ran > 0 ? req / ran : 0)
+    printf "soak: seeds=%d failures=%d violated=%s seeds_per_minute=%.1f sim_s_per_wall_s=%.1f sim_s_per_seed=%.1f requests_per_seed=%.0f\n",
+      ran, failed, list, (wall > 0 ? ran * 60 / wall : 0), (wall > 0 ? sim / wall : 0), (ran > 0 ? sim / ran : 0), (ran > 0 ? req / ran : 0)
   }' "$out_dir/all.log"
 grep '^replay: ' "$out_dir/all.log" | sort -u || true
 if grep -q '^seed=[0-9]* .*violated=[A-Z]' "$out_dir/all.log"; then

@@ -436,13 +436,23 @@ impl History {
     }
 }
 
-/// XXH3-64 over `entries`, in order.
+/// XXH3-64 over `entries`, in order (each as `at_us|{event:?}` and a newline, formatted
+/// straight into the hasher).
 pub fn trace_hash(entries: &[Entry]) -> u64 {
-    let mut hasher = Xxh3::new();
-    for entry in entries {
-        hasher.update(format!("{}|{:?}\n", entry.at_us, entry.event).as_bytes());
+    use std::fmt::Write as _;
+    struct Hashing(Xxh3);
+    impl fmt::Write for Hashing {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0.update(s.as_bytes());
+            Ok(())
+        }
     }
-    hasher.digest()
+    let mut hasher = Hashing(Xxh3::new());
+    for entry in entries {
+        // Writing into a hasher cannot fail.
+        let _ = writeln!(hasher, "{}|{:?}", entry.at_us, entry.event);
+    }
+    hasher.0.digest()
 }
 
 fn push(inner: &mut Inner, entry: Entry) {

@@ -332,7 +332,7 @@ impl Options {
                 Some(Duration::from_millis(rng.random_range(200..=1_500))),
                 Some(Duration::from_secs(rng.random_range(3..=30))),
             ],
-            tick: Duration::from_millis(*[1, 2, 2, 3].choose(&mut rng).unwrap_or(&2)),
+            tick: Duration::from_millis(*[2, 2, 3, 3].choose(&mut rng).unwrap_or(&2)),
             warmup: Duration::from_secs(2),
             safety: Duration::from_secs(rng.random_range(20..=40)),
             lease_ttl: Duration::from_millis(rng.random_range(2_000..=5_000)),
