@@ -19,7 +19,9 @@ use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 
 use crate::cluster::Cluster;
-use crate::history::{millis, sim_now, Event, FailKind, History, Outcome, Phase, Request};
+use crate::history::{
+    millis, sim_now, Event, FailKind, History, Invocation, Outcome, Phase, Request,
+};
 use crate::node_host::{Running, GROUP, PORT, RESET_STREAM_MEMORY};
 use crate::options::Options;
 use crate::rng::component_rng;
@@ -178,15 +180,15 @@ impl Session {
         let since = self.conns.get(node).map_or(now, |c| c.since);
         let o = &self.ctx.options;
         let deadline = o.connect_timeout + self.profile.call_timeout;
-        let op = self.ctx.history.invoke(
-            &self.label,
+        let op = self.ctx.history.invoke(Invocation {
+            client: &self.label,
             node,
-            request.clone(),
+            request: request.clone(),
             phase,
-            since,
+            conn_since: since,
             deadline,
-            self.profile.as_peer,
-        );
+            as_peer: self.profile.as_peer,
+        });
         let client = match self.client(node, inc, now).await {
             Ok(client) => Some(client),
             Err(err) => {

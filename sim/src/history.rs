@@ -331,6 +331,25 @@ pub enum Event {
     HostError(String),
 }
 
+/// What [`History::invoke`] records about a request being sent.
+#[derive(Debug, Clone)]
+pub struct Invocation<'a> {
+    /// Client host and worker.
+    pub client: &'a str,
+    /// Node addressed.
+    pub node: &'a str,
+    /// What is asked.
+    pub request: Request,
+    /// Phase of the run.
+    pub phase: Phase,
+    /// When the connection used was established.
+    pub conn_since: Duration,
+    /// The request's whole deadline (connect plus call).
+    pub deadline: Duration,
+    /// Whether the client marks it as forwarded by a peer (`hops = 1`).
+    pub as_peer: bool,
+}
+
 /// One recorded event and when it happened.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Entry {
@@ -380,16 +399,7 @@ impl History {
     }
 
     /// Records an [`Event::Invoke`] with a fresh op id, which it returns.
-    pub fn invoke(
-        &self,
-        client: &str,
-        node: &str,
-        request: Request,
-        phase: Phase,
-        conn_since: Duration,
-        deadline: Duration,
-        as_peer: bool,
-    ) -> u64 {
+    pub fn invoke(&self, call: Invocation<'_>) -> u64 {
         let host_now = turmoil::sim_elapsed();
         let mut inner = self.inner.lock();
         let at_us = host_now.map_or(inner.driver_now_us, micros);
@@ -397,13 +407,13 @@ impl History {
         inner.next_op += 1;
         let event = Event::Invoke {
             op,
-            client: client.to_owned(),
-            node: node.to_owned(),
-            request,
-            phase,
-            conn_since_us: micros(conn_since),
-            deadline_ms: millis(deadline),
-            as_peer,
+            client: call.client.to_owned(),
+            node: call.node.to_owned(),
+            request: call.request,
+            phase: call.phase,
+            conn_since_us: micros(call.conn_since),
+            deadline_ms: millis(call.deadline),
+            as_peer: call.as_peer,
         };
         push(&mut inner, Entry { at_us, event });
         op
@@ -487,15 +497,16 @@ mod tests {
         let h = History::new();
         h.set_driver_time(Duration::from_millis(5));
         h.record(Event::Registry("a".into()));
-        let op = h.invoke(
-            "c",
-            "n",
-            Request::Get { key: "k".into() },
-            Phase::Safety,
-            Duration::ZERO,
-            Duration::from_secs(1),
-            false,
-        );
+        let call = || Invocation {
+            client: "c",
+            node: "n",
+            request: Request::Get { key: "k".into() },
+            phase: Phase::Safety,
+            conn_since: Duration::ZERO,
+            deadline: Duration::from_secs(1),
+            as_peer: false,
+        };
+        let op = h.invoke(call());
         assert_eq!(op, 0);
         let entries = h.entries();
         assert_eq!(entries.len(), 2);
@@ -503,15 +514,7 @@ mod tests {
         let same = History::new();
         same.set_driver_time(Duration::from_millis(5));
         same.record(Event::Registry("a".into()));
-        same.invoke(
-            "c",
-            "n",
-            Request::Get { key: "k".into() },
-            Phase::Safety,
-            Duration::ZERO,
-            Duration::from_secs(1),
-            false,
-        );
+        same.invoke(call());
         assert_eq!(h.trace_hash(), same.trace_hash());
         same.record(Event::Registry("b".into()));
         assert_ne!(h.trace_hash(), same.trace_hash());

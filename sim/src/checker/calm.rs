@@ -22,6 +22,9 @@ use crate::options::Options;
 
 use super::Index;
 
+/// Each serving node's last recorded view: its incarnation and members.
+type Views<'a> = BTreeMap<&'a str, (u64, &'a [(String, u64)])>;
+
 /// How long after a fault ends the cluster counts as still disturbed.
 pub const SETTLE_US: u64 = 3_000_000;
 /// How much earlier than recorded a view change may have happened (one sampling interval and
@@ -49,7 +52,7 @@ impl Calm {
         };
         let mut open: BTreeMap<String, u64> = BTreeMap::new();
         let mut serving: BTreeMap<&str, u64> = BTreeMap::new();
-        let mut views: BTreeMap<&str, (u64, &Vec<(String, u64)>)> = BTreeMap::new();
+        let mut views: Views<'_> = BTreeMap::new();
         let mut disagree_since: Option<u64> = Some(0);
         for (_, entry) in index.events() {
             let at = entry.at_us;
@@ -73,7 +76,7 @@ impl Calm {
                     serving.remove(node.as_str());
                 }
                 Event::View { node, inc, members } => {
-                    views.insert(node, (*inc, members));
+                    views.insert(node, (*inc, members.as_slice()));
                 }
                 _ => continue,
             }
@@ -148,10 +151,7 @@ impl Calm {
 }
 
 /// Whether every serving node recorded a view of its incarnation, all equal to the serving set.
-fn agree(
-    serving: &BTreeMap<&str, u64>,
-    views: &BTreeMap<&str, (u64, &Vec<(String, u64)>)>,
-) -> bool {
+fn agree(serving: &BTreeMap<&str, u64>, views: &Views<'_>) -> bool {
     let want: Vec<(String, u64)> = serving
         .iter()
         .map(|(n, inc)| ((*n).to_owned(), *inc))
@@ -159,7 +159,7 @@ fn agree(
     serving.iter().all(|(node, inc)| {
         views
             .get(node)
-            .is_some_and(|(seen, members)| seen == inc && **members == want)
+            .is_some_and(|(seen, members)| seen == inc && *members == want.as_slice())
     })
 }
 

@@ -30,8 +30,8 @@ pub(crate) fn load_running(index: &Index<'_>, key: &str, at_us: u64) -> bool {
 }
 
 /// The owner of `key` on a ring of `members`, as every node computes it.
-pub(crate) fn owner<'m>(
-    rings: &'m mut BTreeMap<Vec<String>, Ring>,
+pub(crate) fn owner(
+    rings: &mut BTreeMap<Vec<String>, Ring>,
     members: &[String],
     key: &str,
 ) -> Option<String> {
