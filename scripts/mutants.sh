@@ -67,7 +67,7 @@ export LCACHE_SIM_SEEDS="$seeds" LCACHE_SIM_KNOWN="$known"
 cargo mutants \
   --package lcache-core \
   "${file_args[@]}" \
-  --test-package lcache-core --test-package lcache-proptests --test-package lcache-sim \
+  --test-package lcache-core,lcache-proptests,lcache-sim \
   --all-features \
   --timeout "$timeout" \
   --output "$out" \

@@ -119,3 +119,86 @@ fn refusals(index: &Index<'_>, node: &str, since: u64, at: u64) -> (u64, u64, u6
     }
     (before, after, unknown)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::checker::check_all;
+    use crate::history::{Entry, Event, FailKind, Outcome, Phase, Request};
+    use crate::options::{Mutation, Options};
+
+    fn at(ms: u64, event: Event) -> Entry {
+        Entry {
+            at_us: ms * 1_000,
+            event,
+        }
+    }
+
+    fn stats(rejected: u64) -> Event {
+        Event::Stats {
+            node: "n1".into(),
+            inc: 1,
+            bytes: 0,
+            budget: 100,
+            stores: vec![(0, 100)],
+            counted: vec![0],
+            evictions: 0,
+            local_fallbacks: 0,
+            peer_errors: 0,
+            rejected,
+        }
+    }
+
+    fn refused(op: u64, ms: u64) -> [Entry; 2] {
+        [
+            at(
+                ms,
+                Event::Invoke {
+                    op,
+                    client: "c1.0".into(),
+                    node: "n1".into(),
+                    request: Request::Get { key: "k".into() },
+                    phase: Phase::Safety,
+                    conn_since_us: 0,
+                    deadline_ms: 4_500,
+                    as_peer: false,
+                },
+            ),
+            at(
+                ms + 1,
+                Event::Return {
+                    op,
+                    outcome: Outcome::Failed {
+                        kind: FailKind::Overloaded,
+                        message: "overloaded".into(),
+                    },
+                },
+            ),
+        ]
+    }
+
+    fn rules(rejected: u64) -> Vec<&'static str> {
+        let o = Options::from_seed(1, Mutation::None);
+        let mut h = vec![at(
+            0,
+            Event::NodeStarted {
+                node: "n1".into(),
+                inc: 1,
+            },
+        )];
+        h.extend(refused(0, 10));
+        h.extend(refused(1, 20));
+        h.push(at(500, stats(rejected)));
+        check_all(&h, &o)
+            .into_iter()
+            .filter(|v| v.property == "C1")
+            .map(|v| v.rule)
+            .collect()
+    }
+
+    #[test]
+    fn rejected_must_count_each_refusal_once() {
+        assert!(rules(2).is_empty());
+        assert_eq!(rules(0), vec!["rejected-count"], "uncounted");
+        assert_eq!(rules(4), vec!["rejected-count"], "counted twice");
+    }
+}

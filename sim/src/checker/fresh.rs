@@ -368,3 +368,181 @@ pub(crate) fn s8_no_resurrection(
     }
     stale
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::checker::check_all;
+    use crate::history::{Entry, Event, Outcome, Phase, Request};
+    use crate::options::{Mutation, Options};
+
+    fn at(ms: u64, event: Event) -> Entry {
+        Entry {
+            at_us: ms * 1_000,
+            event,
+        }
+    }
+
+    fn invoke(op: u64, client: &str, node: &str, request: Request) -> Event {
+        Event::Invoke {
+            op,
+            client: client.into(),
+            node: node.into(),
+            request,
+            phase: Phase::Safety,
+            conn_since_us: 0,
+            deadline_ms: 4_500,
+            as_peer: false,
+        }
+    }
+
+    fn ret(op: u64, outcome: Outcome) -> Event {
+        Event::Return { op, outcome }
+    }
+
+    fn set(value: &str) -> Request {
+        Request::Set {
+            key: "k".into(),
+            value: value.into(),
+            ttl_ms: None,
+        }
+    }
+
+    fn get() -> Request {
+        Request::Get { key: "k".into() }
+    }
+
+    fn value(v: &str) -> Outcome {
+        Outcome::Value {
+            value: v.into(),
+            ttl_ms: None,
+        }
+    }
+
+    /// Two nodes that agree on the view from the start.
+    fn cluster() -> Vec<Entry> {
+        let mut h = Vec::new();
+        for n in ["n1", "n2"] {
+            h.push(at(
+                0,
+                Event::NodeStarted {
+                    node: n.into(),
+                    inc: 1,
+                },
+            ));
+        }
+        for n in ["n1", "n2"] {
+            h.push(at(
+                1,
+                Event::View {
+                    node: n.into(),
+                    inc: 1,
+                    members: vec![("n1".into(), 1), ("n2".into(), 1)],
+                },
+            ));
+        }
+        h
+    }
+
+    fn options(hot: bool) -> Options {
+        let mut o = Options::from_seed(1, Mutation::None);
+        o.default_ttl = None;
+        o.hot = hot.then_some((1_000, std::time::Duration::from_millis(500)));
+        o
+    }
+
+    fn rules(h: &[Entry], o: &Options) -> Vec<&'static str> {
+        check_all(h, o).into_iter().map(|v| v.rule).collect()
+    }
+
+    /// A writes `old`, then `new` through n1; a later get returns `got` on `node` for `client`.
+    fn history(client: &str, node: &str, got: &str) -> Vec<Entry> {
+        let mut h = cluster();
+        h.extend([
+            at(100, invoke(0, "c1.0", "n1", set("S:k:old"))),
+            at(101, ret(0, Outcome::Stored)),
+            at(200, invoke(1, "c1.0", "n1", set("S:k:new"))),
+            at(201, ret(1, Outcome::Stored)),
+            at(300, invoke(2, client, node, get())),
+            at(301, ret(2, value(got))),
+        ]);
+        h
+    }
+
+    #[test]
+    fn s7_catches_an_older_value_for_the_writer_on_its_node() {
+        let o = options(false);
+        assert!(rules(&history("c1.0", "n1", "S:k:new"), &o).is_empty());
+        let stale = rules(&history("c1.0", "n1", "S:k:old"), &o);
+        assert!(stale.contains(&"read-your-writes"), "{stale:?}");
+    }
+
+    #[test]
+    fn s8_catches_a_stale_read_anywhere_in_a_clean_window_hot_cache_or_not() {
+        for hot in [false, true] {
+            let o = options(hot);
+            let stale = rules(&history("c2.0", "n2", "S:k:old"), &o);
+            assert!(stale.contains(&"no-stale-read"), "hot {hot}: {stale:?}");
+            assert!(!stale.contains(&"read-your-writes"), "another client");
+        }
+    }
+
+    #[test]
+    fn s8_excuses_a_hot_copy_within_its_lifetime_under_faults_only() {
+        let o = options(true);
+        let mut h = history("c2.0", "n2", "S:k:old");
+        // A fault before the writes: not clean, so a hot copy within its lifetime is excused.
+        h.insert(
+            2,
+            at(
+                50,
+                Event::Fault(crate::faults::FaultAction::Partition(
+                    "n1".into(),
+                    "n2".into(),
+                )),
+            ),
+        );
+        assert!(!rules(&h, &o).contains(&"no-stale-read"));
+        // Past the hot lifetime it is not.
+        let last = h.len() - 2;
+        h[last].at_us = 900_000;
+        h[last + 1].at_us = 901_000;
+        assert!(rules(&h, &o).contains(&"no-stale-read"));
+    }
+
+    #[test]
+    fn s8_excuses_reads_while_views_disagree_and_writes_in_flight() {
+        let o = options(false);
+        let mut h = history("c2.0", "n2", "S:k:old");
+        h.insert(
+            6,
+            at(
+                250,
+                Event::View {
+                    node: "n2".into(),
+                    inc: 1,
+                    members: vec![("n2".into(), 1)],
+                },
+            ),
+        );
+        assert!(!rules(&h, &o).contains(&"no-stale-read"));
+        let mut h = history("c2.0", "n2", "S:k:old");
+        // A third write, never answered, may land at any time.
+        h.insert(6, at(25, invoke(9, "c3.0", "n1", set("S:k:other"))));
+        assert!(!rules(&h, &o).contains(&"no-stale-read"));
+    }
+
+    #[test]
+    fn s8_flags_foreign_keys() {
+        let o = options(false);
+        let mut h = cluster();
+        h.push(at(
+            50,
+            Event::ForeignKeys {
+                node: "n2".into(),
+                inc: 1,
+                keys: vec!["k".into()],
+            },
+        ));
+        assert_eq!(rules(&h, &o), vec!["foreign-keys"]);
+    }
+}

@@ -207,3 +207,101 @@ fn panic_escaped(index: &Index<'_>) -> Option<Violation> {
     }
     None
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::checker::check_all;
+    use crate::history::{Entry, Event, LoadResult};
+    use crate::options::{Mutation, Options};
+
+    fn at(ms: u64, event: Event) -> Entry {
+        Entry {
+            at_us: ms * 1_000,
+            event,
+        }
+    }
+
+    fn cluster() -> Vec<Entry> {
+        let mut h = Vec::new();
+        for n in ["n1", "n2"] {
+            h.push(at(
+                0,
+                Event::NodeStarted {
+                    node: n.into(),
+                    inc: 1,
+                },
+            ));
+            h.push(at(
+                1,
+                Event::View {
+                    node: n.into(),
+                    inc: 1,
+                    members: vec![("n1".into(), 1), ("n2".into(), 1)],
+                },
+            ));
+        }
+        h
+    }
+
+    fn load(node: &str, key: &str, call: u64, node_concurrent: u32) -> Event {
+        Event::LoadStart {
+            node: node.into(),
+            inc: 1,
+            key: key.into(),
+            concurrent: 1,
+            node_concurrent,
+            call,
+        }
+    }
+
+    fn rules(h: &[Entry], o: &Options) -> Vec<&'static str> {
+        check_all(h, o).into_iter().map(|v| v.rule).collect()
+    }
+
+    #[test]
+    fn only_the_owner_loads_in_a_clean_window() {
+        let o = Options::from_seed(1, Mutation::None);
+        let members = vec!["n1".to_owned(), "n2".to_owned()];
+        let owner = super::owner(&mut BTreeMap::new(), &members, "k").unwrap_or_default();
+        let other = if owner == "n1" { "n2" } else { "n1" };
+        let mut h = cluster();
+        h.push(at(10, load(&owner, "k", 0, 1)));
+        assert!(rules(&h, &o).is_empty());
+        h.push(at(20, load(other, "k", 0, 1)));
+        assert_eq!(rules(&h, &o), vec!["one-load-per-miss"]);
+    }
+
+    #[test]
+    fn loads_past_the_cap_are_caught() {
+        let mut o = Options::from_seed(1, Mutation::None);
+        o.max_loads = 2;
+        let mut h = cluster();
+        let members = vec!["n1".to_owned(), "n2".to_owned()];
+        let owner = super::owner(&mut BTreeMap::new(), &members, "k").unwrap_or_default();
+        h.push(at(10, load(&owner, "k", 0, 2)));
+        assert!(rules(&h, &o).is_empty());
+        h.push(at(11, load(&owner, "k", 1, 3)));
+        assert_eq!(rules(&h, &o), vec!["load-cap"]);
+    }
+
+    #[test]
+    fn an_escaped_loader_panic_is_caught() {
+        let o = Options::from_seed(1, Mutation::None);
+        let mut h = cluster();
+        h.push(at(
+            10,
+            Event::LoadEnd {
+                node: "n1".into(),
+                inc: 1,
+                key: "x".into(),
+                call: 0,
+                result: LoadResult::Panicked,
+            },
+        ));
+        h.push(at(11, Event::HostError("panic: runtime shut down".into())));
+        let r = rules(&h, &o);
+        assert!(r.contains(&"panic-contained"), "{r:?}");
+    }
+}
