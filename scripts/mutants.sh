@@ -64,8 +64,9 @@ fi
 echo "known violations: $(wc -l <"$known" | tr -d ' ')"
 
 export LCACHE_SIM_SEEDS="$seeds" LCACHE_SIM_KNOWN="$known"
+# No --package: cargo-mutants then knows every package of the workspace, so it can run the
+# test packages below; the --file arguments keep the mutants to the decision code.
 cargo mutants \
-  --package lcache-core \
   "${file_args[@]}" \
   --test-package lcache-core,lcache-proptests,lcache-sim \
   --all-features \

@@ -148,7 +148,11 @@ impl RunReport {
             self.options.seed, self.options.mutation
         );
         let _ = writeln!(out, "{v}");
-        for other in self.violations.iter().filter(|o| o.property != v.property) {
+        for other in self
+            .violations
+            .iter()
+            .filter(|o| (o.property, o.rule) != (v.property, v.rule))
+        {
             let _ = writeln!(out, "also: {other}");
         }
         let from = v.entry.saturating_sub(CONTEXT_EVENTS);
