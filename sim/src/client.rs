@@ -440,7 +440,7 @@ async fn bursts(ctx: ClientContext) {
 /// node-to-node path until it serves without fallbacks; read every workload key on every node
 /// (whatever survived the faults must be the latest write or newer); write keys (set, maybe
 /// delete), wait out hot copies and read every key on every live node (L2); then run the
-/// targeted scenarios of [`scenarios`].
+/// targeted scenarios of [`crate::scenarios`].
 pub async fn verifier_software(
     ctx: ClientContext,
     mut go: watch::Receiver<bool>,
