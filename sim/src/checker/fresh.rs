@@ -9,9 +9,10 @@
 //!   eviction since `W` on `k`'s owner (the only store that held it while views agreed).
 //!
 //! A value of a load that started after `W` was sent, after a set `W`, means `W` was lost; it
-//! is older than `W` unless the loss is explained the same way as a miss — and in a clean
-//! window, a load on a node that does not own `k` (a fallback) is older than `W` whatever else
-//! happened: the owner may well still hold `W`. Values of sets that
+//! is older than `W` unless the loss is explained the same way as a miss. A load on a node that
+//! does not own `k` (a fallback) ignores the owner's copy: in a clean window it is older than
+//! `W` whatever else happened; outside one it passes (the owner may have been unreachable), and
+//! so does a miss such a fallback load found. Values of sets that
 //! were never acknowledged (or never answered) cannot be ordered and always pass.
 //!
 //! - **S7**: `W` and `G` come from the same client through the same node, and views agreed
@@ -25,7 +26,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{micros, Event, FailKind, Outcome, Request};
+use crate::history::{micros, Event, FailKind, LoadResult, Outcome, Request};
 use crate::options::Options;
 
 use super::calm::Calm;
@@ -168,8 +169,23 @@ impl<'i, 'a> Fresh<'i, 'a> {
             Some((_, _, Outcome::Value { value, .. })) => Some(value.as_str()),
             _ => None,
         };
+        let clean = self.calm.clean(w.inv_us, ret_us);
+        let owner = self.owner_at(key, w.inv_us);
         let Some(value) = got else {
-            return if matches!(w.request, Request::Set { .. }) && !self.loss_explained(w, ret_us) {
+            // Outside clean windows a non-owner may have fallen back to its own load (owner
+            // unreachable) and found the key missing at the source.
+            let fallback_miss = !clean
+                && self.index.loads.iter().any(|l| {
+                    l.key == key
+                        && l.start_us >= w.inv_us
+                        && l.start_us <= ret_us
+                        && owner.as_deref().is_none_or(|o| o != l.node)
+                        && matches!(l.end, Some((_, _, LoadResult::Missing)))
+                });
+            return if matches!(w.request, Request::Set { .. })
+                && !fallback_miss
+                && !self.loss_explained(w, ret_us)
+            {
                 Verdict::Older("a miss, and nothing explains the loss of the write".into())
             } else {
                 Verdict::Fresh
@@ -195,17 +211,22 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 "{value:?}, loaded by a load that started at {:.3}s, before the write",
                 *start_us as f64 / 1e6
             )),
-            Some(Origin::Load { start_us, node, .. }) => {
-                let owner = self.owner_at(key, w.inv_us);
-                if self.calm.clean(w.inv_us, ret_us) && owner.as_deref().is_some_and(|o| o != *node)
-                {
+            Some(Origin::Load { start_us, node, .. })
+                if owner.as_deref().is_some_and(|o| o != *node) =>
+            {
+                // A fallback load on a non-owner ignores the owner's copy: in a clean window
+                // nothing excuses it; outside one the owner may have been unreachable.
+                if clean {
                     Verdict::Older(format!(
                         "{value:?}, loaded by {node}, which does not own {key}, in a clean \
                          window: a fallback load that ignores the write on the owner"
                     ))
-                } else if matches!(w.request, Request::Set { .. })
-                    && !self.loss_explained(w, ret_us)
-                {
+                } else {
+                    Verdict::Fresh
+                }
+            }
+            Some(Origin::Load { start_us, .. }) => {
+                if matches!(w.request, Request::Set { .. }) && !self.loss_explained(w, ret_us) {
                     let when = if w.ret_us().is_some_and(|t| *start_us <= t) {
                         "while the write was in flight (a flight the write superseded, or the \
                          write was lost)"
