@@ -92,6 +92,8 @@ impl Harness {
                         prop_assert!(!had_flight);
                         prop_assert_eq!(n as usize, self.ids.len());
                         prop_assert!(!self.ids.contains(&id), "flight id {:?} reused", id);
+                        // Ids grow by one per flight started (logs and traces rely on it).
+                        prop_assert_eq!(id.as_u64(), n);
                         self.ids.push(id);
                     }
                     (Begin::Joined, ModelBegin::Joined) => {
