@@ -232,6 +232,14 @@ impl ShardedStore {
         }
     }
 
+    /// Every entry's key and value length, one shard at a time; see [`Store::entries`].
+    pub fn entries(&self) -> Vec<(Bytes, usize)> {
+        self.shards
+            .iter()
+            .flat_map(|shard| shard.read().entries())
+            .collect()
+    }
+
     /// Removes every entry whose key `keep` rejects, one shard lock at a time; returns how many
     /// went. See [`Store::retain`].
     pub fn retain(&self, mut keep: impl FnMut(&[u8]) -> bool) -> usize {
@@ -261,6 +269,33 @@ mod tests {
             ..ShardedStoreConfig::new(budget_bytes, Policy::lru2())
         })
         .unwrap()
+    }
+
+    #[test]
+    fn entries_list_every_shard_and_add_up_to_the_byte_count() {
+        let store = sharded(100_000, 4);
+        let keys = one_key_per_shard(&store);
+        for (i, key) in keys.iter().enumerate() {
+            let value = Bytes::from(vec![b'v'; i + 1]);
+            store
+                .insert(key.clone(), value, Some(ts(10)), ts(0))
+                .unwrap();
+        }
+        let mut entries = store.entries();
+        entries.sort();
+        let mut want: Vec<(Bytes, usize)> = keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| (k.clone(), i + 1))
+            .collect();
+        want.sort();
+        assert_eq!(entries, want);
+        let counted: u64 = store
+            .entries()
+            .iter()
+            .map(|(k, len)| crate::store::entry_size(k.len(), *len))
+            .sum();
+        assert_eq!(counted, store.stats().bytes);
     }
 
     fn shard_budgets(store: &ShardedStore) -> Vec<u64> {

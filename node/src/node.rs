@@ -167,6 +167,17 @@ impl<T: Transport> NodeProbe<T> {
     pub fn loads_running(&self) -> usize {
         self.runtime.load_slots.running()
     }
+
+    /// Every entry of `group`'s stores as (key, value length, tier); empty for an unknown group.
+    /// Lets an observer (the simulation) recount the bytes held independently of the stores'
+    /// own counters, and check that the main store holds only keys this node owns.
+    pub fn entries(&self, group: &str) -> Vec<(Bytes, usize, Tier)> {
+        let mut entries = Vec::new();
+        self.runtime.visit_entries(group, |tier, key, value| {
+            entries.push((Bytes::copy_from_slice(key), value.len(), tier));
+        });
+        entries
+    }
 }
 
 /// A cache node: hosts groups, follows membership and serves requests until shut down.

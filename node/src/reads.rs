@@ -84,14 +84,18 @@ impl<T: Transport> Runtime<T> {
         match work {
             Work::Load { flight, permit } => {
                 let outcome = self.load(group, &flight, permit).await;
-                self.stall(Point::BeforeKeepLoad).await;
-                group.core.loaded(&flight, outcome, self.clock.now())
+                let returned = self.clock.now();
+                let now = self.after_stall(Point::BeforeKeepLoad, returned).await;
+                group.core.loaded_at(&flight, outcome, returned, now)
             }
             Work::Fetch { flight, owner } => {
                 self.stall(Point::BeforeFetch).await;
                 let outcome = self.fetch(group, &flight, &owner).await;
                 self.stall(Point::BeforeKeepFetch).await;
-                group.core.fetched(&flight, outcome, self.clock.now())
+                let gave_up = |waiter: &Waiter| waiter.is_closed();
+                group
+                    .core
+                    .fetched_for(&flight, outcome, self.clock.now(), gave_up)
             }
         }
     }

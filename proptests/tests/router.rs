@@ -42,6 +42,8 @@ proptest! {
                 }
             }
         }
+        prop_assert_eq!(router.len(), view.len(), "the router knows every live member");
+        prop_assert!(!router.is_empty(), "self is always a member");
         let alone = view.len() == 1;
         if alone {
             prop_assert!(keys.iter().all(|k| router.route(k, false) == Route::Local));

@@ -1,6 +1,10 @@
 //! Client hosts: the seeded workload of the safety phase, and the verifier of the liveness
 //! phase. Both speak to nodes through the real [`CacheClient`] over turmoil and record every
 //! request and response.
+//!
+//! The workload's workers are drawn from the seed: patient or impatient (tiny deadlines), some
+//! cancelling requests mid-flight, some claiming to be a peer (`hops = 1`); bursts of
+//! concurrent gets on one hot key exercise coalescing and admission.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,10 +15,13 @@ use bytes::Bytes;
 use lcache_transport::{CacheClient, ClientConfig, ClientError};
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::Rng;
+use rand_chacha::ChaCha8Rng;
 use tokio::sync::watch;
 
 use crate::cluster::Cluster;
-use crate::history::{millis, sim_now, Event, FailKind, History, Outcome, Phase, Request};
+use crate::history::{
+    millis, sim_now, Event, FailKind, History, Invocation, Outcome, Phase, Request,
+};
 use crate::node_host::{Running, GROUP, PORT, RESET_STREAM_MEMORY};
 use crate::options::Options;
 use crate::rng::component_rng;
@@ -51,27 +58,57 @@ struct Conn {
     inc: u64,
 }
 
-/// One sequential requester with its connections.
+/// How a requester behaves: its calls' timeout, and whether it claims to be a peer.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Profile {
+    pub(crate) call_timeout: Duration,
+    pub(crate) as_peer: bool,
+}
+
+/// One requester (sequential, except where the verifier overlaps its own calls on purpose)
+/// with its connections.
 #[derive(Debug)]
-struct Session {
+pub(crate) struct Session {
     label: String,
-    ctx: ClientContext,
+    pub(crate) ctx: ClientContext,
+    profile: Profile,
     conns: BTreeMap<String, Conn>,
 }
 
+/// One call, already recorded as invoked: its op id, the connection (`None`: connecting
+/// failed, and that was recorded), what to send, and when to give up early.
+#[derive(Debug, Clone)]
+struct Call {
+    op: u64,
+    client: Option<CacheClient>,
+    request: Request,
+    /// Give up after this long (a cancellation mid-flight), if set.
+    cancel_after: Option<Duration>,
+}
+
 impl Session {
-    fn new(label: String, ctx: ClientContext) -> Self {
+    pub(crate) fn new(label: String, ctx: ClientContext) -> Self {
+        let profile = Profile {
+            call_timeout: ctx.options.call_timeout,
+            as_peer: false,
+        };
         Session {
             label,
             ctx,
+            profile,
             conns: BTreeMap::new(),
         }
+    }
+
+    pub(crate) fn with_profile(mut self, profile: Profile) -> Self {
+        self.profile = profile;
+        self
     }
 
     fn config(&self) -> ClientConfig {
         ClientConfig {
             connect_timeout: self.ctx.options.connect_timeout,
-            request_timeout: self.ctx.options.call_timeout,
+            request_timeout: self.profile.call_timeout,
             http2_keepalive_interval: Some(Duration::from_millis(500)),
             http2_keepalive_timeout: Duration::from_millis(500),
             http2_reset_stream_duration: RESET_STREAM_MEMORY,
@@ -80,7 +117,56 @@ impl Session {
     }
 
     /// Sends `request` to `node`, recording it and its outcome.
-    async fn perform(&mut self, node: &str, request: Request, phase: Phase) -> Outcome {
+    pub(crate) async fn perform(&mut self, node: &str, request: Request, phase: Phase) -> Outcome {
+        self.perform_cancelling(node, request, phase, None).await
+    }
+
+    /// Like [`Session::perform`], giving up after `cancel_after` if set.
+    async fn perform_cancelling(
+        &mut self,
+        node: &str,
+        request: Request,
+        phase: Phase,
+        cancel_after: Option<Duration>,
+    ) -> Outcome {
+        let call = self.prepare(node, request, phase, cancel_after).await;
+        let failed_connect = call.client.is_none();
+        let outcome = execute(&self.ctx.history, call).await;
+        if failed_connect
+            || matches!(
+                outcome,
+                Outcome::Failed {
+                    kind: FailKind::Timeout | FailKind::Unavailable | FailKind::Connect,
+                    ..
+                }
+            )
+        {
+            self.conns.remove(node);
+        }
+        outcome
+    }
+
+    /// Sends `request` to `node` in a task of its own (the verifier overlaps calls with it).
+    pub(crate) async fn spawn(
+        &mut self,
+        node: &str,
+        request: Request,
+        phase: Phase,
+    ) -> tokio::task::JoinHandle<Outcome> {
+        let call = self.prepare(node, request, phase, None).await;
+        let history = self.ctx.history.clone();
+        tokio::spawn(async move { execute(&history, call).await })
+    }
+
+    /// Connects if needed and describes the call; a failed connection leaves `client` empty
+    /// (the call then records a connect failure).
+    async fn prepare(
+        &mut self,
+        node: &str,
+        request: Request,
+        phase: Phase,
+        cancel_after: Option<Duration>,
+    ) -> Call {
         let inc = self
             .ctx
             .cluster
@@ -93,32 +179,35 @@ impl Session {
         let now = sim_now();
         let since = self.conns.get(node).map_or(now, |c| c.since);
         let o = &self.ctx.options;
-        let deadline = o.connect_timeout + o.call_timeout;
-        let op =
-            self.ctx
-                .history
-                .invoke(&self.label, node, request.clone(), phase, since, deadline);
-        let outcome = match self.client(node, inc, now).await {
-            Ok(client) => call(&client, &request).await,
-            Err(err) => Outcome::Failed {
-                kind: FailKind::Connect,
-                message: short(&err),
-            },
-        };
-        if matches!(
-            outcome,
-            Outcome::Failed {
-                kind: FailKind::Timeout | FailKind::Unavailable | FailKind::Connect,
-                ..
-            }
-        ) {
-            self.conns.remove(node);
-        }
-        self.ctx.history.record(Event::Return {
-            op,
-            outcome: outcome.clone(),
+        let deadline = o.connect_timeout + self.profile.call_timeout;
+        let op = self.ctx.history.invoke(Invocation {
+            client: &self.label,
+            node,
+            request: request.clone(),
+            phase,
+            conn_since: since,
+            deadline,
+            as_peer: self.profile.as_peer,
         });
-        outcome
+        let client = match self.client(node, inc, now).await {
+            Ok(client) => Some(client),
+            Err(err) => {
+                self.ctx.history.record(Event::Return {
+                    op,
+                    outcome: Outcome::Failed {
+                        kind: FailKind::Connect,
+                        message: short(&err),
+                    },
+                });
+                None
+            }
+        };
+        Call {
+            op,
+            client,
+            request,
+            cancel_after,
+        }
     }
 
     async fn client(
@@ -131,9 +220,12 @@ impl Session {
             return Ok(conn.client.clone());
         }
         let addr = format!("{node}:{PORT}");
-        let client =
+        let mut client =
             CacheClient::connect_with_connector(&addr, self.config(), crate::net::connector())
                 .await?;
+        if self.profile.as_peer {
+            client = client.as_peer();
+        }
         self.conns.insert(
             node.to_owned(),
             Conn {
@@ -144,6 +236,34 @@ impl Session {
         );
         Ok(client)
     }
+}
+
+/// Runs a prepared call (already recorded as invoked) and records its outcome. A call without a client already recorded its connect failure.
+async fn execute(history: &History, call: Call) -> Outcome {
+    let op = call.op;
+    let Some(client) = call.client else {
+        return Outcome::Failed {
+            kind: FailKind::Connect,
+            message: "connect failed".into(),
+        };
+    };
+    let outcome = match call.cancel_after {
+        Some(after) => {
+            match tokio::time::timeout(after, self::call(&client, &call.request)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Outcome::Failed {
+                    kind: FailKind::Cancelled,
+                    message: format!("cancelled by the client after {after:?}"),
+                },
+            }
+        }
+        None => self::call(&client, &call.request).await,
+    };
+    history.record(Event::Return {
+        op,
+        outcome: outcome.clone(),
+    });
+    outcome
 }
 
 async fn call(client: &CacheClient, request: &Request) -> Outcome {
@@ -207,22 +327,44 @@ fn short(err: &ClientError) -> String {
     text
 }
 
-/// The software of a workload client host: `workers` sequential requesters until told to stop.
+/// The software of a workload client host: `workers` sequential requesters, and bursts of
+/// concurrent gets of one hot key if the seed has them, until told to stop.
 pub async fn client_software(ctx: ClientContext) -> turmoil::Result {
-    let workers: Vec<_> = (0..ctx.options.workers)
+    let mut tasks: Vec<_> = (0..ctx.options.workers)
         .map(|w| tokio::spawn(worker(ctx.clone(), w)))
         .collect();
-    for worker in workers {
-        worker.await?;
+    if ctx.options.workload.bursts_per_minute > 0.0 {
+        tasks.push(tokio::spawn(bursts(ctx.clone())));
+    }
+    for task in tasks {
+        task.await?;
     }
     Ok(())
+}
+
+/// A worker's profile, drawn from the seed: impatient (a tiny call timeout) and/or claiming to
+/// be a peer (`hops = 1`).
+fn draw_profile(o: &Options, rng: &mut ChaCha8Rng) -> Profile {
+    let w = &o.workload;
+    let impatient = rng.random_range(0..100) < w.impatient_pct;
+    let as_peer = rng.random_range(0..100) < w.as_peer_pct;
+    let call_timeout = if impatient {
+        Duration::from_millis(rng.random_range(1..=millis(w.tiny_deadline_max).max(1)))
+    } else {
+        o.call_timeout
+    };
+    Profile {
+        call_timeout,
+        as_peer,
+    }
 }
 
 async fn worker(ctx: ClientContext, w: usize) {
     let o = ctx.options.clone();
     let label = format!("{}.{w}", ctx.name);
     let mut rng = component_rng(o.seed, &format!("client/{label}"));
-    let mut session = Session::new(label.clone(), ctx.clone());
+    let profile = draw_profile(&o, &mut rng);
+    let mut session = Session::new(label.clone(), ctx.clone()).with_profile(profile);
     let nodes = o.node_names();
     let keys = o.key_names();
     let total: u32 = o.mix.iter().sum();
@@ -246,15 +388,59 @@ async fn worker(ctx: ClientContext, w: usize) {
             Request::Delete { key }
         };
         seq += 1;
-        session.perform(node, request, Phase::Safety).await;
+        let cancel = (rng.random_range(0..100) < o.workload.cancel_pct).then(|| {
+            let max = millis(profile.call_timeout).max(2);
+            Duration::from_millis(rng.random_range(1..max))
+        });
+        session
+            .perform_cancelling(node, request, Phase::Safety, cancel)
+            .await;
         let think = rng.random_range(0..=millis(o.think_max));
         tokio::time::sleep(Duration::from_millis(think)).await;
     }
 }
 
+/// Bursts of concurrent gets of one hot key on one node, at exponential intervals; half of the
+/// bursts are impatient (tiny deadlines), so admission and load caps get exercised.
+async fn bursts(ctx: ClientContext) {
+    let o = ctx.options.clone();
+    let label = format!("{}.burst", ctx.name);
+    let mut rng = component_rng(o.seed, &format!("bursts/{label}"));
+    let nodes = o.node_names();
+    let keys = o.key_names();
+    let patient = Session::new(label.clone(), ctx.clone());
+    let impatient = Session::new(label.clone(), ctx.clone()).with_profile(Profile {
+        call_timeout: o.workload.tiny_deadline_max,
+        as_peer: false,
+    });
+    let mut sessions = [patient, impatient];
+    while !ctx.stop.load(Ordering::Relaxed) {
+        let gap = -(1.0 - rng.random::<f64>()).ln() * 60.0 / o.workload.bursts_per_minute;
+        tokio::time::sleep(Duration::from_secs_f64(gap.min(60.0))).await;
+        if ctx.stop.load(Ordering::Relaxed) {
+            return;
+        }
+        let (Some(node), Some(key)) = (nodes.choose(&mut rng), keys.choose(&mut rng)) else {
+            return;
+        };
+        let size = rng.random_range(2..=o.workload.burst_max.max(2));
+        let session = &mut sessions[usize::from(rng.random_bool(0.5))];
+        let mut calls = Vec::with_capacity(size);
+        for _ in 0..size {
+            let get = Request::Get { key: key.clone() };
+            calls.push(session.spawn(node, get, Phase::Safety).await);
+        }
+        for call in calls {
+            let _ = call.await;
+        }
+    }
+}
+
 /// The software of the verifier host: once the driver says the cluster converged, probe every
-/// node-to-node path until it serves without fallbacks, then write keys (set, maybe delete),
-/// wait out hot copies, and read every key on every live node (L2).
+/// node-to-node path until it serves without fallbacks; read every workload key on every node
+/// (whatever survived the faults must be the latest write or newer); write keys (set, maybe
+/// delete), wait out hot copies and read every key on every live node (L2); then run the
+/// targeted scenarios of [`crate::scenarios`].
 pub async fn verifier_software(
     ctx: ClientContext,
     mut go: watch::Receiver<bool>,
@@ -266,11 +452,17 @@ pub async fn verifier_software(
     }
     let mut session = Session::new("verifier".to_owned(), ctx.clone());
     probe_data_path(&mut session, &live).await;
+    let names: Vec<String> = live.iter().map(|(name, _)| name.clone()).collect();
+    for key in ctx.options.key_names() {
+        for node in &names {
+            let get = Request::Get { key: key.clone() };
+            session.perform(node, get, Phase::Verify).await;
+        }
+    }
     let mut rng = component_rng(ctx.options.seed, "verifier");
     let mut keys = ctx.options.key_names();
     keys.shuffle(&mut rng);
     keys.truncate(ctx.options.l2_keys);
-    let names: Vec<String> = live.iter().map(|(name, _)| name.clone()).collect();
     for key in &keys {
         let set = |attempt: u32| Request::Set {
             key: key.clone(),
@@ -296,6 +488,7 @@ pub async fn verifier_software(
         }
         record_owner_evictions(&ctx, &live, key);
     }
+    crate::scenarios::run(&mut session, &live, &mut rng).await;
     Ok(())
 }
 

@@ -50,6 +50,10 @@ pub enum FaultAction {
     DiscoveryDown,
     /// Start the discovery host again (its data survived).
     DiscoveryUp,
+    /// Hold back every discovery event to one node (its view stops moving).
+    StallWatch(String),
+    /// Deliver the held-back events and let new ones through.
+    ResumeWatch(String),
 }
 
 impl FaultAction {
@@ -65,6 +69,7 @@ impl FaultAction {
                 | FaultAction::Leave(_)
                 | FaultAction::LatencySpike(_)
                 | FaultAction::DiscoveryDown
+                | FaultAction::StallWatch(_)
         )
     }
 
@@ -113,6 +118,7 @@ enum Resource {
     Node(String),
     Discovery,
     Latency,
+    Watch(String),
 }
 
 /// Busy intervals per resource, and how many nodes are down when.
@@ -160,7 +166,7 @@ pub fn schedule(options: &Options) -> Vec<Scheduled> {
         });
     }
     let rates = options.faults;
-    let kinds: [(f64, Kind); 7] = [
+    let kinds: [(f64, Kind); 9] = [
         (rates.partition, Kind::Partition),
         (rates.oneway, Kind::Oneway),
         (rates.hold, Kind::Hold),
@@ -168,6 +174,8 @@ pub fn schedule(options: &Options) -> Vec<Scheduled> {
         (rates.churn, Kind::Churn),
         (rates.latency, Kind::Latency),
         (rates.outage, Kind::Outage),
+        (rates.lease_loss, Kind::LeaseLoss),
+        (rates.watch_stall, Kind::WatchStall),
     ];
     for (per_minute, kind) in kinds {
         if per_minute <= 0.0 {
@@ -260,6 +268,8 @@ enum Kind {
     Churn,
     Latency,
     Outage,
+    LeaseLoss,
+    WatchStall,
 }
 
 struct Plan<'a> {
@@ -271,9 +281,13 @@ struct Plan<'a> {
 
 impl Plan<'_> {
     fn add(&self, kind: Kind, rng: &mut ChaCha8Rng, cal: &mut Calendar, out: &mut Vec<Scheduled>) {
+        let lease_ms = self.options.lease_ttl.as_millis() as u64;
         let (min_ms, max_ms) = match kind {
             Kind::Hold => (100, 3_000),
             Kind::Latency => (500, 5_000),
+            // Longer than the lease, so the node's registration expires while it serves.
+            Kind::LeaseLoss => (lease_ms + 500, lease_ms + 4_000),
+            Kind::WatchStall => (1_000, 8_000),
             _ => (300, 10_000),
         };
         let until = self.at + Duration::from_millis(rng.random_range(min_ms..=max_ms));
@@ -314,6 +328,29 @@ impl Plan<'_> {
                 let spike = Duration::from_millis(rng.random_range(50..=400));
                 let reset = (until < self.end).then_some((until, FaultAction::LatencyReset));
                 self.push(out, FaultAction::LatencySpike(spike), reset);
+            }
+            Kind::LeaseLoss => {
+                let node = pick(rng, self.nodes);
+                let (a, b) = sorted(&node, DISCOVERY);
+                let link = Resource::Link(a.to_owned(), b.to_owned());
+                if !cal.free(&link, self.at, until) {
+                    return;
+                }
+                cal.take(link, self.at, until);
+                let repair = FaultAction::Repair(node.clone(), DISCOVERY.to_owned());
+                let cut = FaultAction::Partition(node, DISCOVERY.to_owned());
+                self.push(out, cut, (until < self.end).then_some((until, repair)));
+            }
+            Kind::WatchStall => {
+                let node = pick(rng, self.nodes);
+                let resource = Resource::Watch(node.clone());
+                if !cal.free(&resource, self.at, until) {
+                    return;
+                }
+                cal.take(resource, self.at, until);
+                let resume = FaultAction::ResumeWatch(node.clone());
+                let stall = FaultAction::StallWatch(node);
+                self.push(out, stall, (until < self.end).then_some((until, resume)));
             }
             Kind::Outage => {
                 if !cal.free(&Resource::Discovery, self.at, until) {

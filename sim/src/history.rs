@@ -63,6 +63,8 @@ pub enum FailKind {
     Overloaded,
     /// The request was judged invalid.
     Invalid,
+    /// The client gave up on purpose before its deadline (cancelled mid-flight).
+    Cancelled,
     /// Any other error status.
     Other,
 }
@@ -106,6 +108,9 @@ pub enum Phase {
     L2Write,
     /// The verifier's reads of every written key on every live node.
     L2Read,
+    /// The verifier's targeted scenarios after convergence (read sweep, slow load during a
+    /// write, ownership moving away and back, read–delete–read, loader trouble, hops = 1).
+    Verify,
 }
 
 /// What one loader call produced.
@@ -122,6 +127,22 @@ pub enum LoadResult {
     Missing,
     /// The source failed.
     Failed,
+    /// The loader panicked.
+    Panicked,
+}
+
+/// A peer call's method.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum PeerMethod {
+    /// A forwarded get.
+    Get,
+    /// A forwarded set.
+    Set,
+    /// A forwarded delete.
+    Delete,
+    /// A notice to a peer that a write was applied (sent by the owner after writes, whoever
+    /// asked for them: not a forward).
+    Invalidate,
 }
 
 /// One thing that happened.
@@ -143,6 +164,8 @@ pub enum Event {
         conn_since_us: u64,
         /// The request's whole deadline (connect plus call), in ms.
         deadline_ms: u64,
+        /// Whether the client marked the request as forwarded by a peer (`hops = 1`).
+        as_peer: bool,
     },
     /// A request ended.
     Return {
@@ -186,6 +209,10 @@ pub enum Event {
         key: String,
         /// Calls for this key running on this node incarnation, this one included.
         concurrent: u32,
+        /// Calls of any key running on this node incarnation, this one included.
+        node_concurrent: u32,
+        /// The loader call's number on this incarnation (pairs it with its end).
+        call: u64,
     },
     /// A loader call returned.
     LoadEnd {
@@ -195,8 +222,47 @@ pub enum Event {
         inc: u64,
         /// Key loaded.
         key: String,
+        /// The loader call's number.
+        call: u64,
         /// What it produced.
         result: LoadResult,
+    },
+    /// A node called a peer (recorded by the recording transport).
+    PeerCall {
+        /// Calling node.
+        node: String,
+        /// Its incarnation.
+        inc: u64,
+        /// Number of the call on this incarnation (pairs it with its [`Event::PeerReturn`]).
+        call: u64,
+        /// Peer called.
+        peer: String,
+        /// Method.
+        method: PeerMethod,
+        /// Key.
+        key: String,
+        /// Whether the request was marked forwarded.
+        forwarded: bool,
+    },
+    /// A peer call ended.
+    PeerReturn {
+        /// Calling node.
+        node: String,
+        /// Its incarnation.
+        inc: u64,
+        /// Number of the call.
+        call: u64,
+        /// `ok`, `miss` or the error (shortened).
+        result: String,
+    },
+    /// A node's main store held keys the node does not own in its own view (sampled).
+    ForeignKeys {
+        /// Node id.
+        node: String,
+        /// Incarnation.
+        inc: u64,
+        /// The keys, sorted.
+        keys: Vec<String>,
     },
     /// Stats of a node's group (sampled, and whenever bytes exceed the budget).
     Stats {
@@ -210,15 +276,41 @@ pub enum Event {
         budget: u64,
         /// Bytes held and budget of each store: the main store, then the hot cache if any.
         stores: Vec<(u64, u64)>,
+        /// Bytes of each store recounted from its listed entries (key + value + overhead),
+        /// independently of the store's own counter.
+        counted: Vec<u64>,
         /// Evictions so far.
         evictions: u64,
         /// Gets that fell back to a local load, so far.
         local_fallbacks: u64,
         /// Failed peer calls, so far.
         peer_errors: u64,
+        /// Requests refused (limits), so far.
+        rejected: u64,
     },
     /// Something the simulated discovery service did.
     Registry(String),
+    /// A node's buggify point stalled a request (a slow step: excuses a timeout it caused).
+    Stalled {
+        /// The node that stalled.
+        node: String,
+        /// Its incarnation.
+        inc: u64,
+        /// The point's name.
+        point: String,
+        /// How long, in ms.
+        ms: u64,
+    },
+    /// A node's buggify point dropped a message (a lost invalidation: a fault like a lost
+    /// packet, which lets a copy outlive a write for up to its hot lifetime).
+    Dropped {
+        /// The node that dropped it.
+        node: String,
+        /// Its incarnation.
+        inc: u64,
+        /// The point's name.
+        point: String,
+    },
     /// A fault was injected or repaired (by the driver).
     Fault(FaultAction),
     /// Every fault was repaired; convergence is now demanded within `bound_ms`.
@@ -261,6 +353,25 @@ pub enum Event {
     },
     /// A host's software failed or panicked, or the run did not finish in its step budget.
     HostError(String),
+}
+
+/// What [`History::invoke`] records about a request being sent.
+#[derive(Debug, Clone)]
+pub struct Invocation<'a> {
+    /// Client host and worker.
+    pub client: &'a str,
+    /// Node addressed.
+    pub node: &'a str,
+    /// What is asked.
+    pub request: Request,
+    /// Phase of the run.
+    pub phase: Phase,
+    /// When the connection used was established.
+    pub conn_since: Duration,
+    /// The request's whole deadline (connect plus call).
+    pub deadline: Duration,
+    /// Whether the client marks it as forwarded by a peer (`hops = 1`).
+    pub as_peer: bool,
 }
 
 /// One recorded event and when it happened.
@@ -312,15 +423,7 @@ impl History {
     }
 
     /// Records an [`Event::Invoke`] with a fresh op id, which it returns.
-    pub fn invoke(
-        &self,
-        client: &str,
-        node: &str,
-        request: Request,
-        phase: Phase,
-        conn_since: Duration,
-        deadline: Duration,
-    ) -> u64 {
+    pub fn invoke(&self, call: Invocation<'_>) -> u64 {
         let host_now = turmoil::sim_elapsed();
         let mut inner = self.inner.lock();
         let at_us = host_now.map_or(inner.driver_now_us, micros);
@@ -328,12 +431,13 @@ impl History {
         inner.next_op += 1;
         let event = Event::Invoke {
             op,
-            client: client.to_owned(),
-            node: node.to_owned(),
-            request,
-            phase,
-            conn_since_us: micros(conn_since),
-            deadline_ms: millis(deadline),
+            client: call.client.to_owned(),
+            node: call.node.to_owned(),
+            request: call.request,
+            phase: call.phase,
+            conn_since_us: micros(call.conn_since),
+            deadline_ms: millis(call.deadline),
+            as_peer: call.as_peer,
         };
         push(&mut inner, Entry { at_us, event });
         op
@@ -366,13 +470,23 @@ impl History {
     }
 }
 
-/// XXH3-64 over `entries`, in order.
+/// XXH3-64 over `entries`, in order (each as `at_us|{event:?}` and a newline, formatted
+/// straight into the hasher).
 pub fn trace_hash(entries: &[Entry]) -> u64 {
-    let mut hasher = Xxh3::new();
-    for entry in entries {
-        hasher.update(format!("{}|{:?}\n", entry.at_us, entry.event).as_bytes());
+    use std::fmt::Write as _;
+    struct Hashing(Xxh3);
+    impl fmt::Write for Hashing {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            self.0.update(s.as_bytes());
+            Ok(())
+        }
     }
-    hasher.digest()
+    let mut hasher = Hashing(Xxh3::new());
+    for entry in entries {
+        // Writing into a hasher cannot fail.
+        let _ = writeln!(hasher, "{}|{:?}", entry.at_us, entry.event);
+    }
+    hasher.0.digest()
 }
 
 fn push(inner: &mut Inner, entry: Entry) {
@@ -407,14 +521,16 @@ mod tests {
         let h = History::new();
         h.set_driver_time(Duration::from_millis(5));
         h.record(Event::Registry("a".into()));
-        let op = h.invoke(
-            "c",
-            "n",
-            Request::Get { key: "k".into() },
-            Phase::Safety,
-            Duration::ZERO,
-            Duration::from_secs(1),
-        );
+        let call = || Invocation {
+            client: "c",
+            node: "n",
+            request: Request::Get { key: "k".into() },
+            phase: Phase::Safety,
+            conn_since: Duration::ZERO,
+            deadline: Duration::from_secs(1),
+            as_peer: false,
+        };
+        let op = h.invoke(call());
         assert_eq!(op, 0);
         let entries = h.entries();
         assert_eq!(entries.len(), 2);
@@ -422,14 +538,7 @@ mod tests {
         let same = History::new();
         same.set_driver_time(Duration::from_millis(5));
         same.record(Event::Registry("a".into()));
-        same.invoke(
-            "c",
-            "n",
-            Request::Get { key: "k".into() },
-            Phase::Safety,
-            Duration::ZERO,
-            Duration::from_secs(1),
-        );
+        same.invoke(call());
         assert_eq!(h.trace_hash(), same.trace_hash());
         same.record(Event::Registry("b".into()));
         assert_ne!(h.trace_hash(), same.trace_hash());

@@ -1,6 +1,14 @@
 //! The simulated source behind the cache: a loader whose every value names its key, node,
-//! incarnation and call, and which records each call (and how many run at once per key) in the
-//! history.
+//! incarnation and call, and which records each call (and how many run at once per key and per
+//! node) in the history.
+//!
+//! It misbehaves on purpose. Workload keys (`k…`) draw each call's behaviour from the seed's
+//! [`LoaderOptions`]: a normal load, a miss (a fixed share of keys), an error, a panic, or a slow
+//! load (longer than the peer timeout, sometimes longer than the load timeout and the clients'
+//! deadlines). The verifier's keys behave the same on every call, by their first letter:
+//! `e…` always fails, `x…` always panics, `s…` is slow (longer than the peer timeout, shorter
+//! than the load timeout), `m…` is missing, `p…` (data-path probes) and `v…` are normal and
+//! never fail.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,14 +32,42 @@ const LOAD_TTLS: [Option<Duration>; 4] = [
     Some(Duration::from_secs(8)),
 ];
 
-/// Keys the source never fails for (the verifier's data-path probes start with `p`).
-fn is_probe_key(key: &str) -> bool {
-    key.starts_with('p')
+/// Text every deliberate loader panic carries, so the run's panic hook can tell it from a bug.
+pub const DELIBERATE_PANIC: &str = "deliberate loader panic (simulated source)";
+
+/// What one loader call does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Behaviour {
+    /// Answers after a normal latency (a value, or a miss for a missing key).
+    Normal,
+    /// Fails.
+    Error,
+    /// Panics.
+    Panic,
+    /// Answers after a long latency.
+    Slow,
 }
 
-/// Whether the source lacks `key` (a fixed share of keys, the same on every node).
+/// Keys the source never misbehaves for (data-path probes `p…`, verifier keys `v…`).
+fn is_tame_key(key: &str) -> bool {
+    key.starts_with('p') || key.starts_with('v')
+}
+
+/// Whether the source lacks `key` (a fixed share of workload keys, the same on every node).
 pub fn is_missing(key: &str, options: &LoaderOptions) -> bool {
-    !is_probe_key(key) && xxh3_64(key.as_bytes()) % 100 < options.missing_pct
+    key.starts_with('m')
+        || (key.starts_with('k') && xxh3_64(key.as_bytes()) % 100 < options.missing_pct)
+}
+
+/// The fixed behaviour of a verifier trouble key, by its first letter.
+pub fn fixed_behaviour(key: &str) -> Option<Behaviour> {
+    match key.as_bytes().first() {
+        Some(b'e') => Some(Behaviour::Error),
+        Some(b'x') => Some(Behaviour::Panic),
+        Some(b's') => Some(Behaviour::Slow),
+        _ if is_tame_key(key) || key.starts_with('m') => Some(Behaviour::Normal),
+        _ => None,
+    }
 }
 
 /// The loader of one node incarnation.
@@ -40,6 +76,8 @@ pub struct SimLoader {
     node: String,
     inc: u64,
     options: LoaderOptions,
+    /// Latency of a fixed slow key (`s…`): past the peer timeout, within the load timeout.
+    slow_key_latency: Duration,
     rng: Mutex<ChaCha8Rng>,
     calls: AtomicU64,
     running: Arc<Mutex<BTreeMap<String, u32>>>,
@@ -52,6 +90,7 @@ impl SimLoader {
         node: &str,
         inc: u64,
         options: LoaderOptions,
+        slow_key_latency: Duration,
         rng: ChaCha8Rng,
         history: History,
     ) -> Self {
@@ -59,6 +98,7 @@ impl SimLoader {
             node: node.to_owned(),
             inc,
             options,
+            slow_key_latency,
             rng: Mutex::new(rng),
             calls: AtomicU64::new(0),
             running: Arc::new(Mutex::new(BTreeMap::new())),
@@ -67,18 +107,50 @@ impl SimLoader {
     }
 
     /// Counts a running call of `key` until the guard drops (also when the node abandons the
-    /// call at its load timeout); returns the guard and how many calls of `key` now run.
-    fn enter(&self, key: &str) -> (Running, u32) {
+    /// call at its load timeout, or the call panics); returns the guard, how many calls of `key`
+    /// now run and how many calls run on the node.
+    fn enter(&self, key: &str) -> (Running, u32, u32) {
         let mut running = self.running.lock();
         let count = running.entry(key.to_owned()).or_insert(0);
         *count += 1;
         let now = *count;
+        let total = running.values().sum();
         drop(running);
         let guard = Running {
             key: key.to_owned(),
             running: self.running.clone(),
         };
-        (guard, now)
+        (guard, now, total)
+    }
+
+    /// This call's behaviour, latency and lifetime.
+    fn draw(&self, key: &str) -> (Behaviour, Duration, Option<Duration>) {
+        let mut rng = self.rng.lock();
+        let o = &self.options;
+        let max = u64::try_from(o.max_latency.as_micros()).unwrap_or(u64::MAX);
+        let normal = Duration::from_micros(rng.random_range(0..=max));
+        let ttl = LOAD_TTLS[rng.random_range(0..LOAD_TTLS.len())];
+        let behaviour = fixed_behaviour(key).unwrap_or_else(|| {
+            let roll = rng.random_range(0..100);
+            if roll < o.error_pct {
+                Behaviour::Error
+            } else if roll < o.error_pct + o.panic_pct {
+                Behaviour::Panic
+            } else if roll < o.error_pct + o.panic_pct + o.slow_pct {
+                Behaviour::Slow
+            } else {
+                Behaviour::Normal
+            }
+        });
+        let latency = match behaviour {
+            Behaviour::Slow if key.starts_with('s') => self.slow_key_latency,
+            Behaviour::Slow => {
+                let max = u64::try_from(o.slow_max.as_millis()).unwrap_or(u64::MAX);
+                Duration::from_millis(rng.random_range(max / 4..=max.max(1)))
+            }
+            _ => normal,
+        };
+        (behaviour, latency, ttl)
     }
 }
 
@@ -105,48 +177,49 @@ impl Drop for Running {
 impl Loader for SimLoader {
     async fn load(&self, key: &[u8]) -> Result<Option<Loaded>, LoadError> {
         let key = String::from_utf8_lossy(key).into_owned();
-        let (_running, concurrent) = self.enter(&key);
+        let (_running, concurrent, node_concurrent) = self.enter(&key);
         let call = self.calls.fetch_add(1, Ordering::Relaxed);
-        let (latency, fails, ttl) = {
-            let mut rng = self.rng.lock();
-            let max = u64::try_from(self.options.max_latency.as_micros()).unwrap_or(u64::MAX);
-            let latency = Duration::from_micros(rng.random_range(0..=max));
-            let fails = !is_probe_key(&key) && rng.random_range(0..100) < self.options.error_pct;
-            let ttl = LOAD_TTLS[rng.random_range(0..LOAD_TTLS.len())];
-            (latency, fails, ttl)
-        };
+        let (behaviour, latency, ttl) = self.draw(&key);
         self.history.record(Event::LoadStart {
             node: self.node.clone(),
             inc: self.inc,
             key: key.clone(),
             concurrent,
+            node_concurrent,
+            call,
         });
         tokio::time::sleep(latency).await;
-        let (result, recorded) = if fails {
-            (
-                Err(LoadError("source unavailable".into())),
-                LoadResult::Failed,
-            )
-        } else if is_missing(&key, &self.options) {
-            (Ok(None), LoadResult::Missing)
-        } else {
-            let value = format!("L:{key}:{}.{}.{call}", self.node, self.inc);
-            let recorded = LoadResult::Value {
-                value: value.clone(),
-                ttl_ms: ttl.map(millis),
-            };
-            let loaded = Loaded {
-                value: value.into(),
-                ttl,
-            };
-            (Ok(Some(loaded)), recorded)
-        };
-        self.history.record(Event::LoadEnd {
+        let end = |result| Event::LoadEnd {
             node: self.node.clone(),
             inc: self.inc,
-            key,
-            result: recorded,
-        });
+            key: key.clone(),
+            call,
+            result,
+        };
+        let (result, recorded) = match behaviour {
+            Behaviour::Panic => {
+                self.history.record(end(LoadResult::Panicked));
+                panic!("{DELIBERATE_PANIC}: {key} on {}", self.node);
+            }
+            Behaviour::Error => (
+                Err(LoadError("source unavailable".into())),
+                LoadResult::Failed,
+            ),
+            _ if is_missing(&key, &self.options) => (Ok(None), LoadResult::Missing),
+            _ => {
+                let value = format!("L:{key}:{}.{}.{call}", self.node, self.inc);
+                let recorded = LoadResult::Value {
+                    value: value.clone(),
+                    ttl_ms: ttl.map(millis),
+                };
+                let loaded = Loaded {
+                    value: value.into(),
+                    ttl,
+                };
+                (Ok(Some(loaded)), recorded)
+            }
+        };
+        self.history.record(end(recorded));
         result
     }
 }

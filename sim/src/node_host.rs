@@ -1,15 +1,23 @@
 //! A node host: the real [`Node`] runtime serving the real gRPC server on a turmoil listener,
-//! peering through the real [`GrpcTransport`] over turmoil, discovering through
-//! [`SimDiscovery`]. The driver controls it through a [`NodeCtl`].
+//! peering through the real [`GrpcTransport`] over turmoil (wrapped by [`Recording`], which
+//! writes every peer call into the history), discovering through [`SimDiscovery`]. The driver
+//! controls it through a [`NodeCtl`]; a monitor task samples what the checkers need (view,
+//! stats, an independent recount of the stored bytes, main-store keys the node does not own).
+//!
+//! Node-facing code, kept small: this file, [`crate::recording`] and [`crate::doubles`] are what
+//! moves when the node's API changes.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use lcache_core::group::Tier;
 use lcache_core::limits::Limits;
 use lcache_core::member::Member;
 use lcache_core::ring::RingConfig;
+use lcache_core::store::entry_size;
 use lcache_discovery::Discovery;
 use lcache_node::server::run_with_incoming;
 use lcache_node::{GroupConfig, HotCacheConfig, Loader, Node, NodeConfig, NodeProbe};
@@ -18,11 +26,17 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
+use crate::buggify::SimBuggify;
+use crate::discovery::client::Misdelivery;
 use crate::discovery::SimDiscovery;
-use crate::doubles::{DropDeletes, NoDepartures, StretchTtl, WrongKeyLoader};
+use crate::doubles::{
+    Detour, DropDeletes, FallbackAlways, LazySets, NoDepartures, StaleGets, StretchTtl,
+    UndercountBytes, WrongKeyLoader,
+};
 use crate::history::{Event, History};
 use crate::loader::SimLoader;
 use crate::options::{Mutation, Options};
+use crate::recording::Recording;
 use crate::rng::component_rng;
 
 /// The group every simulated node hosts.
@@ -39,6 +53,8 @@ pub const LIMITS: Limits = Limits {
 /// a forgotten one (answered with `RST_STREAM`, one more message drawing turmoil's rng) depends
 /// only on the simulation, never on how fast the machine runs it.
 pub const RESET_STREAM_MEMORY: Duration = Duration::from_secs(86_400);
+/// Virtual nodes per member on the simulated nodes' rings (the checkers rebuild the same ring).
+pub const RING_VNODES: u32 = 64;
 /// How often a node's monitor samples its stats and view.
 const MONITOR_INTERVAL: Duration = Duration::from_millis(50);
 /// Every how many samples the stats are recorded even when nothing is wrong.
@@ -52,8 +68,10 @@ pub trait Probe: Send + Sync + fmt::Debug {
     fn owner(&self, key: &[u8]) -> Member;
     /// The stats of the simulated group.
     fn group_stats(&self) -> GroupStats;
-    /// Bytes held and budget of each store of the simulated group (main, then hot cache).
+    /// Bytes held and budget of each store of the simulated group, in [`Tier::ALL`] order.
     fn store_usage(&self) -> Vec<(u64, u64)>;
+    /// Every stored entry of the simulated group: key, value length, the store holding it.
+    fn entries(&self) -> Vec<(Bytes, usize, Tier)>;
 }
 
 impl<T: Transport> Probe for NodeProbe<T> {
@@ -82,6 +100,10 @@ impl<T: Transport> Probe for NodeProbe<T> {
             })
             .unwrap_or_default()
     }
+
+    fn entries(&self) -> Vec<(Bytes, usize, Tier)> {
+        NodeProbe::entries(self, GROUP)
+    }
 }
 
 /// A running incarnation of a node.
@@ -98,6 +120,8 @@ pub struct Running {
 pub struct NodeCtl {
     name: String,
     desired_up: watch::Sender<bool>,
+    watch_stalled: watch::Sender<bool>,
+    discovery_cut: watch::Sender<bool>,
     incarnation: AtomicU64,
     running: Mutex<Option<Running>>,
 }
@@ -108,6 +132,8 @@ impl NodeCtl {
         Arc::new(NodeCtl {
             name: name.to_owned(),
             desired_up: watch::Sender::new(up),
+            watch_stalled: watch::Sender::new(false),
+            discovery_cut: watch::Sender::new(false),
             incarnation: AtomicU64::new(0),
             running: Mutex::new(None),
         })
@@ -121,6 +147,18 @@ impl NodeCtl {
     /// Asks the node to serve (`true`) or to leave gracefully (`false`).
     pub fn set_up(&self, up: bool) {
         self.desired_up.send_replace(up);
+    }
+
+    /// Holds back (`true`) or lets through (`false`) the discovery events of this node's watch.
+    pub fn stall_watch(&self, stalled: bool) {
+        self.watch_stalled.send_replace(stalled);
+    }
+
+    /// Cuts the node off from discovery only (`true`: no lease renewals, no watch events; it
+    /// keeps serving clients and peers), or heals it (`false`). The verifier uses it where it
+    /// cannot partition links itself.
+    pub fn cut_discovery(&self, cut: bool) {
+        self.discovery_cut.send_replace(cut);
     }
 
     /// Whether the node is asked to serve.
@@ -203,7 +241,22 @@ fn node_config(ctx: &NodeContext, inc: u64, loader: Arc<dyn Loader>) -> NodeConf
     config.load_timeout = o.load_timeout;
     config.shutdown_grace = Duration::from_secs(2);
     config.sweep_interval = Duration::from_millis(200);
-    config.ring = RingConfig { vnodes: 64 };
+    config.ring = RingConfig {
+        vnodes: RING_VNODES,
+    };
+    config.max_in_flight = o.max_in_flight;
+    config.max_waiters_per_key = o.max_waiters_per_key;
+    config.max_loads = o.max_loads;
+    if !o.buggify.is_empty() {
+        let rng = component_rng(o.seed, &format!("buggify/{name}/{inc}"));
+        config.buggify = Some(Arc::new(SimBuggify::new(
+            o.buggify.clone(),
+            rng,
+            ctx.history.clone(),
+            name,
+            inc,
+        )));
+    }
     config
 }
 
@@ -211,7 +264,15 @@ fn loader(ctx: &NodeContext, inc: u64) -> Arc<dyn Loader> {
     let o = &ctx.options;
     let name = ctx.ctl.name();
     let rng = component_rng(o.seed, &format!("loader/{name}/{inc}"));
-    let sim = SimLoader::new(name, inc, o.loader, rng, ctx.history.clone());
+    let slow_key_latency = (o.peer_timeout + o.load_timeout) / 2;
+    let sim = SimLoader::new(
+        name,
+        inc,
+        o.loader,
+        slow_key_latency,
+        rng,
+        ctx.history.clone(),
+    );
     match o.mutation {
         Mutation::WrongKeyLoader => Arc::new(WrongKeyLoader {
             inner: sim,
@@ -227,26 +288,71 @@ async fn serve_incarnation(
     inc: u64,
     desired: watch::Receiver<bool>,
 ) -> turmoil::Result {
+    let o = &ctx.options;
+    let name = ctx.ctl.name();
     let config = node_config(ctx, inc, loader(ctx, inc));
-    let transport =
-        GrpcTransport::with_connector(peer_client_config(&ctx.options), crate::net::connector());
-    let discovery = SimDiscovery::new(ctx.options.lease_ttl);
-    match ctx.options.mutation {
+    let grpc = GrpcTransport::with_connector(peer_client_config(o), crate::net::connector());
+    let how = Misdelivery {
+        chaos: o.chaos,
+        rng: component_rng(o.seed, &format!("discovery-chaos/{name}/{inc}")),
+        stalled: ctx.ctl.watch_stalled.subscribe(),
+        cut: ctx.ctl.discovery_cut.subscribe(),
+    };
+    let discovery = SimDiscovery::new(o.lease_ttl, how);
+    match o.mutation {
         Mutation::DropDeletes => {
-            serve(ctx, inc, config, DropDeletes(transport), discovery, desired).await
+            let t = Recording::new(DropDeletes(grpc), name, inc, ctx.history.clone());
+            serve(ctx, inc, config, t, discovery, desired).await
         }
         Mutation::NoDepartures => {
+            let d = NoDepartures(discovery);
             serve(
                 ctx,
                 inc,
                 config,
-                transport,
-                NoDepartures(discovery),
+                Recording::new(grpc, name, inc, ctx.history.clone()),
+                d,
                 desired,
             )
             .await
         }
-        _ => serve(ctx, inc, config, transport, discovery, desired).await,
+        Mutation::LazySets => {
+            let t = Recording::new(LazySets(Arc::new(grpc)), name, inc, ctx.history.clone());
+            serve(ctx, inc, config, t, discovery, desired).await
+        }
+        Mutation::StaleGets => {
+            let t = Recording::new(StaleGets::new(grpc), name, inc, ctx.history.clone());
+            serve(ctx, inc, config, t, discovery, desired).await
+        }
+        Mutation::FallbackAlways => {
+            let t = Recording::new(
+                FallbackAlways::new(grpc, o.seed, name, inc),
+                name,
+                inc,
+                ctx.history.clone(),
+            );
+            serve(ctx, inc, config, t, discovery, desired).await
+        }
+        Mutation::Detour => {
+            let t = Recording::new(
+                Detour::new(grpc, name, o.node_names()),
+                name,
+                inc,
+                ctx.history.clone(),
+            );
+            serve(ctx, inc, config, t, discovery, desired).await
+        }
+        _ => {
+            serve(
+                ctx,
+                inc,
+                config,
+                Recording::new(grpc, name, inc, ctx.history.clone()),
+                discovery,
+                desired,
+            )
+            .await
+        }
     }
 }
 
@@ -260,7 +366,10 @@ async fn serve<T: Transport, D: Discovery>(
 ) -> turmoil::Result {
     let name = ctx.ctl.name().to_owned();
     let node = Node::start(config, transport, discovery).await?;
-    let probe: Arc<dyn Probe> = Arc::new(node.probe());
+    let probe: Arc<dyn Probe> = match ctx.options.mutation {
+        Mutation::UndercountBytes => Arc::new(UndercountBytes(node.probe())),
+        _ => Arc::new(node.probe()),
+    };
     *ctx.ctl.running.lock() = Some(Running {
         inc,
         probe: probe.clone(),
@@ -309,8 +418,10 @@ fn server_config() -> ServerConfig {
     }
 }
 
-/// Samples the node's stats and view: records the view whenever it changes, the stats every
-/// [`STATS_EVERY`] samples and at once whenever a store holds more bytes than its budget (S2).
+/// Samples the node's stats and view: records the view whenever it changes, main-store keys the
+/// node does not own whenever there are any, and the stats every [`STATS_EVERY`] samples, when
+/// the eviction or rejection counters moved, and at once whenever a store holds more bytes than
+/// its budget (S2) or its own byte counter disagrees with a recount of its entries.
 async fn monitor(
     node: String,
     inc: u64,
@@ -321,6 +432,8 @@ async fn monitor(
     let mut ticker = tokio::time::interval(MONITOR_INTERVAL);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_view = Vec::new();
+    let mut last_foreign = Vec::new();
+    let mut last_counters = (0, 0);
     let mut samples = 0u64;
     loop {
         tokio::select! {
@@ -328,9 +441,9 @@ async fn monitor(
             () = stop.cancelled() => return,
             _ = ticker.tick() => {}
         }
-        let view: Vec<(String, u64)> = probe
-            .members()
-            .into_iter()
+        let members = probe.members();
+        let view: Vec<(String, u64)> = members
+            .iter()
             .map(|m| (m.id.to_string(), m.incarnation))
             .collect();
         if view != last_view {
@@ -341,21 +454,51 @@ async fn monitor(
             });
             last_view = view;
         }
+        let entries = probe.entries();
+        let mut counted = vec![0u64; Tier::ALL.len()];
+        let mut foreign = Vec::new();
+        for (key, len, tier) in &entries {
+            if let Some(i) = Tier::ALL.iter().position(|t| t == tier) {
+                counted[i] += entry_size(key.len(), *len);
+            }
+            if *tier == Tier::Main && probe.owner(key).id.as_str() != node {
+                foreign.push(String::from_utf8_lossy(key).into_owned());
+            }
+        }
+        foreign.sort();
+        if !foreign.is_empty() && foreign != last_foreign {
+            history.record(Event::ForeignKeys {
+                node: node.clone(),
+                inc,
+                keys: foreign.clone(),
+            });
+        }
+        last_foreign = foreign;
         let stats = probe.group_stats();
+        let rejected = stats.counters.overloaded;
         let stores = probe.store_usage();
-        let over = stores.iter().any(|(bytes, budget)| bytes > budget);
-        if over || samples.is_multiple_of(STATS_EVERY) {
+        counted.truncate(stores.len());
+        let over = stores.iter().any(|(bytes, budget)| bytes > budget)
+            || stores
+                .iter()
+                .zip(&counted)
+                .any(|((bytes, _), c)| bytes != c);
+        let counters = (stats.evictions(), rejected);
+        if over || counters != last_counters || samples.is_multiple_of(STATS_EVERY) {
             history.record(Event::Stats {
                 node: node.clone(),
                 inc,
                 bytes: stats.bytes(),
                 budget: stats.budget_bytes(),
                 stores,
+                counted,
                 evictions: stats.evictions(),
                 local_fallbacks: stats.counters.fallbacks,
                 peer_errors: stats.counters.fetch_errors,
+                rejected,
             });
         }
+        last_counters = counters;
         samples += 1;
     }
 }

@@ -4,6 +4,8 @@
 use std::fmt;
 use std::time::Duration;
 
+use lcache_node::buggify::Point;
+use rand::seq::IndexedRandom;
 use rand::Rng;
 
 use crate::rng::component_rng;
@@ -22,15 +24,30 @@ pub enum Mutation {
     WrongKeyLoader,
     /// The loader reports a lifetime 20 times longer than the source gave (caught by S4).
     StretchTtl,
+    /// The peer transport acknowledges sets at once and sends them later (caught by S7).
+    LazySets,
+    /// The peer transport answers gets from a memory of old answers (caught by S8).
+    StaleGets,
+    /// The peer transport pretends half of the owners are unreachable (caught by S9).
+    FallbackAlways,
+    /// The peer transport sends gets through a third node (caught by F1).
+    Detour,
+    /// The probe under-reports the stores' bytes (caught by S2's recount).
+    UndercountBytes,
 }
 
 impl Mutation {
     /// Every broken double.
-    pub const BROKEN: [Mutation; 4] = [
+    pub const BROKEN: [Mutation; 9] = [
         Mutation::DropDeletes,
         Mutation::NoDepartures,
         Mutation::WrongKeyLoader,
         Mutation::StretchTtl,
+        Mutation::LazySets,
+        Mutation::StaleGets,
+        Mutation::FallbackAlways,
+        Mutation::Detour,
+        Mutation::UndercountBytes,
     ];
 
     /// The name `LCACHE_SIM_MUTATION` accepts.
@@ -41,6 +58,11 @@ impl Mutation {
             Mutation::NoDepartures => "no-departures",
             Mutation::WrongKeyLoader => "wrong-key-loader",
             Mutation::StretchTtl => "stretch-ttl",
+            Mutation::LazySets => "lazy-sets",
+            Mutation::StaleGets => "stale-gets",
+            Mutation::FallbackAlways => "fallback-always",
+            Mutation::Detour => "detour",
+            Mutation::UndercountBytes => "undercount-bytes",
         }
     }
 
@@ -77,17 +99,60 @@ pub struct FaultRates {
     pub latency: f64,
     /// Discovery outages (its host crashes; its data survives, like etcd's disk).
     pub outage: f64,
+    /// Lease losses: a live node cut off from discovery only, longer than its lease TTL, while
+    /// it keeps serving clients and peers; then healed.
+    pub lease_loss: f64,
+    /// Long view disagreement: one node's discovery watch stalls (events held back) while the
+    /// others' move on.
+    pub watch_stall: f64,
 }
 
-/// The loader's behaviour.
+/// The loader's behaviour. Workload keys (`k…`) draw it per call from these rates; the
+/// verifier's trouble keys behave the same on every call (see [`crate::loader`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct LoaderOptions {
-    /// Longest a load takes.
+    /// Longest a normal load takes.
     pub max_latency: Duration,
     /// Share of keys (percent) the source does not have.
     pub missing_pct: u64,
     /// Share of loads (percent) that fail.
     pub error_pct: u64,
+    /// Share of loads (percent) that panic.
+    pub panic_pct: u64,
+    /// Share of loads (percent) that are slow: longer than the peer timeout, some longer than
+    /// the load timeout and the clients' deadlines.
+    pub slow_pct: u64,
+    /// Longest a slow load takes.
+    pub slow_max: Duration,
+}
+
+/// How the workload's workers behave ("impatient clients").
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WorkloadOptions {
+    /// Share of workers (percent) whose calls have a tiny deadline.
+    pub impatient_pct: u64,
+    /// The tiny deadlines of impatient workers range up to this.
+    pub tiny_deadline_max: Duration,
+    /// Share of requests (percent) the client cancels mid-flight.
+    pub cancel_pct: u64,
+    /// Share of workers (percent) that send `hops = 1` themselves (as if they were a peer).
+    pub as_peer_pct: u64,
+    /// Bursts of concurrent gets of one hot key, per simulated minute per client host (0: none).
+    pub bursts_per_minute: f64,
+    /// Gets in one burst, at most.
+    pub burst_max: usize,
+}
+
+/// How the simulated discovery misdelivers watch events to one node (percent of events; 0
+/// everywhere in about half the seeds).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DiscoveryChaos {
+    /// An event is delivered twice.
+    pub duplicate_pct: u64,
+    /// An event is held back and delivered after the next one.
+    pub reorder_pct: u64,
+    /// After a reconnection, an event of the old watch is delivered after the new snapshot.
+    pub replay_pct: u64,
 }
 
 /// Everything one run is made of, all derived from its seed.
@@ -143,6 +208,18 @@ pub struct Options {
     pub load_timeout: Duration,
     /// Keys the verifier writes and reads after convergence.
     pub l2_keys: usize,
+    /// Node: requests served at once (small in some seeds, so bursts exercise admission).
+    pub max_in_flight: usize,
+    /// Node: callers waiting on one key's flight, at most (small in some seeds).
+    pub max_waiters_per_key: usize,
+    /// Node: loads running at once, at most (S9 checks it).
+    pub max_loads: usize,
+    /// Impatient and misbehaving clients.
+    pub workload: WorkloadOptions,
+    /// Misdelivered discovery events.
+    pub chaos: DiscoveryChaos,
+    /// Buggify fault points of the node switched on for this seed (empty: none).
+    pub buggify: Vec<Point>,
 }
 
 impl Options {
@@ -166,9 +243,73 @@ impl Options {
             churn: rate(4.0),
             latency: rate(3.0),
             outage: rate(2.0),
+            lease_loss: rate(3.0),
+            watch_stall: rate(4.0),
         };
         let hot_lifetime = Duration::from_millis(rng.random_range(300..=2_000));
         let budget_bytes = rng.random_range(1_500..=12_000);
+        let peer_timeout = Duration::from_millis(1_000);
+        let load_timeout = Duration::from_millis(1_500);
+        let call_timeout = Duration::from_secs(4);
+        let small_caps = rng.random_bool(0.3);
+        let max_in_flight = if small_caps {
+            rng.random_range(2..=12)
+        } else {
+            10_000
+        };
+        let max_loads = if small_caps {
+            rng.random_range(2..=max_in_flight)
+        } else {
+            max_in_flight
+        };
+        let max_waiters_per_key = if rng.random_bool(0.3) {
+            rng.random_range(1..=6)
+        } else {
+            10_000
+        };
+        let mut pct = |p: f64, max: u64| {
+            if rng.random_bool(p) {
+                rng.random_range(1..=max)
+            } else {
+                0
+            }
+        };
+        let loader = LoaderOptions {
+            max_latency: Duration::ZERO,
+            missing_pct: 0,
+            error_pct: pct(0.6, 15),
+            panic_pct: pct(0.3, 5),
+            slow_pct: pct(0.4, 10),
+            slow_max: call_timeout + Duration::from_secs(1),
+        };
+        let workload = WorkloadOptions {
+            impatient_pct: pct(0.5, 50),
+            tiny_deadline_max: Duration::ZERO,
+            cancel_pct: pct(0.4, 15),
+            as_peer_pct: pct(0.3, 30),
+            bursts_per_minute: 0.0,
+            burst_max: 0,
+        };
+        let chaos = if rng.random_bool(0.5) {
+            DiscoveryChaos {
+                duplicate_pct: rng.random_range(0..=20),
+                reorder_pct: rng.random_range(0..=20),
+                replay_pct: rng.random_range(0..=50),
+            }
+        } else {
+            DiscoveryChaos {
+                duplicate_pct: 0,
+                reorder_pct: 0,
+                replay_pct: 0,
+            }
+        };
+        let buggify = {
+            let mut rng = component_rng(seed, "buggify");
+            Point::ALL
+                .into_iter()
+                .filter(|_| rng.random_bool(0.25))
+                .collect()
+        };
         Options {
             seed,
             mutation,
@@ -188,7 +329,7 @@ impl Options {
                 Some(Duration::from_millis(rng.random_range(200..=1_500))),
                 Some(Duration::from_secs(rng.random_range(3..=30))),
             ],
-            tick: Duration::from_millis(1),
+            tick: Duration::from_millis(*[2, 2, 3, 3].choose(&mut rng).unwrap_or(&2)),
             warmup: Duration::from_secs(2),
             safety: Duration::from_secs(rng.random_range(20..=40)),
             lease_ttl: Duration::from_millis(rng.random_range(2_000..=5_000)),
@@ -204,13 +345,28 @@ impl Options {
             loader: LoaderOptions {
                 max_latency: Duration::from_millis(rng.random_range(1..=200)),
                 missing_pct: rng.random_range(0..=20),
-                error_pct: rng.random_range(0..=5),
+                ..loader
             },
             connect_timeout: Duration::from_millis(500),
-            call_timeout: Duration::from_secs(4),
-            peer_timeout: Duration::from_millis(1_000),
-            load_timeout: Duration::from_millis(1_500),
+            call_timeout,
+            peer_timeout,
+            load_timeout,
             l2_keys: keys.min(6),
+            max_in_flight,
+            max_waiters_per_key,
+            max_loads,
+            workload: WorkloadOptions {
+                tiny_deadline_max: Duration::from_millis(rng.random_range(5..=80)),
+                bursts_per_minute: if rng.random_bool(0.6) {
+                    rng.random_range(2.0..30.0)
+                } else {
+                    0.0
+                },
+                burst_max: rng.random_range(4..=40),
+                ..workload
+            },
+            chaos,
+            buggify,
         }
     }
 

@@ -10,7 +10,7 @@ use std::time::{Duration, UNIX_EPOCH};
 
 use tokio::sync::watch;
 
-use crate::checker::{check, Violation};
+use crate::checker::{check_all, Violation};
 use crate::client::{client_software, verifier_software, ClientContext};
 use crate::cluster::Cluster;
 use crate::discovery::{registry_software, RegistryState, HOST as DISCOVERY};
@@ -44,21 +44,85 @@ pub struct RunReport {
     pub converged_after: Option<Duration>,
     /// The first property broken, if any.
     pub violation: Option<Violation>,
+    /// The first violation of each property broken.
+    pub violations: Vec<Violation>,
     /// The whole history.
     pub entries: Vec<Entry>,
 }
 
 impl RunReport {
-    /// The one line every run prints.
+    /// The one line every run prints (`violated=` lists the properties broken, comma
+    /// separated; `scripts/sim-soak.sh` reads it).
     pub fn summary(&self) -> String {
+        let mut violated: Vec<&str> = self.violations.iter().map(|v| v.property).collect();
+        violated.sort_unstable();
+        violated.dedup();
         format!(
-            "seed={} trace_hash={:016x} sim_secs={} requests={} faults={}",
+            "seed={} trace_hash={:016x} sim_secs={} requests={} faults={} violated={}",
             self.options.seed,
             self.trace_hash,
             self.sim_time.as_secs(),
             self.requests,
-            self.faults
+            self.faults,
+            violated.join(",")
         )
+    }
+
+    /// The violations the checkers find when they look only at requests, loads and peer calls
+    /// for keys starting with `prefix` (and the rest of the history: faults, views, stats):
+    /// isolates one scenario's findings from earlier violations of the same rule. Rules that
+    /// count across keys (C1, the load cap) may read differently on the subset.
+    pub fn violations_for_keys(&self, prefix: &str) -> Vec<Violation> {
+        let mine = |key: &str| key.starts_with(prefix);
+        let mut dropped_ops = BTreeSet::new();
+        let mut dropped_calls = BTreeSet::new();
+        let entries: Vec<Entry> = self
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let keep = match &e.event {
+                    Event::Invoke { op, request, .. } if !mine(request.key()) => {
+                        dropped_ops.insert(*op);
+                        false
+                    }
+                    Event::Return { op, .. } => !dropped_ops.contains(op),
+                    Event::LoadStart { key, .. } | Event::LoadEnd { key, .. } => mine(key),
+                    Event::PeerCall {
+                        node,
+                        inc,
+                        call,
+                        key,
+                        ..
+                    } if !mine(key) => {
+                        dropped_calls.insert((node.clone(), *inc, *call));
+                        false
+                    }
+                    Event::PeerReturn {
+                        node, inc, call, ..
+                    } => !dropped_calls.contains(&(node.clone(), *inc, *call)),
+                    Event::ForeignKeys { node, inc, keys } => {
+                        let keys: Vec<String> = keys.iter().filter(|k| mine(k)).cloned().collect();
+                        return (!keys.is_empty()).then(|| Entry {
+                            at_us: e.at_us,
+                            event: Event::ForeignKeys {
+                                node: node.clone(),
+                                inc: *inc,
+                                keys,
+                            },
+                        });
+                    }
+                    _ => true,
+                };
+                keep.then(|| e.clone())
+            })
+            .collect();
+        check_all(&entries, &self.options)
+            .into_iter()
+            .map(|v| Violation {
+                message: format!("{} [{}]", v.message, entries[v.entry]),
+                ..v
+            })
+            .collect()
     }
 
     /// The command that replays this run.
@@ -84,6 +148,13 @@ impl RunReport {
             self.options.seed, self.options.mutation
         );
         let _ = writeln!(out, "{v}");
+        for other in self
+            .violations
+            .iter()
+            .filter(|o| (o.property, o.rule) != (v.property, v.rule))
+        {
+            let _ = writeln!(out, "also: {other}");
+        }
         let from = v.entry.saturating_sub(CONTEXT_EVENTS);
         let _ = writeln!(out, "last {} events before it:", v.entry + 1 - from);
         for entry in self.entries.iter().take(v.entry + 1).skip(from) {
@@ -161,6 +232,7 @@ pub fn run(seed: u64, mutation: Mutation) -> RunReport {
         crashed: BTreeSet::new(),
         discovery_down: false,
         latency_spiked: false,
+        stalled: BTreeSet::new(),
         faults: 0,
     };
     let converged_after = driver.drive(&mut sim, &faults, limit);
@@ -168,14 +240,16 @@ pub fn run(seed: u64, mutation: Mutation) -> RunReport {
     let faults_injected = driver.faults;
     drop(sim);
     let entries = history.entries();
-    let mut violation = check(&entries, &options);
-    if history.overflowed() && violation.is_none() {
-        violation = Some(Violation {
+    let mut violations = check_all(&entries, &options);
+    if history.overflowed() {
+        violations.push(Violation {
             property: "S5",
+            rule: "",
             message: "the history overflowed its bound".into(),
             entry: entries.len().saturating_sub(1),
         });
     }
+    let violation = violations.iter().min_by_key(|v| v.entry).cloned();
     RunReport {
         options: (*options).clone(),
         trace_hash: crate::history::trace_hash(&entries),
@@ -187,6 +261,7 @@ pub fn run(seed: u64, mutation: Mutation) -> RunReport {
         faults: faults_injected,
         converged_after,
         violation,
+        violations,
         entries,
     }
 }
@@ -202,6 +277,8 @@ struct Driver<'a> {
     crashed: BTreeSet<String>,
     discovery_down: bool,
     latency_spiked: bool,
+    /// Nodes whose discovery watch is stalled.
+    stalled: BTreeSet<String>,
     faults: usize,
 }
 
@@ -276,7 +353,17 @@ impl Driver<'_> {
                     .record(Event::HostError(format!("panic: {panic}")));
                 return converged;
             }
-            match sim.step() {
+            // A host whose runtime shuts down on a task's panic makes turmoil's step panic;
+            // that is a host failure of the run, not of the test process.
+            let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| sim.step()));
+            let Ok(stepped) = stepped else {
+                self.history.set_driver_time(sim.elapsed());
+                let panic = take_panic().unwrap_or_else(|| "a host's runtime panicked".into());
+                self.history
+                    .record(Event::HostError(format!("panic: {panic}")));
+                return converged;
+            };
+            match stepped {
                 Ok(true) => return converged,
                 Ok(false) => {}
                 Err(err) => {
@@ -340,6 +427,17 @@ impl Driver<'_> {
             FaultAction::DiscoveryUp => {
                 sim.bounce(DISCOVERY);
                 self.discovery_down = false;
+            }
+            FaultAction::StallWatch(n) | FaultAction::ResumeWatch(n) => {
+                let stall = matches!(action, FaultAction::StallWatch(_));
+                if let Some(ctl) = self.cluster.ctl(n) {
+                    ctl.stall_watch(stall);
+                }
+                if stall {
+                    self.stalled.insert(n.clone());
+                } else {
+                    self.stalled.remove(n);
+                }
             }
         }
         if let Some((a, b)) = action.link() {
@@ -413,6 +511,9 @@ impl Driver<'_> {
         }
         if self.discovery_down {
             self.apply(sim, FaultAction::DiscoveryUp);
+        }
+        for node in std::mem::take(&mut self.stalled) {
+            self.apply(sim, FaultAction::ResumeWatch(node));
         }
         let mut down: Vec<String> = self
             .cluster
@@ -503,6 +604,15 @@ fn install_panic_hook() {
     HOOK.call_once(|| {
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
+            // The simulated source panics on purpose; whether the node contains it is for the
+            // checkers to judge (a panic that escapes takes its host down, which they see).
+            let deliberate = info
+                .payload()
+                .downcast_ref::<String>()
+                .is_some_and(|m| m.contains(crate::loader::DELIBERATE_PANIC));
+            if deliberate {
+                return;
+            }
             let _ = PANICS.try_with(|p| {
                 if let Ok(mut p) = p.try_borrow_mut() {
                     p.push(info.to_string());

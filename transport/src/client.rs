@@ -26,6 +26,8 @@ pub struct CacheClient {
     addr: String,
     config: ClientConfig,
     channel: H2Channel,
+    /// Whether requests claim to come from a peer (`hops = 1`); see [`CacheClient::as_peer`].
+    forwarded: bool,
 }
 
 impl CacheClient {
@@ -74,6 +76,7 @@ impl CacheClient {
                 addr: addr.to_owned(),
                 config,
                 channel,
+                forwarded: false,
             }),
             Err(ConnectFailure::Failed(reason)) => Err(ClientError::Unavailable {
                 addr: addr.to_owned(),
@@ -84,6 +87,15 @@ impl CacheClient {
                 timeout: config.connect_timeout,
             }),
         }
+    }
+
+    /// The same client, marking every `Get`, `Set` and `Delete` as already forwarded by a peer
+    /// (`hops = 1`), as a misbehaving or confused client could. A node must not trust the mark
+    /// (it never forwards such a request again); tests and simulations use this to check how it
+    /// handles one.
+    pub fn as_peer(mut self) -> Self {
+        self.forwarded = true;
+        self
     }
 
     /// The address of the node.
@@ -100,7 +112,7 @@ impl CacheClient {
         let message = proto::GetRequest {
             group: group.to_owned(),
             key: key.into(),
-            hops: 0,
+            hops: u32::from(self.forwarded),
         };
         match self.call::<_, proto::GetResponse>(Rpc::Get, &message).await {
             Ok(response) => Ok(Some(response.into())),
@@ -122,7 +134,7 @@ impl CacheClient {
             key: key.into(),
             value: value.into(),
             ttl,
-            forwarded: false,
+            forwarded: self.forwarded,
         });
         self.call(Rpc::Set, &message)
             .await
@@ -135,7 +147,7 @@ impl CacheClient {
         let message = proto::DeleteRequest {
             group: group.to_owned(),
             key: key.into(),
-            hops: 0,
+            hops: u32::from(self.forwarded),
         };
         self.call(Rpc::Delete, &message)
             .await

@@ -56,6 +56,9 @@ pub(super) struct Flight<W> {
     /// Fetches of this flight so far that found the value expired on its way (see
     /// [`MAX_REFETCHES`](super::shard::MAX_REFETCHES)).
     pub(super) refetches: u8,
+    /// Whether a client (not a peer forwarding) waits on it: only then may the flight be sent
+    /// on to another node (a forwarded request never hops again).
+    pub(super) clients: bool,
 }
 
 /// The flights of one shard.
@@ -132,6 +135,7 @@ impl<W> Flights<W> {
             waiters,
             started_at: now,
             refetches,
+            clients: true,
         };
         self.current.insert(key, flight);
         (id, state)

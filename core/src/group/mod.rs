@@ -263,7 +263,7 @@ impl<W, E> Group<W, E> {
             .get(&self.rules, &self.slots, key, forwarded, now, waiter)
     }
 
-    /// The load of `flight` ended with `outcome`.
+    /// The load of `flight` ended with `outcome`, just now.
     pub fn loaded(
         &self,
         flight: &FlightRef,
@@ -273,9 +273,26 @@ impl<W, E> Group<W, E> {
     where
         E: Clone + From<Refusal>,
     {
+        self.loaded_at(flight, outcome, now, now)
+    }
+
+    /// The load of `flight` ended with `outcome` at `returned`, reported at `now` (later, if
+    /// the runtime was held up in between): the value's lifetime started when the loader
+    /// returned, so what passed since is taken off it.
+    pub fn loaded_at(
+        &self,
+        flight: &FlightRef,
+        outcome: LoadOutcome<E>,
+        returned: Timestamp,
+        now: Timestamp,
+    ) -> Completion<W, E>
+    where
+        E: Clone + From<Refusal>,
+    {
+        let late = now.saturating_duration_since(returned);
         self.shard(&flight.key)
             .lock()
-            .loaded(&self.rules, &self.slots, flight, outcome, now)
+            .loaded(&self.rules, &self.slots, flight, outcome, late, now)
     }
 
     /// The fetch of `flight` ended with `outcome`.
@@ -288,9 +305,30 @@ impl<W, E> Group<W, E> {
     where
         E: Clone + From<Refusal>,
     {
-        self.shard(&flight.key)
-            .lock()
-            .fetched(&self.rules, &self.slots, flight, outcome, now)
+        self.fetched_for(flight, outcome, now, |_| false)
+    }
+
+    /// [`Group::fetched`], told which waiters gave up (their caller stopped waiting): when the
+    /// fetch needs a second try — ask again, or load locally because the owner was unreachable —
+    /// it is made only for callers still waiting, and not at all when none is.
+    pub fn fetched_for(
+        &self,
+        flight: &FlightRef,
+        outcome: FetchOutcome<E>,
+        now: Timestamp,
+        gave_up: impl Fn(&W) -> bool,
+    ) -> Completion<W, E>
+    where
+        E: Clone + From<Refusal>,
+    {
+        self.shard(&flight.key).lock().fetched(
+            &self.rules,
+            &self.slots,
+            flight,
+            outcome,
+            now,
+            gave_up,
+        )
     }
 
     /// A set of `key` (`ttl` `None`: the group's default; `forwarded`: sent by a peer, or by a

@@ -122,7 +122,7 @@ impl<W> Shard<W> {
             if !rules.has_loader {
                 return GetStep::Reply(Ok(None));
             }
-            return self.join(rules, slots, key, Kind::Load, now, waiter);
+            return self.join(rules, slots, key, Kind::Load, forwarded, now, waiter);
         }
         if let Some(hot) = &mut self.hot {
             if let Some(hit) = hot.get(key, now) {
@@ -133,33 +133,54 @@ impl<W> Shard<W> {
         self.counters.misses += 1;
         if forwarded {
             // A peer thinks this node owns the key; it does not in its own view. Serve it without
-            // a second hop (views disagree only for a while): a local load kept as a hot copy.
+            // a second hop (views disagree only for a while): a local load, answered but not
+            // kept unless a client of this node waits on it too.
             self.counters.stray_gets += 1;
             if !rules.has_loader {
                 return GetStep::Reply(Ok(None));
             }
-            return self.join(rules, slots, key, Kind::Load, now, waiter);
+            return self.join(rules, slots, key, Kind::Load, forwarded, now, waiter);
         }
         let owner = owner.clone();
-        self.join(rules, slots, key, Kind::Fetch { owner }, now, waiter)
+        self.join(
+            rules,
+            slots,
+            key,
+            Kind::Fetch { owner },
+            forwarded,
+            now,
+            waiter,
+        )
     }
 
-    /// Joins the current flight of `key`, or starts one of `kind`.
+    /// Joins the current flight of `key`, or starts one of `kind`, for a caller that is a peer
+    /// forwarding (`forwarded`) or a client.
+    #[allow(clippy::too_many_arguments)]
     fn join<E: From<Refusal>>(
         &mut self,
         rules: &Rules,
         slots: &Arc<LoadSlots>,
         key: &Bytes,
         kind: Kind,
+        forwarded: bool,
         now: Timestamp,
         waiter: impl FnOnce() -> W,
     ) -> GetStep<E> {
+        let stray_load = self.flights.current_mut(key).is_some_and(|flight| {
+            flight.kind == Kind::Load && !flight.clients && flight.state == State::Running
+        });
+        if stray_load && !forwarded && matches!(kind, Kind::Fetch { .. }) {
+            // A load for peers that took this node for the owner ignores writes on the owner:
+            // a client of this node asks the owner instead, and that load ends for its peers.
+            self.flights.detach(key);
+        }
         if let Some(flight) = self.flights.current_mut(key) {
             if flight.waiters.len() >= rules.max_waiters_per_key {
                 self.counters.overloaded += 1;
                 let max = rules.max_waiters_per_key;
                 return GetStep::Reply(Err(Refusal::WaitersFull { max }.into()));
             }
+            flight.clients |= !forwarded;
             flight.waiters.push(waiter());
             self.counters.coalesced += 1;
             return GetStep::Wait;
@@ -180,6 +201,9 @@ impl<W> Shard<W> {
             Kind::Load => None,
         };
         let (id, state) = self.flights.start(key.clone(), kind, vec![waiter()], now);
+        if let Some(flight) = self.flights.current_mut(key) {
+            flight.clients = !forwarded;
+        }
         self.flights.check();
         let flight = FlightRef {
             key: key.clone(),
@@ -202,14 +226,15 @@ impl<W> Shard<W> {
         }
     }
 
-    /// A load ended: keep its value if this node may, answer its waiters, start the load that
-    /// waited behind it.
+    /// A load ended (`late` ago): keep its value if this node may, answer its waiters, start the
+    /// load that waited behind it.
     pub(super) fn loaded<E: Clone + From<Refusal>>(
         &mut self,
         rules: &Rules,
         slots: &Arc<LoadSlots>,
         flight: &FlightRef,
         outcome: LoadOutcome<E>,
+        late: Duration,
         now: Timestamp,
     ) -> Completion<W, E> {
         let Some((done, detached)) = self.flights.finish(&flight.key, flight.id) else {
@@ -223,12 +248,39 @@ impl<W> Shard<W> {
                     ttl: value.ttl.or(rules.default_ttl),
                     ..value
                 };
-                if detached {
-                    self.counters.superseded += 1;
-                } else {
-                    self.keep_loaded(rules, key, &value, now);
+                match aged(value.clone(), late) {
+                    // Its whole lifetime passed between the loader's return and now: a caller
+                    // that joined meanwhile would get a value dead before it asked. Ask again
+                    // (bounded like a fetch's answer that expired on its way).
+                    // A peer's forwarded get never hops on, so only a flight with clients or
+                    // on the owner asks again.
+                    None if !late.is_zero()
+                        && !detached
+                        && (done.clients || self.owns(key))
+                        && done.refetches < MAX_REFETCHES =>
+                    {
+                        let mut completion = self.refetch(rules, slots, done, now);
+                        self.start_queued(slots, key, now, &mut completion);
+                        self.flights.check();
+                        return completion;
+                    }
+                    None if !late.is_zero() => Ok(None),
+                    // The loader gave it no lifetime: answered once, not kept.
+                    None => Ok(Some(Fetched {
+                        ttl: Some(Duration::ZERO),
+                        ..value
+                    })),
+                    Some(value) => {
+                        if detached {
+                            self.counters.superseded += 1;
+                        } else if done.clients || self.owns(key) {
+                            self.keep_loaded(rules, key, &value, now);
+                        }
+                        // Else a load for peers that took this node for the owner: answered,
+                        // not kept (no invalidation would reach a copy made after a write).
+                        Ok(Some(value))
+                    }
                 }
-                Ok(Some(value))
             }
             LoadOutcome::Missing => {
                 self.counters.load_misses += 1;
@@ -267,11 +319,17 @@ impl<W> Shard<W> {
         flight: &FlightRef,
         outcome: FetchOutcome<E>,
         now: Timestamp,
+        gave_up: impl Fn(&W) -> bool,
     ) -> Completion<W, E> {
-        let Some((done, detached)) = self.flights.finish(&flight.key, flight.id) else {
+        let Some((mut done, detached)) = self.flights.finish(&flight.key, flight.id) else {
             return Completion::default();
         };
         let key = &flight.key;
+        let retry = |done: &mut Flight<W>| {
+            // A second try (ask again, load locally) only for callers still waiting.
+            done.waiters.retain(|w| !gave_up(w));
+            !done.waiters.is_empty()
+        };
         let reply: Reply<E> = match outcome {
             FetchOutcome::Unreachable(err) if detached => {
                 self.counters.fetch_errors += 1;
@@ -279,6 +337,9 @@ impl<W> Shard<W> {
             }
             FetchOutcome::Unreachable(err) => {
                 self.counters.fetch_errors += 1;
+                if !retry(&mut done) {
+                    return Completion::default();
+                }
                 self.counters.fallbacks += 1;
                 return self.fall_back(rules, slots, done, err, now);
             }
@@ -287,6 +348,9 @@ impl<W> Shard<W> {
                 match aged(value, elapsed) {
                     None if done.refetches < MAX_REFETCHES => {
                         // Expired on the way: what the owner holds now is the answer.
+                        if !retry(&mut done) {
+                            return Completion::default();
+                        }
                         return self.refetch(rules, slots, done, now);
                     }
                     None => Ok(None),
@@ -315,7 +379,8 @@ impl<W> Shard<W> {
         }
     }
 
-    /// Asks again for the waiters of `done`, whose answer expired on its way: they join the
+    /// Asks again for the waiters of `done`, whose answer expired on its way (or, for a load,
+    /// before it could be delivered): they join the
     /// key's current flight if there is one (a newer fetch or load), else a new flight routed by
     /// the ring as it is now (the owner may have changed while the answer travelled).
     fn refetch<E: From<Refusal>>(
@@ -366,7 +431,11 @@ impl<W> Shard<W> {
                 start: None,
             };
         }
-        self.start_load(slots, key, done.waiters, now)
+        let completion = self.start_load(slots, key.clone(), done.waiters, now);
+        if let Some(flight) = self.flights.current_mut(&key) {
+            flight.refetches = done.refetches + 1;
+        }
+        completion
     }
 
     /// Starts a load of `key` for `waiters` (queued behind a detached load of the key if one
@@ -384,7 +453,8 @@ impl<W> Shard<W> {
             match slots.try_acquire() {
                 Some(permit) => Some(permit),
                 None => {
-                    self.counters.overloaded += 1;
+                    // Every caller of the flight is refused: each counts.
+                    self.counters.overloaded += waiters.len() as u64;
                     let cap = slots.cap();
                     return Completion {
                         deliveries: vec![Delivery {
@@ -445,7 +515,8 @@ impl<W> Shard<W> {
         }
     }
 
-    /// Starts the load queued behind one that just ended, if any.
+    /// Starts the load queued behind one that just ended, if any — unless a set gave the key a
+    /// value meanwhile, which then answers the queued callers.
     fn start_queued<E: From<Refusal>>(
         &mut self,
         slots: &Arc<LoadSlots>,
@@ -458,6 +529,46 @@ impl<W> Shard<W> {
             .current_mut(key)
             .is_some_and(|f| f.state == State::Queued);
         if !queued || self.flights.load_running(key) {
+            return;
+        }
+        if self.owns(key) {
+            // A set landed while the load was queued: its value is the answer, and a load now
+            // would overwrite it.
+            if let Some(hit) = self.main.get(key, now) {
+                let id = self.flights.current_mut(key).map(|f| f.id);
+                if let Some(flight) = id.and_then(|id| self.flights.abandon(key, id)) {
+                    self.counters.hits += 1;
+                    completion.deliveries.push(Delivery {
+                        waiters: flight.waiters,
+                        reply: Ok(Some(fetched(hit, now))),
+                    });
+                }
+                return;
+            }
+        } else if self.flights.current_mut(key).is_some_and(|f| f.clients) {
+            // The key moved to another node while the load was queued: its clients ask the
+            // new owner instead (peers' forwarded gets still load here: they never hop again).
+            let id = self.flights.current_mut(key).map(|f| f.id);
+            if let Some(flight) = id.and_then(|id| self.flights.abandon(key, id)) {
+                let owner = self.router.owner(key).clone();
+                let (id, _) = self.flights.start(
+                    key.clone(),
+                    Kind::Fetch {
+                        owner: owner.clone(),
+                    },
+                    flight.waiters,
+                    now,
+                );
+                self.flights.check();
+                self.counters.fetches += 1;
+                completion.start = Some(Work::Fetch {
+                    flight: FlightRef {
+                        key: key.clone(),
+                        id,
+                    },
+                    owner,
+                });
+            }
             return;
         }
         match slots.try_acquire() {
@@ -476,7 +587,7 @@ impl<W> Shard<W> {
             None => {
                 let id = self.flights.current_mut(key).map(|f| f.id);
                 if let Some(flight) = id.and_then(|id| self.flights.abandon(key, id)) {
-                    self.counters.overloaded += 1;
+                    self.counters.overloaded += flight.waiters.len() as u64;
                     let cap = slots.cap();
                     completion.deliveries.push(Delivery {
                         waiters: flight.waiters,

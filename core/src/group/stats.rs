@@ -48,7 +48,8 @@ crate::counters! {
         /// happened while they ran.
         superseded,
         /// Requests refused because a bound was reached: requests in flight, callers waiting on
-        /// one key, loads running on the node.
+        /// one key, loads running on the node. One per refused caller (when a flight's start is
+        /// refused, each of its waiters counts).
         overloaded,
         /// Requests refused as invalid: an empty or oversized key or value, a zero TTL.
         invalid,

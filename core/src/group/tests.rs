@@ -253,6 +253,109 @@ fn a_load_after_a_delete_waits_for_the_detached_one_then_runs() {
 }
 
 #[test]
+fn a_set_while_a_load_is_queued_answers_its_waiters_and_is_never_overwritten() {
+    let f = fixture();
+    let (first, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    assert!(matches!(
+        f.group.delete(&f.mine, false, at(1)),
+        WriteStep::Applied { .. }
+    ));
+    // Queued behind the detached load of the key.
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(2), || 2),
+        GetStep::Wait
+    ));
+    assert!(matches!(
+        f.group.set(
+            f.mine.clone(),
+            Bytes::from_static(b"set"),
+            None,
+            false,
+            at(3)
+        ),
+        WriteStep::Applied { .. }
+    ));
+    let done = f
+        .group
+        .loaded(&first, LoadOutcome::Value(value("old", None)), at(4));
+    drop(permit);
+    // The queued caller gets the write; no load starts that could overwrite it.
+    assert_eq!(
+        delivered(&done),
+        vec![(vec![1], some("old")), (vec![2], some("set"))]
+    );
+    assert!(done.start.is_none());
+    assert_eq!(f.group.flights(), 0);
+    assert_eq!(got(f.group.get(&f.mine, false, at(5), || 3)), Some("set"));
+}
+
+#[test]
+fn a_load_reported_late_keeps_only_what_is_left_of_its_lifetime() {
+    let f = fixture();
+    let (flight, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    // The loader returned at 10 ms with 100 ms to live; the runtime reports it at 60 ms.
+    let done = f.group.loaded_at(
+        &flight,
+        LoadOutcome::Value(value("v", Some(100))),
+        at(10),
+        at(60),
+    );
+    assert_eq!(
+        done.deliveries[0].reply.clone().unwrap().unwrap().ttl,
+        Some(Duration::from_millis(50))
+    );
+    assert_eq!(got(f.group.get(&f.mine, false, at(105), || 2)), Some("v"));
+    // Gone at 110 ms, not at 160 ms.
+    start_load(f.group.get(&f.mine, false, at(111), || 3));
+
+    // A value whose lifetime passed before it was reported is neither kept nor served: a
+    // caller that joined after it expired would get a value dead before it asked. The loader
+    // runs again for the flight's callers.
+    let g = fixture();
+    let (flight, _permit) = start_load(g.group.get(&g.mine, false, at(0), || 1));
+    assert!(matches!(
+        g.group.get(&g.mine, false, at(55), || 2),
+        GetStep::Wait
+    ));
+    let done = g.group.loaded_at(
+        &flight,
+        LoadOutcome::Value(value("v", Some(40))),
+        at(10),
+        at(60),
+    );
+    assert!(done.deliveries.is_empty());
+    let Some(Work::Load { flight: again, .. }) = done.start else {
+        panic!("expected a second load, got {:?}", done.start);
+    };
+    let done = g.group.loaded_at(
+        &again,
+        LoadOutcome::Value(value("w", Some(40))),
+        at(70),
+        at(70),
+    );
+    assert_eq!(done.deliveries[0].waiters, vec![1, 2]);
+    assert_eq!(
+        done.deliveries[0].reply.clone().unwrap().unwrap().value,
+        Bytes::from_static(b"w")
+    );
+
+    // A loader that itself gives a value no lifetime is answered (not kept), once.
+    let h = fixture();
+    let (flight, _permit) = start_load(h.group.get(&h.mine, false, at(0), || 1));
+    let done = h.group.loaded_at(
+        &flight,
+        LoadOutcome::Value(value("v", Some(0))),
+        at(10),
+        at(10),
+    );
+    assert_eq!(
+        done.deliveries[0].reply.clone().unwrap().unwrap().ttl,
+        Some(Duration::ZERO)
+    );
+    start_load(h.group.get(&h.mine, false, at(11), || 2));
+}
+
+#[test]
 fn a_fetched_value_is_aged_by_the_call_and_kept_as_a_bounded_hot_copy() {
     let f = fixture();
     let (flight, owner) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
@@ -302,6 +405,37 @@ fn a_fetched_value_is_aged_by_the_call_and_kept_as_a_bounded_hot_copy() {
 
 fn reply_value(step: GetStep<TestError>) -> Fetched {
     reply(step).unwrap().unwrap()
+}
+
+#[test]
+fn no_second_try_of_a_fetch_for_callers_that_gave_up() {
+    let f = fixture();
+    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    assert!(matches!(
+        f.group.get(&f.theirs, false, at(1), || 2),
+        GetStep::Wait
+    ));
+    // The answer expired on its way; caller 1 gave up meanwhile: only caller 2 is asked for.
+    let done = f.group.fetched_for(
+        &flight,
+        FetchOutcome::Answered(Ok(Some(value("v", Some(50))))),
+        at(80),
+        |w| *w == 1,
+    );
+    let Some(Work::Fetch { flight, .. }) = done.start else {
+        panic!("the owner is asked again for caller 2");
+    };
+    // Caller 2 gave up too, and the owner is now unreachable: no local load for nobody.
+    let done = f.group.fetched_for(
+        &flight,
+        FetchOutcome::Unreachable(TestError::Failed("unreachable")),
+        at(90),
+        |_| true,
+    );
+    assert!(done.start.is_none() && done.deliveries.is_empty());
+    assert_eq!(f.group.flights(), 0);
+    let c = f.group.stats().counters;
+    assert_eq!((c.fetches, c.fallbacks, c.loads), (2, 0, 0));
 }
 
 #[test]
@@ -392,14 +526,33 @@ fn forwarded_requests_for_keys_this_node_does_not_own_never_hop_again() {
             .set(f.theirs.clone(), Bytes::from_static(b"x"), None, false, at(0)),
         WriteStep::Forward { owner } if owner.id.as_str() == "b"
     ));
-    // A forwarded get is served here with a local load, kept only as a hot copy.
+    // A forwarded get is served here with a local load, answered but not kept: a write on the
+    // owner may already have invalidated every copy, and nothing would drop this one.
     let (flight, _) = start_load(f.group.get(&f.theirs, true, at(0), || 1));
-    f.group
+    let done = f
+        .group
         .loaded(&flight, LoadOutcome::Value(value("v", None)), at(1));
+    assert_eq!(delivered(&done), vec![(vec![1], some("v"))]);
     assert_eq!(tier_entries(&f.group, Tier::Main), 0);
-    assert_eq!(got(f.group.get(&f.theirs, true, at(2), || 2)), Some("v"));
+    assert_eq!(tier_entries(&f.group, Tier::Hot), 0);
+    // A client of this node never gets such a load's value (it ignores writes on the owner):
+    // it asks the owner, and the load ends for the peer alone.
+    let (stray, _) = start_load(f.group.get(&f.theirs, true, at(2), || 2));
+    let (fetch, owner) = start_fetch(f.group.get(&f.theirs, false, at(2), || 3));
+    assert_eq!(owner.id.as_str(), "b");
+    let done = f
+        .group
+        .loaded(&stray, LoadOutcome::Value(value("stray", None)), at(3));
+    assert_eq!(delivered(&done), vec![(vec![2], some("stray"))]);
+    let done = f.group.fetched(
+        &fetch,
+        FetchOutcome::Answered(Ok(Some(value("v2", None)))),
+        at(3),
+    );
+    assert_eq!(delivered(&done), vec![(vec![3], some("v2"))]);
+    assert_eq!(got(f.group.get(&f.theirs, true, at(4), || 4)), Some("v2"));
     let c = f.group.stats().counters;
-    assert_eq!((c.not_owner, c.stray_gets, c.hot_hits), (2, 1, 1));
+    assert_eq!((c.not_owner, c.stray_gets, c.hot_hits), (2, 2, 1));
 }
 
 #[test]
@@ -413,6 +566,35 @@ fn a_ring_change_keeps_a_racing_load_out_of_the_main_store() {
     assert_eq!(delivered(&done), vec![(vec![1], some("v"))]);
     assert_eq!(tier_entries(&f.group, Tier::Main), 0, "not kept as owner");
     assert_eq!(tier_entries(&f.group, Tier::Hot), 1, "kept as a copy");
+}
+
+#[test]
+fn a_load_queued_before_a_ring_change_asks_the_new_owner_for_its_clients() {
+    for (forwarded, fetches) in [(false, true), (true, false)] {
+        let f = fixture();
+        let (first, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+        assert!(matches!(
+            f.group.delete(&f.mine, false, at(1)),
+            WriteStep::Applied { .. }
+        ));
+        assert!(matches!(
+            f.group.get(&f.mine, forwarded, at(2), || 2),
+            GetStep::Wait
+        ));
+        let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
+        let done = f
+            .group
+            .loaded(&first, LoadOutcome::Value(value("old", None)), at(3));
+        drop(permit);
+        match done.start {
+            Some(Work::Fetch { owner, .. }) => {
+                assert!(fetches, "a peer's forwarded get never hops again");
+                assert_ne!(owner.id, MemberId::new("a"));
+            }
+            Some(Work::Load { .. }) => assert!(!fetches, "a client's get asks the new owner"),
+            None => panic!("the queued flight must go on"),
+        }
+    }
 }
 
 /// A router for node `a` in which `b` owns `key`.

@@ -450,6 +450,15 @@ impl Store {
         }
     }
 
+    /// Every entry's key and value length, expired ones not yet reclaimed included, in no
+    /// particular order: what an observer needs to recount the store's bytes independently of
+    /// its own counter. `O(n)`.
+    pub fn entries(&self) -> Vec<(Bytes, usize)> {
+        let mut entries = Vec::with_capacity(self.len());
+        self.visit(|key, value| entries.push((Bytes::copy_from_slice(key), value.len())));
+        entries
+    }
+
     /// Removes every entry whose key `keep` rejects and returns how many went; used to hand off
     /// keys this node no longer owns after the ring changes. Not counted as evictions. `O(n)`.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8]) -> bool) -> usize {

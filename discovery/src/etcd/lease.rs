@@ -173,16 +173,17 @@ impl Registrar {
                     tokio::time::sleep(self.backoff.next_delay()).await;
                 }
             }
-            // Peers dropped this node when the lease went: drop what it holds before it
-            // registers again.
-            self.fence.raise();
-            lease = self.register_until_done().await;
+            lease = self.register_again().await;
         }
     }
 
-    /// Register with a new lease, retrying with backoff until it works.
-    async fn register_until_done(&mut self) -> Lease {
+    /// Register with a new lease, retrying with backoff until it works. Peers dropped this node
+    /// when its lease went: before every attempt it drops what it holds, including whatever it
+    /// kept while it retried (it kept serving in its own, stale, view), so nothing from the gap
+    /// is served once peers route to it again.
+    async fn register_again(&mut self) -> Lease {
         loop {
+            self.fence.raise();
             match self.register().await {
                 Ok(lease) => {
                     self.backoff.reset();

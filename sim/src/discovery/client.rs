@@ -1,6 +1,11 @@
 //! [`SimDiscovery`]: the node's [`Discovery`] over the simulated registry, behaving like an etcd
 //! client: a lease kept alive, re-registration when it is lost, a watch that re-reads a snapshot
 //! after every reconnection.
+//!
+//! Between the watch and the node sits a relay that misdelivers on purpose, as seeded by
+//! [`DiscoveryChaos`]: it duplicates events, swaps neighbours, replays an event of an old watch
+//! after a reconnection's snapshot, and holds every event back while the driver stalls this
+//! node's watch (long view disagreement).
 
 use std::io;
 use std::sync::Arc;
@@ -8,10 +13,14 @@ use std::time::Duration;
 
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::MembershipEvent;
-use lcache_discovery::{Discovery, DiscoveryError, Fence};
+use lcache_discovery::{Discovery, DiscoveryError, Fence, EVENT_CHANNEL_CAPACITY};
 use parking_lot::Mutex;
-use tokio::sync::mpsc;
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
+
+use crate::options::DiscoveryChaos;
 
 use super::wire::{invalid, LineConn};
 use super::{HOST, MAX_BACKOFF, MIN_BACKOFF, PORT, PREFIX, REQUEST_TIMEOUT, WATCH_IDLE_TIMEOUT};
@@ -33,26 +42,48 @@ struct Session {
     lease: Arc<Mutex<Option<Held>>>,
 }
 
+/// Events of old watches the relay keeps for replays.
+const REPLAY_MEMORY: usize = 16;
+/// Longest an event held back for reordering waits for the next one.
+const REORDER_WINDOW: Duration = Duration::from_millis(300);
+
+/// How the relay misdelivers: the seed's rates, its rng, and the driver's stall switch.
+#[derive(Debug)]
+pub struct Misdelivery {
+    /// Rates.
+    pub chaos: DiscoveryChaos,
+    /// This node's rng for them.
+    pub rng: ChaCha8Rng,
+    /// `true` while the driver stalls this node's watch.
+    pub stalled: watch::Receiver<bool>,
+    /// `true` while the node is cut off from discovery (no renewals, no events).
+    pub cut: watch::Receiver<bool>,
+}
+
 /// Discovery through the simulated registry host.
 #[derive(Debug)]
 pub struct SimDiscovery {
     lease_ttl: Duration,
     session: Mutex<Option<Session>>,
+    misdelivery: Mutex<Option<Misdelivery>>,
 }
 
 impl SimDiscovery {
-    /// A client registering under leases of `lease_ttl`.
-    pub fn new(lease_ttl: Duration) -> Self {
+    /// A client registering under leases of `lease_ttl`, delivering watch events as `how`.
+    pub fn new(lease_ttl: Duration, how: Misdelivery) -> Self {
         SimDiscovery {
             lease_ttl,
             session: Mutex::new(None),
+            misdelivery: Mutex::new(Some(how)),
         }
     }
 }
 
 impl Discovery for SimDiscovery {
-    /// Starts registering `me` and watching members in the background; returns at once (the
-    /// registry may be unreachable: the tasks keep retrying, the node serves meanwhile).
+    /// Starts registering `me` and watching members in the background; returns once `me` is
+    /// registered and a first snapshot of the members was read, as the etcd discovery does (a
+    /// node that served before would own every key in a view of itself alone, and acknowledge
+    /// writes its peers never see). While the registry is unreachable it keeps waiting.
     async fn join(
         &self,
         me: Member,
@@ -61,11 +92,21 @@ impl Discovery for SimDiscovery {
     ) -> Result<(), DiscoveryError> {
         let cancel = CancellationToken::new();
         let lease = Arc::new(Mutex::new(None));
-        let keeper = keep_registered(me, self.lease_ttl, lease.clone(), fence);
-        let watcher = watch_members(events);
+        let how = self.misdelivery.lock().take();
+        let cut = how.as_ref().map(|how| how.cut.clone());
+        let (registered_tx, mut registered) = watch::channel(false);
+        let (listed_tx, mut listed) = watch::channel(false);
+        let keeper = keep_registered(me, self.lease_ttl, lease.clone(), fence, cut, registered_tx);
+        let (watched, relayed) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+        let watcher = watch_members(watched, events.clone(), listed_tx);
+        let relay: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>> = match how {
+            Some(how) => Box::pin(relay(relayed, events, how)),
+            None => Box::pin(relay_plain(relayed, events)),
+        };
         for task in [
             Box::pin(keeper) as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
             Box::pin(watcher),
+            relay,
         ] {
             let cancel = cancel.clone();
             tokio::spawn(async move {
@@ -80,6 +121,9 @@ impl Discovery for SimDiscovery {
         if let Some(old) = old {
             old.cancel.cancel();
         }
+        // The senders live as long as their tasks; a task gone means the session was cancelled.
+        let _ = registered.wait_for(|done| *done).await;
+        let _ = listed.wait_for(|done| *done).await;
         Ok(())
     }
 
@@ -101,6 +145,84 @@ impl Discovery for SimDiscovery {
             Ok(Ok(answer)) => Err(DiscoveryError::Unavailable(answer)),
             Ok(Err(err)) => Err(DiscoveryError::Unavailable(err.to_string())),
             Err(_) => Err(DiscoveryError::Unavailable("revoke timed out".into())),
+        }
+    }
+}
+
+/// Passes watch events on unchanged.
+async fn relay_plain(mut from: mpsc::Receiver<MembershipEvent>, to: mpsc::Sender<MembershipEvent>) {
+    while let Some(event) = from.recv().await {
+        if to.send(event).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Passes watch events on, misdelivered as `how` says: held while stalled, duplicated, swapped
+/// with the next one, and old events replayed after a reconnection's snapshot.
+async fn relay(
+    mut from: mpsc::Receiver<MembershipEvent>,
+    to: mpsc::Sender<MembershipEvent>,
+    mut how: Misdelivery,
+) {
+    let mut held: Option<MembershipEvent> = None;
+    let mut old: Vec<MembershipEvent> = Vec::new();
+    loop {
+        if *how.stalled.borrow() || *how.cut.borrow() {
+            // Wait out the stall; events queue in the channel (bounded: the watcher blocks).
+            if how.stalled.wait_for(|s| !*s).await.is_err()
+                || how.cut.wait_for(|c| !*c).await.is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        let next = if held.is_some() {
+            // A held event waits for the next one, but not for long.
+            match tokio::time::timeout(REORDER_WINDOW, from.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    let Some(h) = held.take() else { continue };
+                    if to.send(h).await.is_err() {
+                        return;
+                    }
+                    continue;
+                }
+            }
+        } else {
+            from.recv().await
+        };
+        let Some(event) = next else {
+            return;
+        };
+        let c = how.chaos;
+        let mut out = Vec::with_capacity(3);
+        let snapshot = matches!(event, MembershipEvent::Snapshot { .. });
+        if let Some(h) = held.take() {
+            out.push(event.clone());
+            out.push(h);
+        } else if !snapshot && how.rng.random_range(0..100) < c.reorder_pct {
+            held = Some(event.clone());
+        } else {
+            out.push(event.clone());
+        }
+        if how.rng.random_range(0..100) < c.duplicate_pct {
+            out.push(event.clone());
+        }
+        if snapshot && !old.is_empty() && how.rng.random_range(0..100) < c.replay_pct {
+            let i = how.rng.random_range(0..old.len());
+            out.push(old[i].clone());
+        }
+        if !snapshot {
+            if old.len() >= REPLAY_MEMORY {
+                old.remove(0);
+            }
+            old.push(event);
+        }
+        for event in out {
+            if to.send(event).await.is_err() {
+                return;
+            }
         }
     }
 }
@@ -144,18 +266,39 @@ async fn connect() -> io::Result<LineConn> {
 
 /// Keeps `me` registered under a live lease, forever (until cancelled). When the lease is lost
 /// — the registry says so, or no renewal was confirmed for a whole TTL (cut off: the registry
-/// has certainly dropped it) — raises `fence` before registering again.
-async fn keep_registered(me: Member, ttl: Duration, lease: Arc<Mutex<Option<Held>>>, fence: Fence) {
-    let mut backoff = Backoff::new();
+/// has certainly dropped it) — raises `fence` before registering again. While `cut` says so,
+/// sends nothing (as if the link to the registry were down).
+async fn keep_registered(
+    me: Member,
+    ttl: Duration,
+    lease: Arc<Mutex<Option<Held>>>,
+    fence: Fence,
+    mut cut: Option<watch::Receiver<bool>>,
+    registered: watch::Sender<bool>,
+) {
+    let mut attempts = Attempts {
+        backoff: Backoff::new(),
+        registered_before: false,
+        registered,
+    };
     loop {
         if let Ok(mut conn) = connect().await {
             // Returns on a broken connection; the lease may still be alive.
-            let _ = keep_lease(&mut conn, &me, ttl, &lease, &fence, &mut backoff).await;
+            let _ = keep_lease(&mut conn, &me, ttl, &lease, &fence, &mut attempts, &mut cut).await;
         }
         drop_if_expired(&lease, ttl, &fence);
-        backoff.wait().await;
+        attempts.backoff.wait().await;
         drop_if_expired(&lease, ttl, &fence);
     }
+}
+
+/// The registration's retry state across connections.
+struct Attempts {
+    backoff: Backoff,
+    /// Whether this node registered once already (a new registration is then a return).
+    registered_before: bool,
+    /// Told once the first registration is done.
+    registered: watch::Sender<bool>,
 }
 
 /// Forgets the lease (raising the fence) if no renewal was confirmed for a whole TTL.
@@ -168,6 +311,28 @@ fn drop_if_expired(lease: &Mutex<Option<Held>>, ttl: Duration, fence: &Fence) {
     }
 }
 
+/// Waits while the node is cut off from discovery, noticing meanwhile when its lease has
+/// certainly expired.
+async fn while_cut(
+    cut: &mut Option<watch::Receiver<bool>>,
+    lease: &Mutex<Option<Held>>,
+    ttl: Duration,
+    fence: &Fence,
+) {
+    let Some(cut) = cut else { return };
+    while *cut.borrow_and_update() {
+        tokio::select! {
+            changed = cut.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+            () = tokio::time::sleep(ttl / 3) => drop_if_expired(lease, ttl, fence),
+        }
+    }
+    drop_if_expired(lease, ttl, fence);
+}
+
 /// On one connection: register if needed, then renew every `ttl / 3`.
 async fn keep_lease(
     conn: &mut LineConn,
@@ -175,30 +340,39 @@ async fn keep_lease(
     ttl: Duration,
     lease: &Mutex<Option<Held>>,
     fence: &Fence,
-    backoff: &mut Backoff,
+    attempts: &mut Attempts,
+    cut: &mut Option<watch::Receiver<bool>>,
 ) -> io::Result<()> {
     loop {
-        drop_if_expired(lease, ttl, fence);
+        while_cut(cut, lease, ttl, fence).await;
         let current = *lease.lock();
         match current {
             None => {
+                if attempts.registered_before {
+                    // Peers dropped this node with its lease; whatever it kept since (serving
+                    // in its own stale view) goes too, just before peers route to it again.
+                    fence.raise();
+                }
                 let asked = tokio::time::Instant::now();
                 let id = register(conn, me, ttl).await?;
+                attempts.registered_before = true;
+                attempts.registered.send_replace(true);
                 *lease.lock() = Some(Held {
                     id,
                     renewed_at: asked,
                 });
-                backoff.reset();
+                attempts.backoff.reset();
             }
             Some(held) => {
                 tokio::time::sleep(ttl / 3).await;
+                while_cut(cut, lease, ttl, fence).await;
                 let asked = tokio::time::Instant::now();
                 let answer = call(conn, &format!("KEEPALIVE {}", held.id)).await?;
                 if answer == "OK" {
                     if let Some(h) = lease.lock().as_mut().filter(|h| h.id == held.id) {
                         h.renewed_at = asked;
                     }
-                } else {
+                } else if lease.lock().is_some_and(|h| h.id == held.id) {
                     // Expired while we were cut off: fence, then register again.
                     *lease.lock() = None;
                     fence.raise();
@@ -226,11 +400,18 @@ async fn register(conn: &mut LineConn, me: &Member, ttl: Duration) -> io::Result
 }
 
 /// Watches members forever (until cancelled or the node stops listening), reconnecting and
-/// re-reading a snapshot whenever the watch breaks or goes quiet for too long.
-async fn watch_members(events: mpsc::Sender<MembershipEvent>) {
+/// re-reading a snapshot whenever the watch breaks or goes quiet for too long. The first
+/// snapshot goes to `first` directly (not through the misdelivering relay), then `listed` is
+/// told.
+async fn watch_members(
+    events: mpsc::Sender<MembershipEvent>,
+    first: mpsc::Sender<MembershipEvent>,
+    listed: watch::Sender<bool>,
+) {
     let mut backoff = Backoff::new();
+    let mut first = Some((first, listed));
     loop {
-        match watch_once(&events, &mut backoff).await {
+        match watch_once(&events, &mut backoff, &mut first).await {
             Ok(Closed::Receiver) => return,
             Ok(Closed::Watch) | Err(_) => backoff.wait().await,
         }
@@ -247,6 +428,7 @@ enum Closed {
 async fn watch_once(
     events: &mpsc::Sender<MembershipEvent>,
     backoff: &mut Backoff,
+    first: &mut Option<(mpsc::Sender<MembershipEvent>, watch::Sender<bool>)>,
 ) -> io::Result<Closed> {
     let mut conn = connect().await?;
     let header = call(&mut conn, &format!("WATCH {PREFIX}")).await?;
@@ -260,11 +442,15 @@ async fn watch_once(
         let (key, value) = rest.split_once(' ').ok_or_else(|| invalid(line.clone()))?;
         members.push(parse_member(key, value)?);
     }
-    if events
-        .send(MembershipEvent::Snapshot { revision, members })
-        .await
-        .is_err()
-    {
+    let snapshot = MembershipEvent::Snapshot { revision, members };
+    if let Some((direct, listed)) = first.take() {
+        // The first listing goes straight to the node, like etcd's initial range read (a stalled
+        // or misdelivering watch only affects what follows it).
+        if direct.send(snapshot).await.is_err() {
+            return Ok(Closed::Receiver);
+        }
+        listed.send_replace(true);
+    } else if events.send(snapshot).await.is_err() {
         return Ok(Closed::Receiver);
     }
     backoff.reset();

@@ -1,26 +1,53 @@
-//! The property checkers: DESIGN.md's S1–S5 and L1–L2, read off a run's history.
+//! The property checkers: DESIGN.md's S1–S5, S7–S9 and L1–L2, plus F1 (a request is forwarded
+//! at most once), read off a run's history.
+//!
+//! - S1 no phantom, S3 one load, S4 expiry, L1, L2: as in DESIGN.md.
+//! - S2 budget: from a recount of every store's entries (key + value + overhead), not the
+//!   store's own counter, which must also agree with the recount.
+//! - S5 progress: every request completes within its deadline, tiny deadlines included; a
+//!   patient request on a healthy path is not timed out unless a slow load of its key was still
+//!   running; in a clean window (see [`calm`]) no request times out before its own deadline.
+//! - S7 read-your-writes and S8 no resurrection / real-time staleness: see [`fresh`]; S8 also
+//!   flags a main store holding keys its node does not own (they resurface when ownership
+//!   returns).
+//! - S9 bounded loads: see [`loads`].
+//! - F1 forward at most once: see [`forward`].
+//! - C1 counters: see [`counters`].
 //!
 //! Each checker returns its first violation; [`check`] reports the earliest of them (by history
-//! position), so a failure shows the events that led to it.
+//! position), so a failure shows the events that led to it, and [`check_all`] the first of
+//! each property.
 
 use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::faults::FaultAction;
-use crate::history::{micros, Entry, Event, FailKind, LoadResult, Outcome, Phase, Request};
+use crate::history::{
+    micros, Entry, Event, FailKind, LoadResult, Outcome, PeerMethod, Phase, Request,
+};
 use crate::options::Options;
+
+pub mod calm;
+pub mod counters;
+pub mod forward;
+pub mod fresh;
+pub mod loads;
 
 /// Slack on expiry comparisons: node clocks count whole milliseconds and a remaining lifetime
 /// crosses the wire in milliseconds, so a value may be served up to a few ms past its expiry.
 const EXPIRY_SLACK_US: u64 = 5_000;
 /// Slack on a request's deadline (one simulation tick, the client's timer resolution).
 const DEADLINE_SLACK_US: u64 = 50_000;
+/// A timeout this much before the request's own call timeout counts as early.
+const EARLY_SLACK_US: u64 = 200_000;
 
 /// A property a run broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
-    /// `S1`…`S5`, `L1`, `L2`.
+    /// `S1`…`S9`, `F1`, `L1`, `L2`.
     pub property: &'static str,
+    /// Which rule of the property (the checker's name), filled in by [`check_all`].
+    pub rule: &'static str,
     /// What happened.
     pub message: String,
     /// Index of the history entry where it shows.
@@ -31,58 +58,129 @@ impl fmt::Display for Violation {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{} violated (history entry {}): {}",
-            self.property, self.entry, self.message
+            "{} ({}) violated (history entry {}): {}",
+            self.property, self.rule, self.entry, self.message
         )
     }
 }
 
 /// The earliest violation in `entries`, if any.
 pub fn check(entries: &[Entry], options: &Options) -> Option<Violation> {
-    let index = Index::build(entries);
-    let checks: [fn(&Index<'_>, &Options) -> Option<Violation>; 7] = [
-        s1_no_phantom,
-        s2_budget,
-        s3_one_load,
-        s4_expiry,
-        s5_progress,
-        l1_convergence,
-        l2_visibility,
-    ];
-    checks
-        .iter()
-        .filter_map(|check| check(&index, options))
+    check_all(entries, options)
+        .into_iter()
         .min_by_key(|v| v.entry)
 }
 
+/// The first violation of each rule in `entries`, in checker order (some properties have
+/// several rules, e.g. S8's stale reads and foreign keys; on a tie for the earliest, the first
+/// in this order is the one [`check`] reports).
+pub fn check_all(entries: &[Entry], options: &Options) -> Vec<Violation> {
+    let index = Index::build(entries);
+    let calm = calm::Calm::build(&index, options);
+    let checks: [(&str, Checker); 17] = [
+        ("no-phantom", s1_no_phantom),
+        ("budget", s2_budget),
+        ("one-load", s3_one_load),
+        ("expiry", s4_expiry),
+        ("panic-contained", loads::s9_panic),
+        ("load-cap", loads::s9_cap),
+        ("one-load-per-miss", loads::s9_amplification),
+        ("no-wedged-key", loads::s9_wedged),
+        ("read-your-writes", fresh::s7_read_your_writes),
+        ("foreign-keys", fresh::s8_foreign_keys),
+        ("no-stale-read", fresh::s8_no_resurrection),
+        ("forward-once", forward::f1_forward_once),
+        ("rejected-count", counters::c1_rejected),
+        ("host-failure", s5_host_error),
+        ("progress", s5_progress),
+        ("convergence", l1_convergence),
+        ("visibility", l2_visibility),
+    ];
+    checks
+        .iter()
+        .filter_map(|(rule, check)| {
+            let v = check(&index, &calm, options)?;
+            Some(Violation { rule, ..v })
+        })
+        .collect()
+}
+
+/// One property's checker.
+type Checker = fn(&Index<'_>, &calm::Calm, &Options) -> Option<Violation>;
+
 /// One request and its response.
 #[derive(Debug)]
-struct Op<'a> {
-    inv: usize,
-    inv_us: u64,
-    client: &'a str,
-    node: &'a str,
-    request: &'a Request,
-    phase: Phase,
-    conn_since_us: u64,
-    deadline_us: u64,
-    ret: Option<(usize, u64, &'a Outcome)>,
+pub(crate) struct Op<'a> {
+    pub(crate) inv: usize,
+    pub(crate) inv_us: u64,
+    pub(crate) client: &'a str,
+    pub(crate) node: &'a str,
+    pub(crate) request: &'a Request,
+    pub(crate) phase: Phase,
+    pub(crate) conn_since_us: u64,
+    pub(crate) deadline_us: u64,
+    pub(crate) as_peer: bool,
+    pub(crate) ret: Option<(usize, u64, &'a Outcome)>,
+}
+
+impl Op<'_> {
+    /// Whether a write was acknowledged.
+    pub(crate) fn acked(&self) -> bool {
+        matches!(
+            self.ret,
+            Some((_, _, Outcome::Stored | Outcome::Deleted { .. }))
+        )
+    }
+
+    /// When the response came, if it did.
+    pub(crate) fn ret_us(&self) -> Option<u64> {
+        self.ret.map(|(_, us, _)| us)
+    }
+}
+
+/// One loader call.
+#[derive(Debug)]
+pub(crate) struct Load<'a> {
+    pub(crate) node: &'a str,
+    pub(crate) key: &'a str,
+    pub(crate) start: usize,
+    pub(crate) start_us: u64,
+    pub(crate) node_concurrent: u32,
+    pub(crate) end: Option<(usize, u64, &'a LoadResult)>,
+}
+
+/// One peer call a node made.
+#[derive(Debug)]
+pub(crate) struct PeerCall<'a> {
+    pub(crate) at: usize,
+    pub(crate) at_us: u64,
+    pub(crate) node: &'a str,
+    pub(crate) peer: &'a str,
+    pub(crate) method: PeerMethod,
+    pub(crate) key: &'a str,
+    pub(crate) ret_us: Option<u64>,
+    /// The peer refused it for a limit (`RESOURCE_EXHAUSTED`).
+    pub(crate) refused: bool,
+    /// It failed (any error).
+    pub(crate) failed: bool,
 }
 
 /// Where a value came from.
 #[derive(Debug, Clone, Copy)]
-enum Origin {
+pub(crate) enum Origin<'a> {
     /// Written by the set `op`.
     Set { op: u64, at: usize },
-    /// Produced by a load that ended at `end_us`.
+    /// Produced by a load on `node` that started at `start_us` and ended at `end_us`.
     Load {
         at: usize,
+        node: &'a str,
+        start_us: u64,
         end_us: u64,
         ttl_ms: Option<u64>,
     },
 }
 
-impl Origin {
+impl Origin<'_> {
     fn at(self) -> usize {
         match self {
             Origin::Set { at, .. } | Origin::Load { at, .. } => at,
@@ -90,17 +188,26 @@ impl Origin {
     }
 }
 
-struct Index<'a> {
-    entries: &'a [Entry],
-    ops: BTreeMap<u64, Op<'a>>,
-    origins: BTreeMap<(&'a str, &'a str), Origin>,
-    last_us: u64,
+/// The history, indexed for the checkers.
+pub(crate) struct Index<'a> {
+    pub(crate) entries: &'a [Entry],
+    pub(crate) ops: BTreeMap<u64, Op<'a>>,
+    pub(crate) origins: BTreeMap<(&'a str, &'a str), Origin<'a>>,
+    /// Loader calls in start order.
+    pub(crate) loads: Vec<Load<'a>>,
+    /// Peer calls in call order.
+    pub(crate) peer_calls: Vec<PeerCall<'a>>,
+    pub(crate) last_us: u64,
 }
 
 impl<'a> Index<'a> {
-    fn build(entries: &'a [Entry]) -> Self {
+    pub(crate) fn build(entries: &'a [Entry]) -> Self {
         let mut ops = BTreeMap::new();
         let mut origins = BTreeMap::new();
+        let mut loads: Vec<Load<'a>> = Vec::new();
+        let mut open_loads: BTreeMap<(&'a str, u64, u64), usize> = BTreeMap::new();
+        let mut peer_calls: Vec<PeerCall<'a>> = Vec::new();
+        let mut open_calls: BTreeMap<(&'a str, u64, u64), usize> = BTreeMap::new();
         for (i, entry) in entries.iter().enumerate() {
             match &entry.event {
                 Event::Invoke {
@@ -111,6 +218,7 @@ impl<'a> Index<'a> {
                     phase,
                     conn_since_us,
                     deadline_ms,
+                    as_peer,
                 } => {
                     if let Request::Set { key, value, .. } = request {
                         origins
@@ -128,9 +236,63 @@ impl<'a> Index<'a> {
                             phase: *phase,
                             conn_since_us: *conn_since_us,
                             deadline_us: deadline_ms * 1_000,
+                            as_peer: *as_peer,
                             ret: None,
                         },
                     );
+                }
+                Event::LoadStart {
+                    node,
+                    inc,
+                    key,
+                    node_concurrent,
+                    call,
+                    ..
+                } => {
+                    open_loads.insert((node.as_str(), *inc, *call), loads.len());
+                    loads.push(Load {
+                        node,
+                        key,
+                        start: i,
+                        start_us: entry.at_us,
+                        node_concurrent: *node_concurrent,
+                        end: None,
+                    });
+                }
+                Event::PeerCall {
+                    node,
+                    inc,
+                    call,
+                    peer,
+                    method,
+                    key,
+                    ..
+                } => {
+                    open_calls.insert((node.as_str(), *inc, *call), peer_calls.len());
+                    peer_calls.push(PeerCall {
+                        at: i,
+                        at_us: entry.at_us,
+                        node,
+                        peer,
+                        method: *method,
+                        key,
+                        ret_us: None,
+                        refused: false,
+                        failed: false,
+                    });
+                }
+                Event::PeerReturn {
+                    node,
+                    inc,
+                    call,
+                    result,
+                } => {
+                    if let Some(c) = open_calls.remove(&(node.as_str(), *inc, *call)) {
+                        let c = &mut peer_calls[c];
+                        c.ret_us = Some(entry.at_us);
+                        c.refused = result.contains("out of resources");
+                        c.failed = result != "ok" && result != "miss";
+                    }
                 }
                 Event::Return { op, outcome } => {
                     if let Some(o) = ops.get_mut(op) {
@@ -138,17 +300,28 @@ impl<'a> Index<'a> {
                     }
                 }
                 Event::LoadEnd {
+                    node,
+                    inc,
                     key,
-                    result: LoadResult::Value { value, ttl_ms },
-                    ..
+                    call,
+                    result,
                 } => {
-                    origins
-                        .entry((key.as_str(), value.as_str()))
-                        .or_insert(Origin::Load {
-                            at: i,
-                            end_us: entry.at_us,
-                            ttl_ms: *ttl_ms,
-                        });
+                    let start = open_loads.remove(&(node.as_str(), *inc, *call));
+                    let start_us = start.map_or(entry.at_us, |l| loads[l].start_us);
+                    if let Some(l) = start {
+                        loads[l].end = Some((i, entry.at_us, result));
+                    }
+                    if let LoadResult::Value { value, ttl_ms } = result {
+                        origins
+                            .entry((key.as_str(), value.as_str()))
+                            .or_insert(Origin::Load {
+                                at: i,
+                                node,
+                                start_us,
+                                end_us: entry.at_us,
+                                ttl_ms: *ttl_ms,
+                            });
+                    }
                 }
                 _ => {}
             }
@@ -157,12 +330,14 @@ impl<'a> Index<'a> {
             entries,
             ops,
             origins,
+            loads,
+            peer_calls,
             last_us: entries.last().map_or(0, |e| e.at_us),
         }
     }
 
     /// Every get that returned a value, with the value.
-    fn reads(&self) -> impl Iterator<Item = (u64, &Op<'a>, usize, &'a str)> + '_ {
+    pub(crate) fn reads(&self) -> impl Iterator<Item = (u64, &Op<'a>, usize, &'a str)> + '_ {
         self.ops
             .iter()
             .filter_map(|(id, op)| match (op.request, op.ret) {
@@ -173,20 +348,20 @@ impl<'a> Index<'a> {
             })
     }
 
-    fn events(&self) -> impl Iterator<Item = (usize, &'a Entry)> + '_ {
+    pub(crate) fn events(&self) -> impl Iterator<Item = (usize, &'a Entry)> + '_ {
         self.entries.iter().enumerate()
     }
 }
 
 /// The lifetime a value gets: its own, else the group's default.
-fn lifetime_us(ttl_ms: Option<u64>, options: &Options) -> Option<u64> {
+pub(crate) fn lifetime_us(ttl_ms: Option<u64>, options: &Options) -> Option<u64> {
     ttl_ms
         .map(|ms| ms * 1_000)
         .or(options.default_ttl.map(micros))
 }
 
 /// S1: every value returned for k was written for k by a set or produced by k's loader.
-fn s1_no_phantom(index: &Index<'_>, _: &Options) -> Option<Violation> {
+fn s1_no_phantom(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<Violation> {
     index.reads().find_map(|(id, op, ret, value)| {
         let key = op.request.key();
         let known = index
@@ -195,6 +370,7 @@ fn s1_no_phantom(index: &Index<'_>, _: &Options) -> Option<Violation> {
             .is_some_and(|origin| origin.at() < ret);
         (!known).then(|| Violation {
             property: "S1",
+            rule: "",
             message: format!(
                 "get {key} on {} (op {id}) returned {value:?}, which no set of {key} wrote and \
                  {key}'s loader never produced",
@@ -205,33 +381,40 @@ fn s1_no_phantom(index: &Index<'_>, _: &Options) -> Option<Violation> {
     })
 }
 
-/// S2: no store (main store, hot cache) holds more bytes than its budget, nor the group more
-/// than the sum (sampled every 50 ms on every node).
-fn s2_budget(index: &Index<'_>, _: &Options) -> Option<Violation> {
+/// S2: no store (main store, hot cache) holds more bytes than its budget, counted from its
+/// entries (sampled every 50 ms on every node); and each store's own byte counter agrees with
+/// that count (a counter that drifts would let the store overrun its budget unseen).
+fn s2_budget(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<Violation> {
     index.events().find_map(|(i, entry)| match &entry.event {
         Event::Stats {
             node,
             inc,
-            bytes,
-            budget,
             stores,
+            counted,
             ..
         } => {
             let store = ["main store", "hot cache"];
-            let over = stores
-                .iter()
-                .zip(store)
-                .find(|((bytes, budget), _)| bytes > budget)
-                .map(|((bytes, budget), store)| {
-                    format!("its {store} holds {bytes} bytes of {budget}")
-                })
-                .or_else(|| (bytes > budget).then(|| format!("it holds {bytes} bytes")))?;
-            let budgets: Vec<u64> = stores.iter().map(|(_, budget)| *budget).collect();
+            let problem = stores.iter().zip(counted).zip(store).find_map(
+                |(((bytes, budget), counted), store)| {
+                    if counted > budget {
+                        Some(format!(
+                            "its {store} holds {counted} bytes (recounted from its entries) \
+                             of a budget of {budget}"
+                        ))
+                    } else if counted != bytes {
+                        Some(format!(
+                            "its {store} says it holds {bytes} bytes, but its entries add up \
+                             to {counted}"
+                        ))
+                    } else {
+                        None
+                    }
+                },
+            )?;
             Some(Violation {
                 property: "S2",
-                message: format!(
-                    "{node} (incarnation {inc}): {over}, budgets {budgets:?} (total {budget})"
-                ),
+                rule: "",
+                message: format!("{node} (incarnation {inc}): {problem}"),
                 entry: i,
             })
         }
@@ -240,15 +423,17 @@ fn s2_budget(index: &Index<'_>, _: &Options) -> Option<Violation> {
 }
 
 /// S3: on one node incarnation, a key's loader never runs twice at once.
-fn s3_one_load(index: &Index<'_>, _: &Options) -> Option<Violation> {
+fn s3_one_load(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<Violation> {
     index.events().find_map(|(i, entry)| match &entry.event {
         Event::LoadStart {
             node,
             inc,
             key,
             concurrent,
+            ..
         } if *concurrent > 1 => Some(Violation {
             property: "S3",
+            rule: "",
             message: format!(
                 "{concurrent} loads of {key} running at once on {node} (incarnation {inc})"
             ),
@@ -264,7 +449,7 @@ fn s3_one_load(index: &Index<'_>, _: &Options) -> Option<Violation> {
 /// load ended. The node measured the remaining lifetime it reports at some instant after the get
 /// was sent, so sent time + reported remaining lifetime must not pass the expiry. (Unacknowledged
 /// sets are skipped: they may be applied arbitrarily late, e.g. after a held link releases.)
-fn s4_expiry(index: &Index<'_>, options: &Options) -> Option<Violation> {
+fn s4_expiry(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Option<Violation> {
     index.reads().find_map(|(id, op, ret, value)| {
         let key = op.request.key();
         let origin = *index.origins.get(&(key, value))?;
@@ -310,6 +495,7 @@ fn s4_expiry(index: &Index<'_>, options: &Options) -> Option<Violation> {
         };
         Some(Violation {
             property: "S4",
+            rule: "",
             message,
             entry: ret,
         })
@@ -318,7 +504,7 @@ fn s4_expiry(index: &Index<'_>, options: &Options) -> Option<Violation> {
 
 /// Intervals (µs) during which something disturbed a client's path to a node.
 #[derive(Debug, Default)]
-struct Disturbances {
+pub(crate) struct Disturbances {
     /// Per sorted host pair: faulted intervals.
     links: BTreeMap<(String, String), Vec<(u64, u64)>>,
     /// Latency spikes.
@@ -330,7 +516,7 @@ struct Disturbances {
 }
 
 impl Disturbances {
-    fn build(index: &Index<'_>) -> Self {
+    pub(crate) fn build(index: &Index<'_>) -> Self {
         let mut d = Disturbances::default();
         let mut open_links: BTreeMap<(String, String), u64> = BTreeMap::new();
         let mut open_latency: Option<u64> = None;
@@ -404,7 +590,7 @@ impl Disturbances {
 
     /// Whether the path from `client` to `node` was undisturbed during `[from, to]` and the node
     /// served throughout.
-    fn healthy(&self, client: &str, node: &str, from: u64, to: u64) -> bool {
+    pub(crate) fn healthy(&self, client: &str, node: &str, from: u64, to: u64) -> bool {
         let overlaps = |spans: &[(u64, u64)]| spans.iter().any(|&(a, b)| a <= to && from <= b);
         let pair = if client <= node {
             (client.to_owned(), node.to_owned())
@@ -425,23 +611,25 @@ impl Disturbances {
     }
 }
 
-/// S5: every request completes within its deadline; a request whose path to a serving node
-/// was healthy all along gets an answer (never a timeout); no host fails or panics.
-fn s5_progress(index: &Index<'_>, _: &Options) -> Option<Violation> {
-    let host_error = index.events().find_map(|(i, entry)| match &entry.event {
-        Event::HostError(what) => Some(Violation {
-            property: "S5",
-            message: format!("host failure: {what}"),
-            entry: i,
-        }),
-        _ => None,
-    });
+/// S5: every request completes within its deadline (tiny ones included); a patient request
+/// whose path to a serving node was healthy all along gets an answer (never a timeout) unless
+/// a slow load of its key was still running when it gave up or a buggify stall overlapped it;
+/// in a clean window no request is timed out before its own deadline (a node that fails a
+/// caller early, e.g. with another caller's deadline) unless a stall overlapped it; no host
+/// fails or panics.
+fn s5_progress(index: &Index<'_>, calm: &calm::Calm, options: &Options) -> Option<Violation> {
     let disturbances = Disturbances::build(index);
+    let stalls = stalls(index);
+    let stalled = |from: u64, to: u64| stalls.iter().any(|&(s, e)| s <= to && from <= e);
+    let patient_us = micros(options.connect_timeout + options.call_timeout);
+    let call_us = micros(options.call_timeout);
     let late = index.ops.iter().find_map(|(id, op)| {
         let limit = op.inv_us + op.deadline_us + DEADLINE_SLACK_US;
+        let key = op.request.key();
         match op.ret {
             Some((ret, ret_us, _)) if ret_us > limit => Some(Violation {
                 property: "S5",
+                rule: "",
                 message: format!(
                     "{:?} on {} (op {id}) took {:.3}s, deadline {:.3}s",
                     op.request,
@@ -453,6 +641,30 @@ fn s5_progress(index: &Index<'_>, _: &Options) -> Option<Violation> {
             }),
             Some((ret, ret_us, Outcome::Failed { kind, message }))
                 if matches!(kind, FailKind::Timeout)
+                    && op.deadline_us >= patient_us
+                    && ret_us - op.inv_us + EARLY_SLACK_US < call_us
+                    && calm.clean(op.inv_us, ret_us)
+                    && !stalled(op.inv_us, ret_us) =>
+            {
+                Some(Violation {
+                    property: "S5",
+                    rule: "",
+                    message: format!(
+                        "{:?} on {} (op {id}) timed out after {:.3}s, before its own deadline \
+                         of {:.3}s, in a clean window: {message}",
+                        op.request,
+                        op.node,
+                        (ret_us - op.inv_us) as f64 / 1e6,
+                        call_us as f64 / 1e6
+                    ),
+                    entry: ret,
+                })
+            }
+            Some((ret, ret_us, Outcome::Failed { kind, message }))
+                if matches!(kind, FailKind::Timeout)
+                    && op.deadline_us >= patient_us
+                    && !loads::load_running(index, key, ret_us)
+                    && !stalled(op.inv_us, ret_us)
                     && disturbances.healthy(
                         client_host(op.client),
                         op.node,
@@ -462,9 +674,10 @@ fn s5_progress(index: &Index<'_>, _: &Options) -> Option<Violation> {
             {
                 Some(Violation {
                     property: "S5",
+                    rule: "",
                     message: format!(
-                        "{:?} on {} (op {id}) timed out although the path from {} was healthy \
-                         and the node served throughout: {message}",
+                        "{:?} on {} (op {id}) timed out although the path from {} was healthy, \
+                         the node served throughout and no load of {key} was running: {message}",
                         op.request, op.node, op.client
                     ),
                     entry: ret,
@@ -472,29 +685,53 @@ fn s5_progress(index: &Index<'_>, _: &Options) -> Option<Violation> {
             }
             None if index.last_us > limit => Some(Violation {
                 property: "S5",
+                rule: "",
                 message: format!("{:?} on {} (op {id}) never completed", op.request, op.node),
                 entry: op.inv,
             }),
             _ => None,
         }
     });
-    [host_error, late]
-        .into_iter()
-        .flatten()
-        .min_by_key(|v| v.entry)
+    late
+}
+
+/// S5 (hosts): no host fails or panics.
+fn s5_host_error(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<Violation> {
+    index.events().find_map(|(i, entry)| match &entry.event {
+        Event::HostError(what) => Some(Violation {
+            property: "S5",
+            rule: "",
+            message: format!("host failure: {what}"),
+            entry: i,
+        }),
+        _ => None,
+    })
+}
+
+/// When buggify points stalled a node (µs intervals): a timeout they overlap is excused, as
+/// a latency spike's would be.
+fn stalls(index: &Index<'_>) -> Vec<(u64, u64)> {
+    index
+        .events()
+        .filter_map(|(_, entry)| match &entry.event {
+            Event::Stalled { ms, .. } => Some((entry.at_us, entry.at_us + ms * 1_000)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// The host of a client label (`c1.0` → `c1`).
-fn client_host(label: &str) -> &str {
+pub(crate) fn client_host(label: &str) -> &str {
     label.split('.').next().unwrap_or(label)
 }
 
 /// L1: after the heal, views equal the live set within the bound (the driver records a
 /// timeout when they do not).
-fn l1_convergence(index: &Index<'_>, _: &Options) -> Option<Violation> {
+fn l1_convergence(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<Violation> {
     index.events().find_map(|(i, entry)| match &entry.event {
         Event::ConvergenceTimeout { detail } => Some(Violation {
             property: "L1",
+            rule: "",
             message: format!("views did not converge within the bound: {detail}"),
             entry: i,
         }),
@@ -505,13 +742,14 @@ fn l1_convergence(index: &Index<'_>, _: &Options) -> Option<Violation> {
 /// L2: after convergence, every live node returns what the last acknowledged write of a key
 /// wrote (or, after a delete, a miss or a value loaded since), allowing only hot copies within
 /// their lifetime and eviction of the value on its owner.
-fn l2_visibility(index: &Index<'_>, options: &Options) -> Option<Violation> {
+fn l2_visibility(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Option<Violation> {
     let mut evictions: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for (i, entry) in index.events() {
         match &entry.event {
             Event::DataPath { ready: false, .. } => {
                 return Some(Violation {
                     property: "L2",
+                    rule: "",
                     message: "node-to-node paths still failed after every probe round".into(),
                     entry: i,
                 })
@@ -519,6 +757,7 @@ fn l2_visibility(index: &Index<'_>, options: &Options) -> Option<Violation> {
             Event::WriteNotAcknowledged { key } => {
                 return Some(Violation {
                     property: "L2",
+                    rule: "",
                     message: format!("no write of {key} was acknowledged after convergence"),
                     entry: i,
                 })
@@ -560,7 +799,10 @@ fn l2_visibility(index: &Index<'_>, options: &Options) -> Option<Violation> {
                 && op.inv_us < write_ret_us + hot_lifetime_us + EXPIRY_SLACK_US
                 && origin(value).is_some_and(|o| o.at() < write_ret)
         };
-        let load_failed = |message: &str| message.contains("loading failed");
+        // The source failed (errors and panics are simulated): the node reports it, not a value.
+        let load_failed = |message: &str| {
+            message.contains("loading failed") || message.contains("loader panicked")
+        };
         let ok = match (write.request, outcome) {
             (Request::Set { value, .. }, Outcome::Value { value: got, .. }) => {
                 got == value || (evicted && loaded_since(got)) || stale_hot_copy(got)
@@ -578,6 +820,7 @@ fn l2_visibility(index: &Index<'_>, options: &Options) -> Option<Violation> {
         };
         (!ok).then(|| Violation {
             property: "L2",
+            rule: "",
             message: format!(
                 "after convergence, {:?} (op {write_id}) was acknowledged, but get {key} on {} \
                  (op {id}) returned {outcome:?}{}",
@@ -622,6 +865,7 @@ mod tests {
             phase,
             conn_since_us: 0,
             deadline_ms: 4_500,
+            as_peer: false,
         }
     }
 
@@ -690,10 +934,12 @@ mod tests {
             inc: 1,
             bytes: stores.iter().map(|s| s.0).sum(),
             budget: stores.iter().map(|s| s.1).sum(),
+            counted: stores.iter().map(|s| s.0).collect(),
             stores,
             evictions: 0,
             local_fallbacks: 0,
             peer_errors: 0,
+            rejected: 0,
         };
         let within = stats(vec![(100, 100), (20, 25)]);
         assert_eq!(property(&[at(0, within)], &options()), None);
@@ -702,11 +948,40 @@ mod tests {
         assert_eq!(property(&[at(0, main_over)], &options()), Some("S2"));
         let hot_over = stats(vec![(0, 100), (26, 25)]);
         assert_eq!(property(&[at(0, hot_over)], &options()), Some("S2"));
+        // The store's own counter says it is within budget; its entries say otherwise.
+        let Event::Stats {
+            node,
+            inc,
+            bytes,
+            budget,
+            stores,
+            ..
+        } = stats(vec![(90, 100), (0, 25)])
+        else {
+            unreachable!()
+        };
+        let drifted = Event::Stats {
+            node,
+            inc,
+            bytes,
+            budget,
+            stores,
+            counted: vec![120, 0],
+            evictions: 0,
+            local_fallbacks: 0,
+            peer_errors: 0,
+            rejected: 0,
+        };
+        let v = check(&[at(0, drifted)], &options());
+        assert_eq!(v.as_ref().map(|v| v.property), Some("S2"));
+        assert!(v.is_some_and(|v| v.message.contains("120 bytes")));
         let load = Event::LoadStart {
             node: "n1".into(),
             inc: 1,
             key: "k".into(),
             concurrent: 2,
+            node_concurrent: 2,
+            call: 0,
         };
         assert_eq!(property(&[at(0, load)], &options()), Some("S3"));
     }

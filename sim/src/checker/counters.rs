@@ -1,0 +1,216 @@
+//! C1 counters: a node's `rejected` counter agrees with the refusals its callers saw.
+//!
+//! Every request a node refuses for a limit (admission, waiters per key) is answered
+//! `RESOURCE_EXHAUSTED` and counted once in `rejected`. At each stats sample of a node
+//! incarnation, `rejected` must be at least the number of such answers its clients and peers
+//! had received well before the sample (an uncounted refusal), and at most those received
+//! shortly after it plus every request whose answer nobody saw (cancelled, timed out, broken
+//! connection) — more would count some refusal twice.
+
+use crate::history::{Event, FailKind, Outcome};
+use crate::options::Options;
+
+use super::calm::Calm;
+use super::{Index, Violation};
+
+/// A refusal's answer reaches its caller within this much of the node counting it.
+const TRANSIT_US: u64 = 100_000;
+
+/// C1: see the module docs.
+pub(crate) fn c1_rejected(index: &Index<'_>, _calm: &Calm, _: &Options) -> Option<Violation> {
+    let mut started: std::collections::BTreeMap<(&str, u64), u64> = Default::default();
+    for (i, entry) in index.events() {
+        match &entry.event {
+            Event::NodeStarted { node, inc } => {
+                started.insert((node.as_str(), *inc), entry.at_us);
+            }
+            Event::Stats {
+                node,
+                inc,
+                rejected,
+                ..
+            } => {
+                let Some(&since) = started.get(&(node.as_str(), *inc)) else {
+                    continue;
+                };
+                let at = entry.at_us;
+                let (before, after, unknown) = refusals(index, node, since, at);
+                if *rejected < before {
+                    return Some(violation(
+                        i,
+                        format!(
+                            "{node} (incarnation {inc}) counts {rejected} rejected requests, but \
+                             its callers had received {before} refusals (RESOURCE_EXHAUSTED) by \
+                             then: refusals go uncounted"
+                        ),
+                    ));
+                }
+                if *rejected > after + unknown {
+                    return Some(violation(
+                        i,
+                        format!(
+                            "{node} (incarnation {inc}) counts {rejected} rejected requests, but \
+                             its callers saw {after} refusals and {unknown} requests without an \
+                             answer: some refusal is counted twice"
+                        ),
+                    ));
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+fn violation(entry: usize, message: String) -> Violation {
+    Violation {
+        property: "C1",
+        rule: "",
+        message,
+        entry,
+    }
+}
+
+/// How a node's message names the owner whose refusal it relays.
+const RELAYED: &str = "owner `";
+
+/// Refusals by `node` since `since` that callers received before `at - TRANSIT_US`, before
+/// `at + TRANSIT_US`, and requests to it sent before `at` whose answer nobody saw.
+fn refusals(index: &Index<'_>, node: &str, since: u64, at: u64) -> (u64, u64, u64) {
+    let (mut before, mut after, mut unknown) = (0, 0, 0);
+    for op in index.ops.values() {
+        if op.node != node || op.inv_us < since || op.inv_us > at {
+            continue;
+        }
+        match op.ret {
+            // The owner's refusal, relayed: counted by the owner (a peer call to it).
+            Some((
+                _,
+                _,
+                Outcome::Failed {
+                    kind: FailKind::Overloaded,
+                    message,
+                },
+            )) if message.contains(RELAYED) => {}
+            Some((
+                _,
+                t,
+                Outcome::Failed {
+                    kind: FailKind::Overloaded,
+                    ..
+                },
+            )) => {
+                before += u64::from(t + TRANSIT_US < at);
+                after += u64::from(t <= at + TRANSIT_US);
+            }
+            None
+            | Some((
+                _,
+                _,
+                Outcome::Failed {
+                    kind: FailKind::Timeout | FailKind::Cancelled | FailKind::Unavailable,
+                    ..
+                },
+            )) => unknown += 1,
+            Some((_, t, _)) if t > at => unknown += 1,
+            _ => {}
+        }
+    }
+    for call in &index.peer_calls {
+        if call.peer != node || call.at_us < since || call.at_us > at {
+            continue;
+        }
+        match call.ret_us {
+            Some(t) if call.refused => {
+                before += u64::from(t + TRANSIT_US < at);
+                after += u64::from(t <= at + TRANSIT_US);
+            }
+            Some(t) if t <= at && !call.failed => {}
+            _ => unknown += 1,
+        }
+    }
+    (before, after, unknown)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::checker::check_all;
+    use crate::history::{Entry, Event, FailKind, Outcome, Phase, Request};
+    use crate::options::{Mutation, Options};
+
+    fn at(ms: u64, event: Event) -> Entry {
+        Entry {
+            at_us: ms * 1_000,
+            event,
+        }
+    }
+
+    fn stats(rejected: u64) -> Event {
+        Event::Stats {
+            node: "n1".into(),
+            inc: 1,
+            bytes: 0,
+            budget: 100,
+            stores: vec![(0, 100)],
+            counted: vec![0],
+            evictions: 0,
+            local_fallbacks: 0,
+            peer_errors: 0,
+            rejected,
+        }
+    }
+
+    fn refused(op: u64, ms: u64) -> [Entry; 2] {
+        [
+            at(
+                ms,
+                Event::Invoke {
+                    op,
+                    client: "c1.0".into(),
+                    node: "n1".into(),
+                    request: Request::Get { key: "k".into() },
+                    phase: Phase::Safety,
+                    conn_since_us: 0,
+                    deadline_ms: 4_500,
+                    as_peer: false,
+                },
+            ),
+            at(
+                ms + 1,
+                Event::Return {
+                    op,
+                    outcome: Outcome::Failed {
+                        kind: FailKind::Overloaded,
+                        message: "overloaded".into(),
+                    },
+                },
+            ),
+        ]
+    }
+
+    fn rules(rejected: u64) -> Vec<&'static str> {
+        let o = Options::from_seed(1, Mutation::None);
+        let mut h = vec![at(
+            0,
+            Event::NodeStarted {
+                node: "n1".into(),
+                inc: 1,
+            },
+        )];
+        h.extend(refused(0, 10));
+        h.extend(refused(1, 20));
+        h.push(at(500, stats(rejected)));
+        check_all(&h, &o)
+            .into_iter()
+            .filter(|v| v.property == "C1")
+            .map(|v| v.rule)
+            .collect()
+    }
+
+    #[test]
+    fn rejected_must_count_each_refusal_once() {
+        assert!(rules(2).is_empty());
+        assert_eq!(rules(0), vec!["rejected-count"], "uncounted");
+        assert_eq!(rules(4), vec!["rejected-count"], "counted twice");
+    }
+}

@@ -1,0 +1,311 @@
+//! S9 bounded loads.
+//!
+//! - **Cap**: loads running at once on one node never exceed its cap (`Options::max_loads`),
+//!   however many callers gave up.
+//! - **One load per miss across the cluster**: in a clean window (see [`super::calm`]) only a
+//!   key's owner loads it; a load elsewhere is a fallback the healthy cluster did not need —
+//!   unless the node was asked with `hops = 1` (a client claiming to be a peer, or a peer with
+//!   another view), which it must serve without forwarding.
+//! - **No wedged key**: in a clean window, a patient get of a key whose earlier load failed or
+//!   panicked does not time out while no load of the key runs.
+//! - **A loader panic is contained**: it never takes its node down.
+
+use std::collections::BTreeMap;
+
+use lcache_core::member::MemberId;
+use lcache_core::ring::{Ring, RingConfig};
+
+use crate::history::{micros, Event, FailKind, LoadResult, Outcome, PeerMethod, Request};
+use crate::node_host::RING_VNODES;
+use crate::options::Options;
+
+use super::calm::Calm;
+use super::{Index, Violation};
+
+/// Whether a load of `key` ran (on any node) at instant `at_us`.
+pub(crate) fn load_running(index: &Index<'_>, key: &str, at_us: u64) -> bool {
+    index.loads.iter().any(|l| {
+        l.key == key && l.start_us <= at_us && l.end.is_none_or(|(_, end_us, _)| end_us >= at_us)
+    })
+}
+
+/// The owner of `key` on a ring of `members`, as every node computes it.
+pub(crate) fn owner(
+    rings: &mut BTreeMap<Vec<String>, Ring>,
+    members: &[String],
+    key: &str,
+) -> Option<String> {
+    let ring = rings.entry(members.to_vec()).or_insert_with(|| {
+        let mut ring = Ring::new(RingConfig {
+            vnodes: RING_VNODES,
+        });
+        for m in members {
+            let _ = ring.add(MemberId::new(m.as_str()), 1);
+        }
+        ring
+    });
+    ring.owner(key.as_bytes()).map(|id| id.to_string())
+}
+
+/// S9 (cap): loads running at once on a node stay within its cap.
+pub(crate) fn s9_cap(index: &Index<'_>, _calm: &Calm, options: &Options) -> Option<Violation> {
+    cap(index, options)
+}
+
+/// S9 (one load per miss): in a clean window only the owner loads.
+pub(crate) fn s9_amplification(
+    index: &Index<'_>,
+    calm: &Calm,
+    _options: &Options,
+) -> Option<Violation> {
+    amplification(index, calm)
+}
+
+/// S9 (no wedged key): no timeout after a failed load in a clean window.
+pub(crate) fn s9_wedged(index: &Index<'_>, calm: &Calm, options: &Options) -> Option<Violation> {
+    wedged(index, calm, options)
+}
+
+/// S9 (contained panic): a loader panic never takes its node down.
+pub(crate) fn s9_panic(index: &Index<'_>, _calm: &Calm, _options: &Options) -> Option<Violation> {
+    panic_escaped(index)
+}
+
+fn cap(index: &Index<'_>, options: &Options) -> Option<Violation> {
+    index.loads.iter().find_map(|l| {
+        (l.node_concurrent as usize > options.max_loads).then(|| Violation {
+            property: "S9",
+            rule: "",
+            message: format!(
+                "{} loads ran at once on {} (this one of {}), past its cap of {}",
+                l.node_concurrent, l.node, l.key, options.max_loads
+            ),
+            entry: l.start,
+        })
+    })
+}
+
+fn amplification(index: &Index<'_>, calm: &Calm) -> Option<Violation> {
+    let mut views: BTreeMap<&str, Vec<String>> = BTreeMap::new();
+    let mut rings = BTreeMap::new();
+    for (i, entry) in index.events() {
+        match &entry.event {
+            Event::View { node, members, .. } => {
+                views.insert(node, members.iter().map(|(id, _)| id.clone()).collect());
+            }
+            Event::LoadStart { node, key, .. } => {
+                let at = entry.at_us;
+                if !calm.clean(at, at) {
+                    continue;
+                }
+                let Some(members) = views.get(node.as_str()) else {
+                    continue;
+                };
+                let Some(owner) = owner(&mut rings, members, key) else {
+                    continue;
+                };
+                if owner == *node || asked_as_peer(index, node, key, at) {
+                    continue;
+                }
+                return Some(Violation {
+                    property: "S9",
+                    rule: "",
+                    message: format!(
+                        "{node} loaded {key}, which {owner} owns, in a clean window (views agree, \
+                         no fault): a fallback the healthy cluster did not need"
+                    ),
+                    entry: i,
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+/// How long after a client gave up its request may still be served: the cancellation travels
+/// to the node like any message.
+const GAVE_UP_SLACK_US: u64 = 100_000;
+
+/// Whether `node` was serving a request for `key` marked forwarded at `at_us`: from a client
+/// claiming to be a peer, or from a peer.
+fn asked_as_peer(index: &Index<'_>, node: &str, key: &str, at_us: u64) -> bool {
+    let from_client = index.ops.values().any(|op| {
+        op.as_peer
+            && op.node == node
+            && op.request.key() == key
+            && op.inv_us <= at_us
+            && op.ret_us().is_none_or(|t| t + GAVE_UP_SLACK_US >= at_us)
+    });
+    let from_peer = index.peer_calls.iter().any(|c| {
+        c.peer == node
+            && c.key == key
+            && c.method == PeerMethod::Get
+            && c.at_us <= at_us
+            && c.ret_us.is_none_or(|t| t >= at_us)
+    });
+    from_client || from_peer
+}
+
+fn wedged(index: &Index<'_>, calm: &Calm, options: &Options) -> Option<Violation> {
+    let patient_us = micros(options.connect_timeout + options.call_timeout);
+    index.ops.iter().find_map(|(id, op)| {
+        let (ret, ret_us, outcome) = op.ret?;
+        let timed_out = matches!(
+            outcome,
+            Outcome::Failed {
+                kind: FailKind::Timeout,
+                ..
+            }
+        );
+        if !timed_out
+            || !matches!(op.request, Request::Get { .. })
+            || op.deadline_us < patient_us
+            || !calm.clean(op.inv_us, ret_us)
+        {
+            return None;
+        }
+        let key = op.request.key();
+        let failed_before = index.loads.iter().any(|l| {
+            l.key == key
+                && matches!(
+                    l.end,
+                    Some((_, end_us, LoadResult::Failed | LoadResult::Panicked)) if end_us < op.inv_us
+                )
+        });
+        (failed_before && !load_running(index, key, ret_us)).then(|| Violation {
+            property: "S9",
+            rule: "",
+            message: format!(
+                "get {key} on {} (op {id}) timed out in a clean window with no load of {key} \
+                 running, after an earlier load of {key} failed or panicked: the key is wedged",
+                op.node
+            ),
+            entry: ret,
+        })
+    })
+}
+
+fn panic_escaped(index: &Index<'_>) -> Option<Violation> {
+    let mut panicked: Vec<&str> = Vec::new();
+    for (i, entry) in index.events() {
+        match &entry.event {
+            Event::LoadEnd {
+                node,
+                result: LoadResult::Panicked,
+                ..
+            } => panicked.push(node),
+            Event::HostError(what) if !panicked.is_empty() => {
+                return Some(Violation {
+                    property: "S9",
+                    rule: "",
+                    message: format!(
+                        "a loader panicked on {panicked:?} and a host failed after it: the panic \
+                         was not contained ({what})"
+                    ),
+                    entry: i,
+                });
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use crate::checker::check_all;
+    use crate::history::{Entry, Event, LoadResult};
+    use crate::options::{Mutation, Options};
+
+    fn at(ms: u64, event: Event) -> Entry {
+        Entry {
+            at_us: ms * 1_000,
+            event,
+        }
+    }
+
+    fn cluster() -> Vec<Entry> {
+        let mut h = Vec::new();
+        for n in ["n1", "n2"] {
+            h.push(at(
+                0,
+                Event::NodeStarted {
+                    node: n.into(),
+                    inc: 1,
+                },
+            ));
+            h.push(at(
+                1,
+                Event::View {
+                    node: n.into(),
+                    inc: 1,
+                    members: vec![("n1".into(), 1), ("n2".into(), 1)],
+                },
+            ));
+        }
+        h
+    }
+
+    fn load(node: &str, key: &str, call: u64, node_concurrent: u32) -> Event {
+        Event::LoadStart {
+            node: node.into(),
+            inc: 1,
+            key: key.into(),
+            concurrent: 1,
+            node_concurrent,
+            call,
+        }
+    }
+
+    fn rules(h: &[Entry], o: &Options) -> Vec<&'static str> {
+        check_all(h, o).into_iter().map(|v| v.rule).collect()
+    }
+
+    #[test]
+    fn only_the_owner_loads_in_a_clean_window() {
+        let o = Options::from_seed(1, Mutation::None);
+        let members = vec!["n1".to_owned(), "n2".to_owned()];
+        let owner = super::owner(&mut BTreeMap::new(), &members, "k").unwrap_or_default();
+        let other = if owner == "n1" { "n2" } else { "n1" };
+        let mut h = cluster();
+        h.push(at(10, load(&owner, "k", 0, 1)));
+        assert!(rules(&h, &o).is_empty());
+        h.push(at(20, load(other, "k", 0, 1)));
+        assert_eq!(rules(&h, &o), vec!["one-load-per-miss"]);
+    }
+
+    #[test]
+    fn loads_past_the_cap_are_caught() {
+        let mut o = Options::from_seed(1, Mutation::None);
+        o.max_loads = 2;
+        let mut h = cluster();
+        let members = vec!["n1".to_owned(), "n2".to_owned()];
+        let owner = super::owner(&mut BTreeMap::new(), &members, "k").unwrap_or_default();
+        h.push(at(10, load(&owner, "k", 0, 2)));
+        assert!(rules(&h, &o).is_empty());
+        h.push(at(11, load(&owner, "k", 1, 3)));
+        assert_eq!(rules(&h, &o), vec!["load-cap"]);
+    }
+
+    #[test]
+    fn an_escaped_loader_panic_is_caught() {
+        let o = Options::from_seed(1, Mutation::None);
+        let mut h = cluster();
+        h.push(at(
+            10,
+            Event::LoadEnd {
+                node: "n1".into(),
+                inc: 1,
+                key: "x".into(),
+                call: 0,
+                result: LoadResult::Panicked,
+            },
+        ));
+        h.push(at(11, Event::HostError("panic: runtime shut down".into())));
+        let r = rules(&h, &o);
+        assert!(r.contains(&"panic-contained"), "{r:?}");
+    }
+}
