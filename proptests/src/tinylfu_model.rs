@@ -14,8 +14,8 @@ use foldhash::fast::FixedState;
 use lcache_core::store::entry_size;
 use lcache_core::store::tinylfu::{
     ghost_capacity, SplitMix, HORIZON_MAX, HORIZON_MIN, HORIZON_STEP, MAX_COUNT, MAX_HITS,
-    PROTECTED_PERCENT, RECENT_TENTHS, SAMPLE_FACTOR, SKETCH_BUDGET_DIVISOR, SWEEP_STEPS,
-    TOUCH_DIVISOR, WARM, WINDOW_PERCENT,
+    PROTECTED_PERCENT, RECENT_TENTHS, SAMPLE_FACTOR, SKETCH_BUDGET_DIVISOR, SKETCH_WORDS_PER_ENTRY,
+    SWEEP_STEPS, TOUCH_DIVISOR, WARM, WINDOW_PERCENT,
 };
 use lcache_core::{Eviction, EvictionReason, Lookup, SharedGet, StoreError, StoreStats, Timestamp};
 
@@ -96,7 +96,7 @@ fn sketch_words(budget: u64, peak: usize) -> usize {
         cap *= 2;
     }
     let mut want = 1usize;
-    while want < peak.max(1) {
+    while want < SKETCH_WORDS_PER_ENTRY * peak.max(1) {
         want *= 2;
     }
     want.min(cap as usize).max(8)

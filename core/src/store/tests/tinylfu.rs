@@ -160,7 +160,7 @@ fn the_entry_just_stored_is_never_its_own_victim() {
 
 #[test]
 fn sketch_stays_within_its_share_of_the_budget() {
-    // Tiny entries: the sketch would want 8 bytes per entry; it is capped at budget / 16.
+    // Tiny entries: the sketch would want 16 bytes per entry; it is capped at budget / 16.
     let budget = 64 * 1_000;
     let mut s = Store::new(StoreConfig::new(budget, Policy::TinyLfu)).unwrap();
     for i in 0..5_000u32 {
