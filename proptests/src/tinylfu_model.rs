@@ -6,14 +6,16 @@
 //! core are its documented constants and the key hash (foldhash seeded by the store's seed), which
 //! the model must share to make the same admission decisions.
 
+use std::collections::VecDeque;
 use std::hash::BuildHasher;
 
 use bytes::Bytes;
 use foldhash::fast::FixedState;
 use lcache_core::store::entry_size;
 use lcache_core::store::tinylfu::{
-    SplitMix, MAX_COUNT, MAX_HITS, PROTECTED_PERCENT, SAMPLE_FACTOR, SKETCH_BUDGET_DIVISOR, WARM,
-    WINDOW_PERCENT,
+    ghost_capacity, SplitMix, HORIZON_MAX, HORIZON_MIN, HORIZON_STEP, MAX_COUNT, MAX_HITS,
+    PROTECTED_PERCENT, RECENT_TENTHS, SAMPLE_FACTOR, SKETCH_BUDGET_DIVISOR, SKETCH_WORDS_PER_ENTRY,
+    SWEEP_STEPS, TOUCH_DIVISOR, WARM, WINDOW_PERCENT,
 };
 use lcache_core::{Eviction, EvictionReason, Lookup, SharedGet, StoreError, StoreStats, Timestamp};
 
@@ -32,7 +34,8 @@ pub struct LfuEntry {
     pub seq: u64,
     hash: u64,
     hits: u8,
-    last: u64,
+    /// Tick of the last recorded access.
+    seen: u64,
 }
 
 impl LfuEntry {
@@ -66,6 +69,12 @@ pub struct TinyLfuModel {
     aged_at: u64,
     /// Tick `T` of the current insert.
     tick: u64,
+    /// `max(1, peak / TOUCH_DIVISOR)`.
+    granule: u64,
+    /// Dead horizon, in hundredths of `peak`.
+    horizon: u64,
+    /// Recent departures `(hash, seen, dead)`, oldest first; `None` once taken back.
+    ghost: VecDeque<Option<(u64, u64, bool)>>,
     next_seq: u64,
     hits: u64,
     misses: u64,
@@ -87,7 +96,7 @@ fn sketch_words(budget: u64, peak: usize) -> usize {
         cap *= 2;
     }
     let mut want = 1usize;
-    while want < peak.max(1) {
+    while want < SKETCH_WORDS_PER_ENTRY * peak.max(1) {
         want *= 2;
     }
     want.min(cap as usize).max(8)
@@ -110,6 +119,9 @@ impl TinyLfuModel {
             peak: 0,
             aged_at: 0,
             tick: 0,
+            granule: 1,
+            horizon: HORIZON_MAX,
+            ghost: VecDeque::new(),
             next_seq: 0,
             hits: 0,
             misses: 0,
@@ -210,20 +222,54 @@ impl TinyLfuModel {
 
     // --- accesses -----------------------------------------------------------------------
 
-    /// A hit on the entry at `(q, i)`: `h + 1` and the sketch.
+    /// A hit on the entry at `(q, i)`: `h + 1`, its last use (at the granule) and the sketch.
     fn record_hit(&mut self, q: Q, i: usize) {
+        let (tick, granule) = (self.tick, self.granule);
         let entry = &mut self.list(q)[i];
         entry.hits = (entry.hits + 1).min(MAX_HITS);
+        if tick.saturating_sub(entry.seen) >= granule {
+            entry.seen = tick;
+        }
         let hash = entry.hash;
         self.count(hash);
     }
 
-    /// A step looked at `e` and sets its hit count to `hits`; if it had been hit, `last = T`.
-    fn seen(tick: u64, e: &mut LfuEntry, hits: u8) {
-        if e.hits > 0 {
-            e.last = tick;
+    /// Whether `e` has been idle beyond the dead horizon.
+    fn dead(&self, e: &LfuEntry) -> bool {
+        let idle = self.tick.saturating_sub(e.seen);
+        idle.saturating_mul(100) > self.horizon.saturating_mul(self.peak as u64)
+    }
+
+    /// Records the departure of `e` in the ghost.
+    fn depart(&mut self, e: &LfuEntry) {
+        let dead = self.dead(e);
+        self.ghost.push_back(Some((e.hash, e.seen, dead)));
+        while self.ghost.len() > ghost_capacity(self.peak) {
+            self.ghost.pop_front();
         }
-        e.hits = hits;
+    }
+
+    /// Takes the ghost's record of `hash`, if any, and moves the horizon.
+    fn take_ghost(&mut self, hash: u64) {
+        let Some(slot) = self
+            .ghost
+            .iter_mut()
+            .find(|r| r.is_some_and(|(h, _, _)| h == hash))
+        else {
+            return;
+        };
+        let Some((_, _, was_dead)) = slot.take() else {
+            return;
+        };
+        let dead = self.ghost.iter().flatten().filter(|r| r.2).count() as u64;
+        let other = self.ghost.iter().flatten().count() as u64 - dead;
+        if was_dead {
+            let step = HORIZON_STEP * (other / dead.max(1)).max(1);
+            self.horizon = (self.horizon + step).min(HORIZON_MAX);
+        } else {
+            let step = HORIZON_STEP * (dead / other.max(1)).max(1);
+            self.horizon = self.horizon.saturating_sub(step).max(HORIZON_MIN);
+        }
     }
 
     /// `Store::get`.
@@ -308,9 +354,11 @@ impl TinyLfuModel {
             e.expires_at = expires_at;
             e.size = size;
             e.seq = seq;
-            e.last = tick;
-            self.record_hit(q, i);
+            e.hits = (e.hits + 1).min(MAX_HITS);
+            e.seen = tick;
+            self.count(hash);
         } else {
+            self.take_ghost(hash);
             self.window.push(LfuEntry {
                 key: key.clone(),
                 value,
@@ -319,10 +367,11 @@ impl TinyLfuModel {
                 seq,
                 hash,
                 hits: 0,
-                last: tick,
+                seen: tick,
             });
             if self.len() > self.peak {
                 self.peak = self.len();
+                self.granule = (self.peak / TOUCH_DIVISOR).max(1) as u64;
                 let words = sketch_words(self.budget, self.peak);
                 if 16 * words > self.counters.len() {
                     self.counters = vec![0; 16 * words];
@@ -360,6 +409,7 @@ impl TinyLfuModel {
     fn evict(&mut self, keep: &[u8], evicted: &mut Vec<Eviction>) {
         let mut candidates = self.drain_window(keep);
         let mut capacity = |model: &mut Self, e: LfuEntry| {
+            model.depart(&e);
             model.evictions += 1;
             evicted.push(Eviction {
                 key: e.key,
@@ -368,6 +418,7 @@ impl TinyLfuModel {
             });
         };
         while self.bytes() + candidates.iter().map(|c| c.size).sum::<u64>() > self.budget {
+            self.sweep_protected(keep);
             let victim = self.select_victim(keep);
             match (candidates.is_empty(), victim) {
                 (true, None) => break,
@@ -411,7 +462,7 @@ impl TinyLfuModel {
                 }
                 moves += 1;
                 let mut e = self.window.remove(0);
-                Self::seen(self.tick, &mut e, 0);
+                e.hits = 0;
                 self.window.push(e);
                 continue;
             }
@@ -420,12 +471,27 @@ impl TinyLfuModel {
         candidates
     }
 
+    fn sweep_protected(&mut self, keep: &[u8]) {
+        for _ in 0..SWEEP_STEPS {
+            match self.protected.first() {
+                Some(head) if head.key != keep => {}
+                _ => return,
+            }
+            let e = self.protected.remove(0);
+            if self.dead(&e) {
+                self.probation.insert(0, e);
+            } else {
+                self.protected.push(e);
+            }
+        }
+    }
+
     fn select_victim(&mut self, keep: &[u8]) -> Option<(Q, usize)> {
         loop {
             if let Some(head) = self.probation.first() {
                 if head.key == keep || head.hits > 0 {
                     let mut e = self.probation.remove(0);
-                    Self::seen(self.tick, &mut e, 0);
+                    e.hits = 0;
                     self.protected.push(e);
                     self.demote_protected(keep);
                     continue;
@@ -439,8 +505,7 @@ impl TinyLfuModel {
                     return Some((Q::Protected, 0));
                 }
                 let mut e = self.protected.remove(0);
-                let hits = e.hits.saturating_sub(1);
-                Self::seen(self.tick, &mut e, hits);
+                e.hits = e.hits.saturating_sub(1);
                 self.protected.push(e);
                 continue;
             }
@@ -458,8 +523,7 @@ impl TinyLfuModel {
         {
             let mut e = self.protected.remove(0);
             if e.hits > 0 || e.key == keep {
-                let hits = e.hits.saturating_sub(1);
-                Self::seen(self.tick, &mut e, hits);
+                e.hits = e.hits.saturating_sub(1);
                 let is_keep = e.key == keep;
                 self.protected.push(e);
                 if is_keep && self.protected.len() == 1 {
@@ -472,14 +536,17 @@ impl TinyLfuModel {
     }
 
     fn admit(&mut self, c: &LfuEntry, q: Q, i: usize) -> bool {
-        let tick = self.tick;
-        let v = &self.list(q)[i];
-        let (v_hash, v_last) = (v.hash, v.last);
+        let v = self.list(q)[i].clone();
+        if self.dead(&v) {
+            return true;
+        }
         let candidate = self.frequency(c.hash);
-        let idle = tick.saturating_sub(v_last).max(1);
-        let cap = 2 * SAMPLE_FACTOR * self.peak.max(1) as u64 / idle;
-        let victim = u64::from(self.frequency(v_hash)).min(cap);
-        if u64::from(candidate) > victim {
+        let idle = self.tick.saturating_sub(v.seen).max(1);
+        let peak = self.peak.max(1) as u64;
+        let cap = 2 * SAMPLE_FACTOR * peak / idle;
+        let victim = u64::from(self.frequency(v.hash)).min(cap);
+        let margin = u64::from(10 * idle < RECENT_TENTHS * peak);
+        if u64::from(candidate) > victim + margin {
             return true;
         }
         candidate >= WARM && self.rng.next_u64().is_multiple_of(128)

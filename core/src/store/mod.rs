@@ -544,12 +544,14 @@ impl Store {
         self.policy
     }
 
-    /// Bytes the policy keeps besides the entries (TinyLFU's frequency sketch; 0 for LRU and
-    /// LRU2), not charged to the budget: at most `budget / 16`.
+    /// Bytes the policy keeps besides the entries (TinyLFU's frequency sketch, at most
+    /// `budget / 16`, and its ghost of recent departures, about 21 bytes per entry the store has
+    /// held at most; 0 for LRU and LRU2). Not charged to the budget: [`ENTRY_OVERHEAD`] covers
+    /// it (`core/tests/entry_cost.rs` measures it).
     pub fn policy_overhead_bytes(&self) -> usize {
         match &self.engine {
             Engine::Tiers(_) => 0,
-            Engine::TinyLfu(lfu) => lfu.sketch_bytes(),
+            Engine::TinyLfu(lfu) => lfu.overhead_bytes(),
         }
     }
 
