@@ -17,6 +17,7 @@ pub mod demo;
 mod error;
 pub mod loader;
 mod membership;
+pub mod metrics;
 mod node;
 pub mod origin;
 mod reads;

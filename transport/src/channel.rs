@@ -10,6 +10,7 @@ use tower::Service;
 
 use crate::h2channel::H2Channel;
 use crate::io::BoxError;
+use crate::tls::TlsConfig;
 
 /// Settings of the gRPC clients ([`crate::GrpcTransport`] and [`crate::CacheClient`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +52,11 @@ pub(crate) type ChannelFactory =
 /// The factory of channels over TCP.
 pub(crate) fn http_channels() -> ChannelFactory {
     Arc::new(|addr: &str, config: &ClientConfig| H2Channel::tcp(addr, config.clone()))
+}
+
+/// The factory of channels over TCP and TLS.
+pub(crate) fn tls_channels(tls: TlsConfig) -> ChannelFactory {
+    Arc::new(move |addr: &str, config: &ClientConfig| H2Channel::tls(addr, config.clone(), &tls))
 }
 
 /// The factory of channels over an injected connector (each channel dials with its own clone).
