@@ -57,6 +57,9 @@ pub enum TlsError {
     /// rustls refused the material (e.g. a key that does not match the certificate).
     #[error("invalid TLS settings: {0}")]
     Invalid(String),
+    /// Some of the certificate, key and CA were given, not all three.
+    #[error("TLS needs a certificate, its key and a CA together; missing: {0}")]
+    Incomplete(String),
 }
 
 /// One party's TLS settings: its certificate chain and key, and the CA its peers must chain to.
@@ -133,6 +136,29 @@ impl TlsConfig {
             &read("private key", key)?,
             &read("CA certificate", ca)?,
         )
+    }
+
+    /// Settings from PEM files when all three are given, `None` when none is (plain text), an
+    /// error when only some are: what a command line's `--tls-cert/--tls-key/--tls-ca` mean.
+    pub fn from_optional_files(
+        cert_chain: Option<&Path>,
+        key: Option<&Path>,
+        ca: Option<&Path>,
+    ) -> Result<Option<Self>, TlsError> {
+        match (cert_chain, key, ca) {
+            (None, None, None) => Ok(None),
+            (Some(cert_chain), Some(key), Some(ca)) => {
+                Self::from_pem_files(cert_chain, key, ca).map(Some)
+            }
+            _ => {
+                let missing: Vec<&str> = [("certificate", cert_chain), ("key", key), ("CA", ca)]
+                    .into_iter()
+                    .filter(|(_, path)| path.is_none())
+                    .map(|(what, _)| what)
+                    .collect();
+                Err(TlsError::Incomplete(missing.join(", ")))
+            }
+        }
     }
 
     /// The same settings, verifying every server's certificate for `name` instead of the host
@@ -364,6 +390,13 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(missing, TlsError::Read { .. }), "{missing}");
+        assert!(matches!(TlsConfig::from_optional_files(None, None, None), Ok(None)));
+        let partial =
+            TlsConfig::from_optional_files(Some(Path::new("c.pem")), None, None).unwrap_err();
+        assert_eq!(
+            partial.to_string(),
+            "TLS needs a certificate, its key and a CA together; missing: key, CA"
+        );
     }
 
     #[test]
