@@ -390,7 +390,10 @@ mod tests {
         )
         .unwrap_err();
         assert!(matches!(missing, TlsError::Read { .. }), "{missing}");
-        assert!(matches!(TlsConfig::from_optional_files(None, None, None), Ok(None)));
+        assert!(matches!(
+            TlsConfig::from_optional_files(None, None, None),
+            Ok(None)
+        ));
         let partial =
             TlsConfig::from_optional_files(Some(Path::new("c.pem")), None, None).unwrap_err();
         assert_eq!(

@@ -423,7 +423,11 @@ async fn run_etcd(
 /// TLS to etcd when its endpoints are https:// URLs: `--etcd-tls-*`, else the node's `--tls-*`.
 #[cfg(feature = "etcd")]
 fn etcd_tls(args: &Args) -> Result<Option<lcache_discovery::EtcdTls>> {
-    if !args.etcd_endpoints.iter().any(|e| e.starts_with("https://")) {
+    if !args
+        .etcd_endpoints
+        .iter()
+        .any(|e| e.starts_with("https://"))
+    {
         return Ok(None);
     }
     let read = |path: &std::path::Path| {

@@ -112,7 +112,9 @@ async fn run(args: Args) -> Result<Outcome> {
             };
             CacheClient::connect_tls(&args.addr, config, &tls).await?
         }
-        (None, Some(_)) => anyhow::bail!("--tls-server-name needs --tls-cert, --tls-key and --tls-ca"),
+        (None, Some(_)) => {
+            anyhow::bail!("--tls-server-name needs --tls-cert, --tls-key and --tls-ca")
+        }
         (None, None) => CacheClient::connect(&args.addr, config).await?,
     };
     match args.command {

@@ -2,6 +2,7 @@
 //! `GrpcTransport`, static discovery or a discovery the test drives ([`ManualDiscovery`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certs;
 mod manual;
 pub mod origin;
 pub mod process;
@@ -33,6 +34,8 @@ pub struct TestNode {
     pub client: CacheClient,
     /// A read-only handle on the node (stats, entries, routing).
     pub probe: NodeProbe<GrpcTransport>,
+    /// The node's Prometheus metrics.
+    pub metrics: lcache_node::metrics::Metrics,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<ShutdownReport, ServeError>>>,
 }
@@ -73,6 +76,31 @@ impl Cluster {
         configure: impl Fn(NodeConfig) -> NodeConfig,
         discovery: impl Fn(&[Member], usize) -> D,
     ) -> Cluster {
+        Self::start_secured(ids, configure, discovery, None).await
+    }
+
+    /// Start one node per id over mutual TLS: node `i` serves and calls its peers with
+    /// `tls.nodes[i]`, and each node's test client connects with `tls.client`.
+    pub async fn start_tls(
+        ids: &[&str],
+        configure: impl Fn(NodeConfig) -> NodeConfig,
+        tls: &ClusterTls,
+    ) -> Cluster {
+        Self::start_secured(
+            ids,
+            configure,
+            |members, _| StaticDiscovery::new(members.to_vec()),
+            Some(tls),
+        )
+        .await
+    }
+
+    async fn start_secured<D: Discovery>(
+        ids: &[&str],
+        configure: impl Fn(NodeConfig) -> NodeConfig,
+        discovery: impl Fn(&[Member], usize) -> D,
+        tls: Option<&ClusterTls>,
+    ) -> Cluster {
         let mut listeners = Vec::new();
         let mut members = Vec::new();
         for id in ids {
@@ -84,30 +112,43 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, (member, listener)) in members.iter().zip(listeners).enumerate() {
             let config = configure(NodeConfig::new(member.id.clone(), member.addr.clone()));
-            let node = Node::start(
-                config,
-                GrpcTransport::new(ClientConfig::default()),
-                discovery(&members, i),
-            )
-            .await
-            .unwrap();
+            let transport = match tls {
+                Some(tls) => GrpcTransport::with_tls(ClientConfig::default(), tls.nodes[i].clone()),
+                None => GrpcTransport::new(ClientConfig::default()),
+            };
+            let node = Node::start(config, transport, discovery(&members, i))
+                .await
+                .unwrap();
             let probe = node.probe();
+            let metrics = node.metrics();
             let (stop, stopped) = oneshot::channel::<()>();
+            let server_config = ServerConfig {
+                tls: tls.map(|tls| tls.nodes[i].clone()),
+                ..ServerConfig::default()
+            };
             let server = tokio::spawn(lcache_node::server::run(
                 node,
-                ServerConfig::default(),
+                server_config,
                 listener,
                 async move {
                     let _ = stopped.await;
                 },
             ));
-            let client = CacheClient::connect(&member.addr, ClientConfig::default())
-                .await
-                .unwrap();
+            let client = match tls {
+                Some(tls) => {
+                    CacheClient::connect_tls(&member.addr, ClientConfig::default(), &tls.client)
+                        .await
+                        .unwrap()
+                }
+                None => CacheClient::connect(&member.addr, ClientConfig::default())
+                    .await
+                    .unwrap(),
+            };
             nodes.push(TestNode {
                 member: member.clone(),
                 client,
                 probe,
+                metrics,
                 stop: Some(stop),
                 server: Some(server),
             });
@@ -162,6 +203,12 @@ impl Cluster {
             }
         }
     }
+}
+
+/// TLS settings of a test cluster: one per node, and the test clients'.
+pub struct ClusterTls {
+    pub nodes: Vec<lcache_transport::TlsConfig>,
+    pub client: lcache_transport::TlsConfig,
 }
 
 /// A loader that counts its calls, answers `loaded:<key>` (or `loaded:<key>#<call>` when
