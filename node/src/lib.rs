@@ -14,6 +14,7 @@ pub mod buggify;
 mod clock;
 pub mod config;
 pub mod demo;
+pub mod embed;
 mod error;
 pub mod loader;
 mod membership;
@@ -29,6 +30,7 @@ mod writes;
 
 pub use clock::Clock;
 pub use config::{GroupConfig, HotCacheConfig, MissCacheConfig, NodeConfig, DEFAULT_GROUP};
+pub use embed::{BuildError, NodeBuilder, RunningNode};
 pub use error::{RequestError, StartError};
 pub use loader::{loader_fn, LoadError, Loaded, Loader};
 pub use node::{Group, Node, NodeProbe, ShutdownReport};
