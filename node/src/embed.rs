@@ -177,6 +177,10 @@ impl NodeBuilder {
             addr: self.listen_text(),
             source,
         })?;
+        if self.tls.is_none() && !bound.ip().is_loopback() {
+            tracing::warn!(addr = %bound,
+                "serving plain text on a non-loopback address: give .tls(..) for mutual TLS");
+        }
         let advertise = match self.advertise {
             Some(addr) => addr,
             None if bound.ip().is_unspecified() => return Err(BuildError::NoAdvertise(bound)),

@@ -96,7 +96,9 @@ pub struct ServerConfig {
     pub http2_keepalive_interval: Option<Duration>,
     /// How long to wait for a keepalive ping's answer before closing the connection.
     pub http2_keepalive_timeout: Option<Duration>,
-    /// Mutual TLS on every connection (see [`crate::tls`]); `None` serves plain text.
+    /// Mutual TLS on every connection (see [`crate::tls`]); `None` serves plain text. Applied
+    /// by [`serve`] and [`serve_with_incoming`] (a [`Router`] from [`server`] serves what it is
+    /// given).
     pub tls: Option<TlsConfig>,
 }
 
