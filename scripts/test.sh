@@ -67,3 +67,7 @@ cargo test --workspace --doc --all-features --locked
 # The core driven by plain threads and channels, no tokio: it checks itself and exits non-zero
 # if a read missed the latest write or the loader ran more than once.
 cargo run --locked -p lcache-core --example threads_cluster
+# An application embedding LCache (README "Use LCache from Rust"): three in-process nodes with a
+# loader over the application's own data; it checks its answers and that each key was loaded
+# once, and exits non-zero otherwise.
+cargo run --locked -p lcache-node --example embed

@@ -12,6 +12,7 @@
 pub mod counters;
 pub mod group;
 pub mod hash;
+pub mod latency;
 pub mod limits;
 pub mod member;
 pub mod membership;

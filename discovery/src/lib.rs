@@ -15,7 +15,7 @@ mod static_peers;
 
 pub use error::{BoxError, DiscoveryError};
 #[cfg(feature = "etcd")]
-pub use etcd::{EtcdConfig, EtcdDiscovery, Registration};
+pub use etcd::{EtcdConfig, EtcdDiscovery, EtcdTls, Registration};
 pub use static_peers::{parse_peers, StaticDiscovery};
 
 use lcache_core::member::Member;
@@ -82,4 +82,22 @@ pub trait Discovery: Send + Sync + 'static {
 
     /// Deregister so peers drop this node at once, and stop delivering events.
     fn leave(&self) -> impl Future<Output = Result<(), DiscoveryError>> + Send;
+
+    /// The state of this node's session with the backend now, for monitoring. A backend with
+    /// nothing to lose (a static list) is always connected and registered.
+    fn session(&self) -> SessionState {
+        SessionState {
+            connected: true,
+            registered: true,
+        }
+    }
+}
+
+/// How a node's session with its discovery backend stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionState {
+    /// The backend answers: for etcd, the membership watch is established.
+    pub connected: bool,
+    /// This node's registration stands: for etcd, its lease is alive (renewed within its TTL).
+    pub registered: bool,
 }

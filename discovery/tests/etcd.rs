@@ -206,3 +206,89 @@ async fn clusters_do_not_see_each_other() {
     }
     assert_eq!(a.ids(), ["a", "c"]);
 }
+
+/// A CA, etcd's certificate and a member's, written as PEM files into `dir`.
+fn tls_files(dir: &std::path::Path) -> (etcd_server::EtcdServerTls, Vec<u8>, Vec<u8>) {
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let ca = rcgen::CertifiedIssuer::self_signed(ca_params, rcgen::KeyPair::generate().unwrap())
+        .unwrap();
+    let issue = |name: &str| {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+                .unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let cert = params.signed_by(&key, &*ca).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    std::fs::create_dir_all(dir).unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    };
+    let (etcd_cert, etcd_key) = issue("etcd");
+    let server = etcd_server::EtcdServerTls {
+        cert: write("etcd.pem", &etcd_cert),
+        key: write("etcd.key", &etcd_key),
+        ca: write("ca.pem", &ca.pem()),
+    };
+    let (member_cert, member_key) = issue("member");
+    (server, member_cert.into_bytes(), member_key.into_bytes())
+}
+
+#[tokio::test]
+async fn joins_over_tls_and_reports_its_session() {
+    let dir = std::env::temp_dir().join(format!("lcache-etcd-tls-{}", std::process::id()));
+    let (server_tls, cert, key) = tls_files(&dir);
+    let ca = std::fs::read(&server_tls.ca).unwrap();
+    let Some(etcd) = EtcdServer::start_tls(server_tls).await else {
+        return;
+    };
+    let mut secured = config(&etcd, "tls", 10);
+    secured.tls = Some(lcache_discovery::EtcdTls {
+        ca_pem: ca.clone(),
+        identity: Some((cert, key)),
+    });
+    let mut a = Joined::join(secured.clone(), "a", 7001).await;
+    a.wait_for(Duration::from_secs(5), |v| v.len() == 1).await;
+    let session = |j: &Joined| j.discovery.session();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !session(&a).connected {
+        assert!(
+            Instant::now() < deadline,
+            "the watch never reported established"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(session(&a).registered);
+
+    // Without a client certificate etcd refuses the connection; plain http is refused by the
+    // settings check.
+    let mut anonymous = secured.clone();
+    anonymous.tls = Some(lcache_discovery::EtcdTls {
+        ca_pem: ca,
+        identity: None,
+    });
+    anonymous.join_timeout = Duration::from_millis(1500);
+    let refused = EtcdDiscovery::new(anonymous).unwrap();
+    let (tx, _rx) = mpsc::channel(EVENT_CHANNEL_CAPACITY);
+    let joined = refused
+        .join(Member::new("b", "127.0.0.1:7002", 0), tx, Fence::none())
+        .await;
+    assert!(joined.is_err(), "joined etcd without a client certificate");
+    let mut plain = secured;
+    plain.tls = None;
+    assert!(
+        EtcdDiscovery::new(plain).is_err(),
+        "https:// without TLS settings"
+    );
+
+    a.discovery.leave().await.unwrap();
+    assert!(!session(&a).connected);
+    assert!(!session(&a).registered);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -37,6 +37,10 @@ impl Membership {
             fence(runtime);
         }
         if !changes.is_empty() {
+            runtime
+                .metrics
+                .ring_changes
+                .fetch_add(changes.len() as u64, std::sync::atomic::Ordering::Relaxed);
             self.router.apply(&changes);
             reroute(runtime, &self.router, &changes);
         }

@@ -27,6 +27,8 @@ use crate::clock::Clock;
 use crate::config::{GroupConfig, NodeConfig};
 use crate::error::{RequestError, StartError};
 use crate::membership::{self, Membership};
+use crate::metrics::record::{NodeMetrics, TimedLoader};
+use crate::metrics::{Metrics, NodeCollector, SessionProbe};
 use crate::runtime::{GroupState, Runtime, Timeouts};
 use crate::service::NodeService;
 
@@ -222,7 +224,8 @@ impl<T: Transport, D: Discovery> Node<T, D> {
         let shared_router = Arc::new(router.clone());
         let load_slots = LoadSlots::new(config.max_loads);
         let hash_seed = config.hash_seed.unwrap_or_else(os_seed);
-        let groups = build_groups(&config, &shared_router, &load_slots, hash_seed)?;
+        let metrics = NodeMetrics::new(config.groups.iter().map(|g| g.name.as_str()));
+        let groups = build_groups(&config, &shared_router, &load_slots, &metrics, hash_seed)?;
         let runtime = Arc::new(Runtime {
             me: me.clone(),
             clock: Clock::start(),
@@ -239,6 +242,7 @@ impl<T: Transport, D: Discovery> Node<T, D> {
             load_slots,
             works: TaskTracker::new(),
             stop_works: CancellationToken::new(),
+            metrics,
             #[cfg(feature = "buggify")]
             buggify: config.buggify.clone(),
         });
@@ -307,6 +311,17 @@ impl<T: Transport, D: Discovery> Node<T, D> {
     /// Requests being served right now.
     pub fn in_flight(&self) -> usize {
         self.runtime.admission.in_flight()
+    }
+
+    /// The node's Prometheus metrics (see [`crate::metrics`]); like [`Node::probe`], usable
+    /// after the node was handed to [`crate::server::run`]. Serve them with
+    /// [`crate::metrics::serve`].
+    pub fn metrics(&self) -> Metrics {
+        let discovery = self.discovery.clone();
+        Metrics::new(NodeCollector {
+            runtime: self.runtime.clone(),
+            session: Arc::new(move || discovery.session()) as SessionProbe,
+        })
     }
 
     /// A read-only handle on this node that stays usable after the node itself was handed to
@@ -381,12 +396,22 @@ fn build_groups(
     config: &NodeConfig,
     router: &Arc<Router>,
     load_slots: &Arc<LoadSlots>,
+    metrics: &NodeMetrics,
     hash_seed: u64,
 ) -> Result<BTreeMap<String, Arc<GroupState>>, StartError> {
     let mut groups = BTreeMap::new();
     for (i, group) in config.groups.iter().enumerate() {
         let seed = hash_seed ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15);
-        let state = build_group(group, config, router, load_slots, seed)?;
+        let mut state = build_group(group, config, router, load_slots, seed)?;
+        // Time the loader's runs for the metrics.
+        if let Some(histogram) = metrics.loads.get(&group.name) {
+            state.loader = state.loader.take().map(|inner| {
+                Arc::new(TimedLoader {
+                    inner,
+                    histogram: histogram.clone(),
+                }) as Arc<dyn crate::loader::Loader>
+            });
+        }
         if groups.insert(group.name.clone(), Arc::new(state)).is_some() {
             return Err(StartError::DuplicateGroup(group.name.clone()));
         }

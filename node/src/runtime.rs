@@ -28,6 +28,7 @@ use crate::buggify::Point;
 use crate::clock::Clock;
 use crate::error::RequestError;
 use crate::loader::Loader;
+use crate::metrics::record::NodeMetrics;
 
 /// What one caller waits on: the sender half of its own reply channel.
 pub(crate) type Waiter = oneshot::Sender<Reply<RequestError>>;
@@ -82,6 +83,8 @@ pub(crate) struct Runtime<T> {
     pub(crate) works: TaskTracker,
     /// Stops the running works (at the end of a shutdown).
     pub(crate) stop_works: CancellationToken,
+    /// What the request path records for the Prometheus metrics.
+    pub(crate) metrics: NodeMetrics,
     #[cfg(feature = "buggify")]
     pub(crate) buggify: Option<Arc<dyn crate::buggify::Buggify>>,
 }

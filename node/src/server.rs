@@ -71,7 +71,7 @@ where
     D: Discovery,
     I: Stream<Item = Result<IO, IE>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    IE: Into<BoxError>,
+    IE: Into<BoxError> + Send + 'static,
 {
     serve_node(node, config, incoming, None, shutdown).await
 }
@@ -89,7 +89,7 @@ where
     D: Discovery,
     I: Stream<Item = Result<IO, IE>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    IE: Into<BoxError>,
+    IE: Into<BoxError> + Send + 'static,
 {
     // Cancelled at step 2 below: both front doors stop accepting and drain.
     let stop_accepting = CancellationToken::new();

@@ -7,6 +7,7 @@ use lcache_transport::{
     ServiceError, SetRequest, Transport,
 };
 
+use crate::metrics::record::{Outcome, Rpc};
 use crate::runtime::Runtime;
 
 /// Serves the `lcache.v1.Cache` API on behalf of one node.
@@ -29,28 +30,45 @@ impl<T> NodeService<T> {
     }
 }
 
+/// Each request is timed into the node's metrics (by RPC and outcome; a request dropped before
+/// it answered counts as cancelled).
 impl<T: Transport> CacheHandler for NodeService<T> {
     async fn get(
         &self,
         req: GetRequest,
         deadline: Deadline,
     ) -> Result<Option<Fetched>, ServiceError> {
-        Ok(self.runtime.get(req, deadline).await?)
+        let timer = self.runtime.metrics.time(Rpc::Get);
+        let result = self.runtime.get(req, deadline).await.map_err(Into::into);
+        timer.finish(Outcome::of(&result, Option::is_none));
+        result
     }
 
     async fn set(&self, req: SetRequest, deadline: Deadline) -> Result<(), ServiceError> {
-        Ok(self.runtime.set(req, deadline).await?)
+        let timer = self.runtime.metrics.time(Rpc::Set);
+        let result = self.runtime.set(req, deadline).await.map_err(Into::into);
+        timer.finish(Outcome::of(&result, |_| false));
+        result
     }
 
     async fn delete(&self, req: DeleteRequest, deadline: Deadline) -> Result<bool, ServiceError> {
-        Ok(self.runtime.delete(req, deadline).await?)
+        let timer = self.runtime.metrics.time(Rpc::Delete);
+        let result = self.runtime.delete(req, deadline).await.map_err(Into::into);
+        timer.finish(Outcome::of(&result, |_| false));
+        result
     }
 
     async fn invalidate(&self, req: InvalidateRequest) -> Result<(), ServiceError> {
-        Ok(self.runtime.invalidate(req)?)
+        let timer = self.runtime.metrics.time(Rpc::Invalidate);
+        let result = self.runtime.invalidate(req).map_err(Into::into);
+        timer.finish(Outcome::of(&result, |_| false));
+        result
     }
 
     async fn stats(&self, group: Option<String>) -> Result<NodeStats, ServiceError> {
-        Ok(self.runtime.stats(group.as_deref())?)
+        let timer = self.runtime.metrics.time(Rpc::Stats);
+        let result = self.runtime.stats(group.as_deref()).map_err(Into::into);
+        timer.finish(Outcome::of(&result, |_| false));
+        result
     }
 }

@@ -27,8 +27,9 @@ const MAIN: u64 = 16 * MIB;
 const HOT: u64 = 4 * MIB;
 const MISSES: u64 = MIB / 2;
 /// The fixed baseline of a node: its code, its runtime, allocator caches, a few connections and
-/// their buffers. Measured idle at about 8–10 MiB; stated with room to spare.
-const BASELINE: u64 = 32 * MIB;
+/// their buffers. The debug build this test runs measures about 34 MiB idle (27 MiB before TLS
+/// and metrics were linked in); stated with some room.
+const BASELINE: u64 = 40 * MIB;
 /// Requests each filling client keeps in flight.
 const CONCURRENCY: usize = 32;
 

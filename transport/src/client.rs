@@ -15,6 +15,7 @@ use crate::error::ClientError;
 use crate::h2channel::{ConnectFailure, H2Channel, Rpc};
 use crate::io::BoxError;
 use crate::proto;
+use crate::tls::TlsConfig;
 use crate::types::{Fetched, NodeStats};
 
 /// A client of one LCache node. Cheap to clone; clones share the connection.
@@ -38,6 +39,22 @@ impl CacheClient {
                 addr: addr.to_owned(),
                 reason,
             })?;
+        Self::connected(addr, config, channel).await
+    }
+
+    /// Connects over TCP and mutual TLS to the node at `addr`, within `config.connect_timeout`:
+    /// presents `tls`'s certificate and verifies the node's against `tls`'s CA.
+    pub async fn connect_tls(
+        addr: &str,
+        config: ClientConfig,
+        tls: &TlsConfig,
+    ) -> Result<Self, ClientError> {
+        let channel = H2Channel::tls(addr, config.clone(), tls).map_err(|reason| {
+            ClientError::InvalidAddress {
+                addr: addr.to_owned(),
+                reason,
+            }
+        })?;
         Self::connected(addr, config, channel).await
     }
 

@@ -30,6 +30,7 @@ use tower::{Service, ServiceExt};
 use crate::channel::{validate_addr, ClientConfig};
 use crate::convert::{classify, error_chain, Failure};
 use crate::io::BoxError;
+use crate::tls::TlsConfig;
 
 /// A connected byte stream of any kind (TCP, or a simulated network's stream).
 trait Io: AsyncRead + AsyncWrite + Send + Unpin + 'static {}
@@ -40,6 +41,11 @@ type DialFuture<'a> = Pin<Box<dyn Future<Output = Result<BoxIo, BoxError>> + Sen
 /// How a connection is established.
 trait Dial: Send + Sync + 'static {
     fn dial(&self, uri: Uri) -> DialFuture<'_>;
+
+    /// The URI scheme of the connections it makes.
+    fn scheme(&self) -> &'static str {
+        "http"
+    }
 }
 
 /// Dials TCP, with `TCP_NODELAY` (as tonic's endpoint does).
@@ -54,6 +60,31 @@ impl Dial for TcpDial {
             stream.set_nodelay(true)?;
             Ok(Box::new(stream) as BoxIo)
         })
+    }
+}
+
+/// Dials TCP (as [`TcpDial`]), then TLS, verifying the server for `server_name`.
+struct TlsDial {
+    addr: String,
+    connector: tokio_rustls::TlsConnector,
+    server_name: rustls_pki_types::ServerName<'static>,
+}
+
+impl Dial for TlsDial {
+    fn dial(&self, _uri: Uri) -> DialFuture<'_> {
+        Box::pin(async move {
+            let stream = tokio::net::TcpStream::connect(self.addr.as_str()).await?;
+            stream.set_nodelay(true)?;
+            let stream = self
+                .connector
+                .connect(self.server_name.clone(), stream)
+                .await?;
+            Ok(Box::new(stream) as BoxIo)
+        })
+    }
+
+    fn scheme(&self) -> &'static str {
+        "https"
     }
 }
 
@@ -169,6 +200,17 @@ impl H2Channel {
         )
     }
 
+    /// A channel to `addr` over TCP and TLS (see [`crate::tls`]).
+    pub(crate) fn tls(addr: &str, config: ClientConfig, tls: &TlsConfig) -> Result<Self, String> {
+        validate_addr(addr)?;
+        let dialer = TlsDial {
+            addr: addr.to_owned(),
+            connector: tls.connector(),
+            server_name: tls.server_name_for(addr)?,
+        };
+        Self::with_dialer(addr, config, Box::new(dialer))
+    }
+
     /// A channel to `addr` dialled through `connector`, which gets `http://host:port` URIs.
     pub(crate) fn with_connector<C>(
         addr: &str,
@@ -196,7 +238,7 @@ impl H2Channel {
         dialer: Box<dyn Dial>,
     ) -> Result<Self, String> {
         validate_addr(addr)?;
-        let base = format!("http://{addr}");
+        let base = format!("{}://{addr}", dialer.scheme());
         let uri = |rpc: Rpc| -> Result<Uri, String> {
             format!("{base}{}", rpc.path())
                 .parse()

@@ -24,6 +24,7 @@ pub mod limits;
 pub mod proto;
 pub mod resp;
 mod server;
+pub mod tls;
 mod transport;
 pub mod types;
 
@@ -38,6 +39,7 @@ pub use server::{
     parse_grpc_timeout, serve, serve_with_incoming, server, CacheHandler, ServerConfig,
     SERVICE_NAME,
 };
+pub use tls::{TlsConfig, TlsError};
 pub use transport::{GrpcTransport, Transport};
 pub use types::{
     DeleteRequest, Fetched, GetRequest, GroupCounters, GroupStats, InvalidateRequest, NodeStats,

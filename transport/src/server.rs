@@ -27,6 +27,7 @@ use crate::io::{BoxError, ServerIo};
 use crate::limits::{ConnectionSlots, RequestBytesLayer};
 use crate::proto;
 use crate::proto::cache_server::{Cache, CacheServer};
+use crate::tls::{tls_incoming, TlsConfig};
 use crate::types::{DeleteRequest, Fetched, GetRequest, InvalidateRequest, NodeStats, SetRequest};
 
 /// Name of the gRPC service, as the health service reports it.
@@ -95,6 +96,10 @@ pub struct ServerConfig {
     pub http2_keepalive_interval: Option<Duration>,
     /// How long to wait for a keepalive ping's answer before closing the connection.
     pub http2_keepalive_timeout: Option<Duration>,
+    /// Mutual TLS on every connection (see [`crate::tls`]); `None` serves plain text. Applied
+    /// by [`serve`] and [`serve_with_incoming`] (a [`Router`] from [`server`] serves what it is
+    /// given).
+    pub tls: Option<TlsConfig>,
 }
 
 impl ServerConfig {
@@ -117,6 +122,7 @@ impl Default for ServerConfig {
             max_request_bytes: Self::DEFAULT_MAX_REQUEST_BYTES,
             http2_keepalive_interval: Some(Duration::from_secs(30)),
             http2_keepalive_timeout: Some(Duration::from_secs(10)),
+            tls: None,
         }
     }
 }
@@ -315,7 +321,9 @@ pub async fn serve<H: CacheHandler>(
 ///
 /// Each item is a connected byte stream (a TCP stream, a simulated stream, an in-memory duplex);
 /// an `Err` item is logged and skipped. When `incoming` ends, the server stops accepting and
-/// returns after the open connections close.
+/// returns after the open connections close. With [`ServerConfig::tls`], each connection is
+/// admitted (counted against `max_connections`), then its TLS handshake runs on a task of its
+/// own; a connection whose handshake fails is closed without reaching the service.
 pub async fn serve_with_incoming<H, I, IO, IE>(
     handler: Arc<H>,
     config: ServerConfig,
@@ -324,11 +332,12 @@ pub async fn serve_with_incoming<H, I, IO, IE>(
 ) -> Result<(), ServeError>
 where
     H: CacheHandler,
-    I: Stream<Item = Result<IO, IE>>,
+    I: Stream<Item = Result<IO, IE>> + Send + 'static,
     IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
-    IE: Into<BoxError>,
+    IE: Into<BoxError> + Send + 'static,
 {
     let slots = ConnectionSlots::new(config.max_connections);
+    let tls = config.tls.clone();
     let (router, health) = server(handler, config).await;
     let signal = async move {
         shutdown.await;
@@ -340,15 +349,21 @@ where
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
             .await;
     };
-    router
-        .serve_with_incoming_shutdown(
-            incoming.try_filter_map(move |io| {
-                std::future::ready(Ok::<_, IE>(slots.admit(ServerIo(io))))
-            }),
-            signal,
-        )
-        .await
-        .map_err(ServeError::Server)?;
+    let admitted = incoming.try_filter_map(move |io| std::future::ready(Ok(slots.admit(io))));
+    let served = match tls {
+        None => {
+            router
+                .serve_with_incoming_shutdown(admitted.map_ok(ServerIo), signal)
+                .await
+        }
+        Some(tls) => {
+            let secured = tls_incoming(admitted, tls.acceptor());
+            router
+                .serve_with_incoming_shutdown(secured.map_ok(ServerIo), signal)
+                .await
+        }
+    };
+    served.map_err(ServeError::Server)?;
     tracing::info!("server stopped");
     Ok(())
 }

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use http::Uri;
+use lcache_core::latency::LatencyHistogram;
 use lcache_core::member::{Member, MemberId};
 use parking_lot::Mutex;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -20,6 +21,7 @@ use crate::error::TransportError;
 use crate::h2channel::{H2Channel, Rpc};
 use crate::io::BoxError;
 use crate::proto;
+use crate::tls::TlsConfig;
 use crate::types::{DeleteRequest, Fetched, GetRequest, InvalidateRequest, SetRequest};
 
 /// How a node calls its peers. Implementations: [`GrpcTransport`] here, a simulated one in `sim/`.
@@ -63,6 +65,61 @@ pub trait Transport: Send + Sync + 'static {
 
     /// Drops cached connection state for a member that left.
     fn forget(&self, peer: &MemberId);
+
+    /// Calls `visit` with the latency of the calls made to each peer it holds state for, per
+    /// method (`peer`, `"get" | "set" | "delete" | "invalidate"`, histogram of the calls, failed
+    /// ones included), for monitoring. Implementations that do not measure visit nothing.
+    fn visit_call_latencies(
+        &self,
+        visit: &mut dyn FnMut(&MemberId, &'static str, &LatencyHistogram),
+    ) {
+        let _ = visit;
+    }
+}
+
+/// Latency of the calls to one peer, per method (in [`PeerLatency::METHODS`] order).
+#[derive(Debug, Default)]
+struct PeerLatency {
+    by_method: [LatencyHistogram; 4],
+}
+
+impl PeerLatency {
+    const METHODS: [(Rpc, &'static str); 4] = [
+        (Rpc::Get, "get"),
+        (Rpc::Set, "set"),
+        (Rpc::Delete, "delete"),
+        (Rpc::Invalidate, "invalidate"),
+    ];
+
+    fn of(&self, rpc: Rpc) -> &LatencyHistogram {
+        let index = Self::METHODS
+            .iter()
+            .position(|(method, _)| *method == rpc)
+            .unwrap_or(0);
+        &self.by_method[index]
+    }
+}
+
+/// Records the time from its creation to its drop into a histogram (a call given up at its
+/// deadline is recorded too).
+struct Timed<'a> {
+    histogram: &'a LatencyHistogram,
+    started: tokio::time::Instant,
+}
+
+impl<'a> Timed<'a> {
+    fn start(histogram: &'a LatencyHistogram) -> Self {
+        Timed {
+            histogram,
+            started: tokio::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for Timed<'_> {
+    fn drop(&mut self) {
+        self.histogram.observe(self.started.elapsed());
+    }
 }
 
 /// Makes the channel to one peer address (dialled lazily, on its first call).
@@ -72,6 +129,11 @@ pub(crate) type ChannelFactory =
 /// The factory of channels over TCP.
 pub(crate) fn http_channels() -> ChannelFactory {
     Arc::new(|addr: &str, config: &ClientConfig| H2Channel::tcp(addr, config.clone()))
+}
+
+/// The factory of channels over TCP and TLS.
+pub(crate) fn tls_channels(tls: TlsConfig) -> ChannelFactory {
+    Arc::new(move |addr: &str, config: &ClientConfig| H2Channel::tls(addr, config.clone(), &tls))
 }
 
 /// The factory of channels over an injected connector (each channel dials with its own clone).
@@ -93,6 +155,8 @@ struct PeerChannel {
     addr: String,
     incarnation: u64,
     channel: H2Channel,
+    /// Kept when the channel is replaced (same member id), dropped by [`Transport::forget`].
+    latency: Arc<PeerLatency>,
 }
 
 /// [`Transport`] over tonic gRPC.
@@ -120,6 +184,12 @@ impl GrpcTransport {
     /// A transport dialling peers over TCP.
     pub fn new(config: ClientConfig) -> Self {
         GrpcTransport::with_factory(config, http_channels())
+    }
+
+    /// A transport dialling peers over TCP and mutual TLS: it presents `tls`'s certificate and
+    /// verifies each peer's against `tls`'s CA.
+    pub fn with_tls(config: ClientConfig, tls: TlsConfig) -> Self {
+        GrpcTransport::with_factory(config, tls_channels(tls))
     }
 
     /// A transport dialling peers through `connector` (e.g. a simulated network's
@@ -154,11 +224,11 @@ impl GrpcTransport {
 
     /// The client for `peer`: the cached one if its address and incarnation still match, else a
     /// new lazily connecting one (replacing the stale entry). Must run inside a tokio runtime.
-    fn client(&self, peer: &Member) -> Result<H2Channel, TransportError> {
+    fn client(&self, peer: &Member) -> Result<(H2Channel, Arc<PeerLatency>), TransportError> {
         let mut peers = self.peers.lock();
         if let Some(cached) = peers.get(&peer.id) {
             if cached.addr == peer.addr && cached.incarnation == peer.incarnation {
-                return Ok(cached.channel.clone());
+                return Ok((cached.channel.clone(), cached.latency.clone()));
             }
         }
         let invalid = |reason| TransportError::InvalidAddress {
@@ -167,12 +237,17 @@ impl GrpcTransport {
             reason,
         };
         let channel = (self.make_channel)(&peer.addr, &self.config).map_err(invalid)?;
+        let latency = peers
+            .get(&peer.id)
+            .map(|old| old.latency.clone())
+            .unwrap_or_default();
         let replaced = peers.insert(
             peer.id.clone(),
             PeerChannel {
                 addr: peer.addr.clone(),
                 incarnation: peer.incarnation,
                 channel: channel.clone(),
+                latency: latency.clone(),
             },
         );
         match replaced {
@@ -186,7 +261,7 @@ impl GrpcTransport {
                 "new channel to peer"
             ),
         }
-        Ok(channel)
+        Ok((channel, latency))
     }
 
     fn failed(
@@ -209,7 +284,8 @@ impl Transport for GrpcTransport {
         req: GetRequest,
         deadline: Deadline,
     ) -> Result<Option<Fetched>, TransportError> {
-        let channel = self.client(peer)?;
+        let (channel, latency) = self.client(peer)?;
+        let _timed = Timed::start(latency.of(Rpc::Get));
         let message = proto::GetRequest::from(req);
         let timeout = deadline.remaining();
         match channel
@@ -228,7 +304,8 @@ impl Transport for GrpcTransport {
         req: SetRequest,
         deadline: Deadline,
     ) -> Result<(), TransportError> {
-        let channel = self.client(peer)?;
+        let (channel, latency) = self.client(peer)?;
+        let _timed = Timed::start(latency.of(Rpc::Set));
         let message = proto::SetRequest::from(req);
         let timeout = deadline.remaining();
         channel
@@ -244,7 +321,8 @@ impl Transport for GrpcTransport {
         req: DeleteRequest,
         deadline: Deadline,
     ) -> Result<bool, TransportError> {
-        let channel = self.client(peer)?;
+        let (channel, latency) = self.client(peer)?;
+        let _timed = Timed::start(latency.of(Rpc::Delete));
         let message = proto::DeleteRequest::from(req);
         let timeout = deadline.remaining();
         channel
@@ -260,7 +338,8 @@ impl Transport for GrpcTransport {
         req: InvalidateRequest,
         deadline: Deadline,
     ) -> Result<(), TransportError> {
-        let channel = self.client(peer)?;
+        let (channel, latency) = self.client(peer)?;
+        let _timed = Timed::start(latency.of(Rpc::Invalidate));
         let message = proto::InvalidateRequest::from(req);
         let timeout = deadline.remaining();
         channel
@@ -273,6 +352,23 @@ impl Transport for GrpcTransport {
     fn forget(&self, peer: &MemberId) {
         if self.peers.lock().remove(peer).is_some() {
             tracing::debug!(peer = %peer, "forgot channel to peer");
+        }
+    }
+
+    fn visit_call_latencies(
+        &self,
+        visit: &mut dyn FnMut(&MemberId, &'static str, &LatencyHistogram),
+    ) {
+        let peers: Vec<(MemberId, Arc<PeerLatency>)> = self
+            .peers
+            .lock()
+            .iter()
+            .map(|(id, peer)| (id.clone(), peer.latency.clone()))
+            .collect();
+        for (id, latency) in &peers {
+            for ((_, method), histogram) in PeerLatency::METHODS.iter().zip(&latency.by_method) {
+                visit(id, method, histogram);
+            }
         }
     }
 }

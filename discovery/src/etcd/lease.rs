@@ -2,11 +2,12 @@
 //! old one is lost.
 
 use super::record::encode_value;
-use super::{call, is_not_found, Registration};
+use super::{call, is_not_found, Registration, SessionFlags};
 use crate::backoff::Backoff;
 use crate::{DiscoveryError, Fence};
 use etcd_client::{Client, PutOptions};
 use lcache_core::member::Member;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::Notify;
@@ -81,6 +82,8 @@ pub(super) struct Registrar {
     pub(super) self_missing: Arc<Notify>,
     /// Raised before registering again after the registration was lost.
     pub(super) fence: Fence,
+    /// Where the registrar reports whether its lease is alive.
+    pub(super) flags: Arc<SessionFlags>,
 }
 
 impl Registrar {
@@ -129,6 +132,7 @@ impl Registrar {
             renewed_at: Instant::now(),
         };
         self.put(&member, lease.id).await?;
+        self.flags.lease_alive.store(true, Ordering::Relaxed);
         tracing::info!(node = %member.id, key = %self.key, lease = %format_args!("{:x}", lease.id),
             incarnation = member.incarnation, ttl = ?lease.ttl, "registered in etcd");
         Ok(lease)
@@ -163,10 +167,12 @@ impl Registrar {
                     continue;
                 }
                 KeepAliveEnd::Broken(err) => {
+                    self.flags.lease_alive.store(false, Ordering::Relaxed);
                     tracing::warn!(node = %self.me.id, error = %err,
                         "etcd unreachable for longer than the lease TTL; registering again");
                 }
                 KeepAliveEnd::Lost(reason) => {
+                    self.flags.lease_alive.store(false, Ordering::Relaxed);
                     tracing::warn!(node = %self.me.id, reason, "etcd lease lost; registering again");
                     // A short pause (the backoff restarts from its first delay once a lease is
                     // renewed), so a lease that keeps vanishing cannot make this loop spin.

@@ -34,13 +34,14 @@ pub use etcd_client;
 pub use record::KEY_ROOT;
 
 use crate::backoff::{derive_seed, Backoff};
-use crate::{Discovery, DiscoveryError, Fence};
+use crate::{Discovery, DiscoveryError, Fence, SessionState};
 use etcd_client::{Client, ConnectOptions};
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::MembershipEvent;
 use lease::{lock, Leases, Registrar, SharedLeases};
 use record::Layout;
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -72,6 +73,40 @@ pub struct EtcdConfig {
     /// Root seed of the retry jitter; `None` derives it from the node id (a stable hash), so
     /// nodes jitter differently and one node always draws the same delays.
     pub seed: Option<u64>,
+    /// TLS to etcd (then every endpoint must be an `https://` URL); `None` talks plain text.
+    pub tls: Option<EtcdTls>,
+}
+
+/// How to talk TLS to etcd: the CA etcd's certificate must chain to and, when etcd asks for
+/// client certificates (`--client-cert-auth`), this node's certificate and key. All PEM.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA certificate(s) etcd's server certificate is verified against.
+    pub ca_pem: Vec<u8>,
+    /// This node's certificate chain and private key, presented to etcd.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Shows no key material.
+impl std::fmt::Debug for EtcdTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EtcdTls")
+            .field("ca_pem_bytes", &self.ca_pem.len())
+            .field("identity", &self.identity.is_some())
+            .finish()
+    }
+}
+
+impl EtcdTls {
+    /// The options etcd-client (tonic) takes.
+    fn options(&self) -> etcd_client::TlsOptions {
+        let options = etcd_client::TlsOptions::new()
+            .ca_certificate(etcd_client::Certificate::from_pem(&self.ca_pem));
+        match &self.identity {
+            Some((cert, key)) => options.identity(etcd_client::Identity::from_pem(cert, key)),
+            None => options,
+        }
+    }
 }
 
 impl EtcdConfig {
@@ -91,6 +126,7 @@ impl EtcdConfig {
             backoff_initial: Duration::from_millis(100),
             backoff_max: Duration::from_secs(5),
             seed: None,
+            tls: None,
         }
     }
 
@@ -143,6 +179,13 @@ impl EtcdConfig {
                 ));
             }
         }
+        let scheme = |prefix: &str| self.endpoints.iter().any(|e| e.starts_with(prefix));
+        if (self.tls.is_some() && scheme("http://")) || (self.tls.is_none() && scheme("https://")) {
+            return invalid(format!(
+                "etcd endpoints {:?}: give https:// URLs with TLS settings, http:// ones without",
+                self.endpoints
+            ));
+        }
         if self.request_timeout.is_zero() || self.join_timeout.is_zero() {
             return invalid("request and join timeouts must be above zero".into());
         }
@@ -164,6 +207,16 @@ pub struct Registration {
 pub struct EtcdDiscovery {
     config: EtcdConfig,
     session: Mutex<Option<Session>>,
+    flags: Arc<SessionFlags>,
+}
+
+/// What [`Discovery::session`] reports, kept up to date by the two loops.
+#[derive(Debug, Default)]
+pub(super) struct SessionFlags {
+    /// The membership watch is established (set when etcd confirms it, cleared when it breaks).
+    pub(super) watching: AtomicBool,
+    /// The registration lease is alive (set when granted, cleared when lost or expired).
+    pub(super) lease_alive: AtomicBool,
 }
 
 /// What a joined node runs: the client, the two loops and the leases to revoke on leave.
@@ -199,6 +252,7 @@ impl EtcdDiscovery {
         Ok(EtcdDiscovery {
             config,
             session: Mutex::new(None),
+            flags: Arc::default(),
         })
     }
 
@@ -219,10 +273,13 @@ impl EtcdDiscovery {
         let timeout = self.config.request_timeout;
         // HTTP/2 pings detect a silently dead connection; etcd refuses pings more frequent than
         // every 5 s (`--grpc-keepalive-min-time`), so stay above that.
-        let options = ConnectOptions::new()
+        let mut options = ConnectOptions::new()
             .with_connect_timeout(timeout)
             .with_keep_alive(Duration::from_secs(10), timeout.max(Duration::from_secs(1)))
             .with_require_leader(true);
+        if let Some(tls) = &self.config.tls {
+            options = options.with_tls(tls.options());
+        }
         let endpoints = self.config.endpoints.clone();
         call(
             || format!("connecting to etcd at {endpoints:?}"),
@@ -300,6 +357,7 @@ impl EtcdDiscovery {
             leases: Arc::new(Mutex::new(Leases::default())),
             self_missing: self_missing.clone(),
             fence,
+            flags: self.flags.clone(),
         };
         let watcher = Watcher {
             client: client.clone(),
@@ -311,6 +369,7 @@ impl EtcdDiscovery {
             self_missing,
             offset: 0,
             last_sent: 0,
+            flags: self.flags.clone(),
         };
         Ok((registrar, watcher))
     }
@@ -389,7 +448,17 @@ impl Discovery for EtcdDiscovery {
             // A cancelled task reports `Err(cancelled)`; a panic in it is not ours to propagate.
             let _ = task.await;
         }
-        self.revoke(&session).await
+        self.flags.watching.store(false, Ordering::Relaxed);
+        let revoked = self.revoke(&session).await;
+        self.flags.lease_alive.store(false, Ordering::Relaxed);
+        revoked
+    }
+
+    fn session(&self) -> SessionState {
+        SessionState {
+            connected: self.flags.watching.load(Ordering::Relaxed),
+            registered: self.flags.lease_alive.load(Ordering::Relaxed),
+        }
     }
 }
 
@@ -563,6 +632,7 @@ mod tests {
             self_missing: Arc::new(Notify::new()),
             offset: 0,
             last_sent: 0,
+            flags: Arc::default(),
         };
         let end = watcher.watch_from(stale + 1).await;
         assert!(matches!(end, WatchEnd::Compacted(_)), "{end:?}");

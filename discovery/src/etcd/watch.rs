@@ -1,13 +1,14 @@
 //! Observation: list the cluster's keys (a snapshot), then watch them from the next revision; on
 //! compaction, cancellation or a broken stream, list again and resume.
 
-use super::call;
 use super::record::{decode_value, Layout};
+use super::{call, SessionFlags};
 use crate::backoff::Backoff;
 use crate::DiscoveryError;
 use etcd_client::{Client, GetOptions, KeyValue, WatchOptions};
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::MembershipEvent;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, Notify};
@@ -38,6 +39,8 @@ pub(super) struct Watcher {
     pub(super) offset: u64,
     /// Highest revision handed to the node so far (offset included).
     pub(super) last_sent: u64,
+    /// Where the watch reports whether it is established.
+    pub(super) flags: Arc<SessionFlags>,
 }
 
 impl Watcher {
@@ -122,6 +125,7 @@ impl Watcher {
             }
             if response.created() {
                 self.backoff.reset();
+                self.flags.watching.store(true, Ordering::Relaxed);
             }
             for event in response.events() {
                 let Some(event) = event.kv().and_then(|kv| self.event_of(kv)) else {
@@ -150,6 +154,7 @@ impl Watcher {
                         "etcd compacted past the watch; listing again");
                 }
                 WatchEnd::Interrupted(err) => {
+                    self.flags.watching.store(false, Ordering::Relaxed);
                     let delay = self.backoff.next_delay();
                     tracing::warn!(node = %self.me, error = %err, retry_in = ?delay,
                         "etcd watch interrupted; keeping the last view and listing again");

@@ -28,7 +28,21 @@ pub struct EtcdServer {
     dir: PathBuf,
     client_port: u16,
     peer_port: u16,
+    /// Serves `/health` over plain HTTP, whatever the client port speaks.
+    metrics_port: u16,
+    tls: Option<EtcdServerTls>,
     child: Option<Child>,
+}
+
+/// PEM files of an etcd serving its clients over TLS and requiring client certificates.
+#[derive(Debug, Clone)]
+pub struct EtcdServerTls {
+    /// etcd's certificate (for 127.0.0.1).
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+    /// The CA client certificates must chain to.
+    pub ca: PathBuf,
 }
 
 /// The etcd binary to run, if any.
@@ -65,6 +79,16 @@ impl EtcdServer {
     /// Start a private etcd and wait until it is healthy; `None` if etcd is not installed and
     /// neither `CI=true` nor `LCACHE_REQUIRE_ETCD=1` is set.
     pub async fn start() -> Option<EtcdServer> {
+        Self::start_with(None).await
+    }
+
+    /// Like [`EtcdServer::start`], serving clients over TLS with `tls` (https:// endpoint,
+    /// client certificates required).
+    pub async fn start_tls(tls: EtcdServerTls) -> Option<EtcdServer> {
+        Self::start_with(Some(tls)).await
+    }
+
+    async fn start_with(tls: Option<EtcdServerTls>) -> Option<EtcdServer> {
         let Some(bin) = etcd_binary() else {
             let required = std::env::var("CI").is_ok_and(|v| v == "true")
                 || std::env::var("LCACHE_REQUIRE_ETCD").is_ok_and(|v| v == "1");
@@ -86,6 +110,8 @@ impl EtcdServer {
                 dir: fresh_dir(),
                 client_port: free_port(),
                 peer_port: free_port(),
+                metrics_port: free_port(),
+                tls: tls.clone(),
                 child: None,
             };
             match server.launch().await {
@@ -96,9 +122,10 @@ impl EtcdServer {
         panic!("etcd did not start: {last_error}");
     }
 
-    /// The client URL, e.g. `http://127.0.0.1:40123`.
+    /// The client URL, e.g. `http://127.0.0.1:40123` (`https://` with TLS).
     pub fn endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.client_port)
     }
 
     /// Where etcd writes its log.
@@ -135,8 +162,18 @@ impl EtcdServer {
             .open(self.log_path())
             .map_err(|e| format!("cannot open {}: {e}", self.log_path().display()))?;
         let log_err = log.try_clone().map_err(|e| e.to_string())?;
-        let child = Command::new(&self.bin)
+        let mut command = Command::new(&self.bin);
+        if let Some(tls) = &self.tls {
+            command
+                .arg(format!("--cert-file={}", tls.cert.display()))
+                .arg(format!("--key-file={}", tls.key.display()))
+                .arg(format!("--trusted-ca-file={}", tls.ca.display()))
+                .arg("--client-cert-auth");
+        }
+        let metrics = format!("http://127.0.0.1:{}", self.metrics_port);
+        let child = command
             .arg("--name=test")
+            .arg(format!("--listen-metrics-urls={metrics}"))
             .arg(format!("--data-dir={}", self.data_dir().display()))
             .arg(format!("--listen-client-urls={client}"))
             .arg(format!("--advertise-client-urls={client}"))
@@ -163,7 +200,7 @@ impl EtcdServer {
                     ));
                 }
             }
-            if healthy(self.client_port).await {
+            if healthy(self.metrics_port).await {
                 return Ok(());
             }
             if Instant::now() >= deadline {
@@ -178,7 +215,8 @@ impl EtcdServer {
     }
 }
 
-/// Whether etcd's `/health` on the client port says it is healthy (it has a leader).
+/// Whether etcd's `/health` (on its plain-HTTP metrics port) says it is healthy (it has a
+/// leader).
 async fn healthy(port: u16) -> bool {
     let probe = async {
         let mut stream = tokio::net::TcpStream::connect((Ipv4Addr::LOCALHOST, port))

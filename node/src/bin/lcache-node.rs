@@ -4,13 +4,14 @@
 use anyhow::{bail, Context, Result};
 use clap::{Parser, ValueEnum};
 use lcache_core::limits::Limits;
-use lcache_discovery::{parse_peers, StaticDiscovery};
+use lcache_discovery::{parse_peers, Discovery, StaticDiscovery};
 use lcache_node::server::RespFrontDoor;
 use lcache_node::spec::{parse_duration, parse_group_with, parse_size};
 use lcache_node::{GroupConfig, Node, NodeConfig, DEFAULT_GROUP};
 use lcache_transport::resp::{RequestLimits, RespConfig, MAX_INLINE_BYTES};
-use lcache_transport::{ClientConfig, GrpcTransport, ServerConfig};
+use lcache_transport::{ClientConfig, GrpcTransport, ServerConfig, TlsConfig};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 
 /// Membership backends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -113,6 +114,33 @@ struct Args {
     /// RESP connections served at once; more are refused (Redis's maxclients).
     #[arg(long, default_value_t = 10_000)]
     resp_max_connections: usize,
+    /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
+    #[arg(long, value_name = "HOST:PORT")]
+    metrics_listen: Option<SocketAddr>,
+    /// This node's TLS certificate (PEM, chain allowed). With --tls-key and --tls-ca it turns on
+    /// mutual TLS for the gRPC port and peer calls: clients and peers must present a
+    /// certificate signed by --tls-ca, and peers' certificates are verified against it.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// The CA certificate(s) every client and peer certificate must chain to (PEM).
+    #[arg(long, value_name = "PEM")]
+    tls_ca: Option<PathBuf>,
+    /// Verify peers' certificates for this name instead of the host of their address (for
+    /// nodes sharing one certificate name).
+    #[arg(long, value_name = "NAME")]
+    tls_server_name: Option<String>,
+    /// CA of etcd's certificate, with https:// --etcd-endpoints [default: --tls-ca].
+    #[arg(long, value_name = "PEM")]
+    etcd_tls_ca: Option<PathBuf>,
+    /// Certificate presented to etcd (with --etcd-tls-key) [default: --tls-cert].
+    #[arg(long, value_name = "PEM")]
+    etcd_tls_cert: Option<PathBuf>,
+    /// Key of --etcd-tls-cert [default: --tls-key].
+    #[arg(long, value_name = "PEM")]
+    etcd_tls_key: Option<PathBuf>,
 }
 
 impl Args {
@@ -200,6 +228,31 @@ impl Args {
         Ok(config)
     }
 
+    /// The mutual TLS settings of the gRPC port and peer calls, if `--tls-*` ask for them.
+    fn tls(&self) -> Result<Option<TlsConfig>> {
+        let tls = TlsConfig::from_optional_files(
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+            self.tls_ca.as_deref(),
+        )?;
+        Ok(match (tls, &self.tls_server_name) {
+            (Some(tls), Some(name)) => Some(tls.with_server_name(name)?),
+            (tls, None) => tls,
+            (None, Some(_)) => bail!("--tls-server-name needs --tls-cert, --tls-key and --tls-ca"),
+        })
+    }
+
+    /// Binds the metrics port if `--metrics-listen` asks for one.
+    async fn metrics_listener(&self) -> Result<Option<tokio::net::TcpListener>> {
+        let Some(addr) = self.metrics_listen else {
+            return Ok(None);
+        };
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen for metrics on {addr}"))?;
+        Ok(Some(listener))
+    }
+
     /// Binds the RESP port if `--resp-listen` asks for one.
     async fn resp_front_door(&self, node: &NodeConfig) -> Result<Option<RespFrontDoor>> {
         let Some(addr) = self.resp_listen else {
@@ -282,10 +335,11 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("cannot start the async runtime")?
-        .block_on(serve())
+        .block_on(run())
 }
 
-async fn serve() -> Result<()> {
+/// Parses the arguments, starts the node and serves it until a signal.
+async fn run() -> Result<()> {
     let shutdown = shutdown_signal()?;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
@@ -303,36 +357,79 @@ async fn serve() -> Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     let config = args.node_config(bound)?;
-    let server_config = args.server_config(&config)?;
-    let resp = args.resp_front_door(&config).await?;
-    let transport = GrpcTransport::new(ClientConfig {
+    let tls = args.tls()?;
+    if tls.is_none() && !bound.ip().is_loopback() {
+        tracing::warn!(addr = %bound,
+            "serving plain text on a non-loopback address: anyone who reaches it can read and \
+             write the cache; give --tls-cert, --tls-key and --tls-ca for mutual TLS");
+    }
+    let mut server_config = args.server_config(&config)?;
+    server_config.tls = tls.clone();
+    let client_config = ClientConfig {
         request_timeout: config.request_timeout,
         connect_timeout: config.peer_timeout,
         max_message_bytes: server_config.max_message_bytes,
         ..ClientConfig::default()
-    });
+    };
+    let transport = match tls {
+        Some(tls) => GrpcTransport::with_tls(client_config, tls),
+        None => GrpcTransport::new(client_config),
+    };
+    let serving = Serving {
+        server_config,
+        listener,
+        resp: args.resp_front_door(&config).await?,
+        metrics: args.metrics_listener().await?,
+    };
     match args.discovery {
         DiscoveryKind::Static => {
             let discovery = StaticDiscovery::new(parse_peers(&args.peers)?);
             let node = Node::start(config, transport, discovery).await?;
-            let report =
-                lcache_node::server::run_with_resp(node, server_config, listener, resp, shutdown)
-                    .await?;
-            tracing::info!(?report, "bye");
+            serve(node, serving, shutdown).await
         }
-        DiscoveryKind::Etcd => {
-            run_etcd(
-                &args,
-                config,
-                transport,
-                server_config,
-                listener,
-                resp,
-                shutdown,
-            )
-            .await?;
+        DiscoveryKind::Etcd => run_etcd(&args, config, transport, serving, shutdown).await,
+    }
+}
+
+/// What a started node is served on.
+struct Serving {
+    server_config: ServerConfig,
+    listener: tokio::net::TcpListener,
+    resp: Option<RespFrontDoor>,
+    metrics: Option<tokio::net::TcpListener>,
+}
+
+/// Serves `node` (and its metrics) until SIGINT/SIGTERM, then shuts down gracefully.
+async fn serve<D: Discovery>(
+    node: Node<GrpcTransport, D>,
+    serving: Serving,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    let stop_metrics = tokio_util::sync::CancellationToken::new();
+    let metrics = serving.metrics.map(|listener| {
+        tokio::spawn(lcache_node::metrics::serve(
+            listener,
+            node.metrics(),
+            stop_metrics.clone().cancelled_owned(),
+        ))
+    });
+    let report = lcache_node::server::run_with_resp(
+        node,
+        serving.server_config,
+        serving.listener,
+        serving.resp,
+        shutdown,
+    )
+    .await;
+    stop_metrics.cancel();
+    if let Some(task) = metrics {
+        match task.await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => tracing::warn!(error = %err, "the metrics endpoint failed"),
+            Err(err) => tracing::warn!(error = %err, "the metrics endpoint's task failed"),
         }
     }
+    tracing::info!(report = ?report?, "bye");
     Ok(())
 }
 
@@ -347,9 +444,7 @@ async fn run_etcd(
     args: &Args,
     config: NodeConfig,
     transport: GrpcTransport,
-    server_config: ServerConfig,
-    listener: tokio::net::TcpListener,
-    resp: Option<RespFrontDoor>,
+    serving: Serving,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     let Some(cluster) = args.cluster.as_deref() else {
@@ -358,12 +453,40 @@ async fn run_etcd(
     let mut etcd = lcache_discovery::EtcdConfig::new(args.etcd_endpoints.iter().cloned(), cluster)
         .with_lease_ttl(parse_duration(&args.etcd_lease_ttl)?);
     etcd.seed = args.etcd_seed;
+    etcd.tls = etcd_tls(args)?;
     let discovery = lcache_discovery::EtcdDiscovery::new(etcd)?;
     let node = Node::start(config, transport, discovery).await?;
-    let report =
-        lcache_node::server::run_with_resp(node, server_config, listener, resp, shutdown).await?;
-    tracing::info!(?report, "bye");
-    Ok(())
+    serve(node, serving, shutdown).await
+}
+
+/// TLS to etcd when its endpoints are https:// URLs: `--etcd-tls-*`, else the node's `--tls-*`.
+#[cfg(feature = "etcd")]
+fn etcd_tls(args: &Args) -> Result<Option<lcache_discovery::EtcdTls>> {
+    if !args
+        .etcd_endpoints
+        .iter()
+        .any(|e| e.starts_with("https://"))
+    {
+        return Ok(None);
+    }
+    let read = |path: &std::path::Path| {
+        std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))
+    };
+    let Some(ca) = args.etcd_tls_ca.as_ref().or(args.tls_ca.as_ref()) else {
+        bail!("https:// etcd endpoints need --etcd-tls-ca (or --tls-ca)");
+    };
+    let identity = match (&args.etcd_tls_cert, &args.etcd_tls_key) {
+        (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+        (None, None) => match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => Some((read(cert)?, read(key)?)),
+            _ => None,
+        },
+        _ => bail!("--etcd-tls-cert and --etcd-tls-key go together"),
+    };
+    Ok(Some(lcache_discovery::EtcdTls {
+        ca_pem: read(ca)?,
+        identity,
+    }))
 }
 
 /// Without the `etcd` feature there is no etcd client in the binary.
@@ -372,9 +495,7 @@ async fn run_etcd(
     _args: &Args,
     _config: NodeConfig,
     _transport: GrpcTransport,
-    _server_config: ServerConfig,
-    _listener: tokio::net::TcpListener,
-    _resp: Option<RespFrontDoor>,
+    _serving: Serving,
     _shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
     bail!(

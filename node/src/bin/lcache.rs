@@ -6,8 +6,9 @@
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 use lcache_node::spec::parse_duration;
-use lcache_transport::{CacheClient, ClientConfig, GroupCounters, NodeStats};
+use lcache_transport::{CacheClient, ClientConfig, GroupCounters, NodeStats, TlsConfig};
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -23,6 +24,18 @@ struct Args {
     /// Deadline of the request.
     #[arg(long, default_value = "5s", value_parser = parse_duration, global = true)]
     timeout: Duration,
+    /// Client certificate (PEM) for a node serving mutual TLS; with --tls-key and --tls-ca.
+    #[arg(long, value_name = "PEM", global = true)]
+    tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM).
+    #[arg(long, value_name = "PEM", global = true)]
+    tls_key: Option<PathBuf>,
+    /// The CA the node's certificate must chain to (PEM).
+    #[arg(long, value_name = "PEM", global = true)]
+    tls_ca: Option<PathBuf>,
+    /// Verify the node's certificate for this name instead of the host of --addr.
+    #[arg(long, value_name = "NAME", global = true)]
+    tls_server_name: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -86,7 +99,24 @@ async fn run(args: Args) -> Result<Outcome> {
         request_timeout: args.timeout,
         ..ClientConfig::default()
     };
-    let client = CacheClient::connect(&args.addr, config).await?;
+    let tls = TlsConfig::from_optional_files(
+        args.tls_cert.as_deref(),
+        args.tls_key.as_deref(),
+        args.tls_ca.as_deref(),
+    )?;
+    let client = match (tls, &args.tls_server_name) {
+        (Some(tls), name) => {
+            let tls = match name {
+                Some(name) => tls.with_server_name(name)?,
+                None => tls,
+            };
+            CacheClient::connect_tls(&args.addr, config, &tls).await?
+        }
+        (None, Some(_)) => {
+            anyhow::bail!("--tls-server-name needs --tls-cert, --tls-key and --tls-ca")
+        }
+        (None, None) => CacheClient::connect(&args.addr, config).await?,
+    };
     match args.command {
         Command::Get { key } => match client.get(&args.group, key).await? {
             Some(fetched) => {

@@ -2,6 +2,7 @@
 //! `GrpcTransport`, static discovery or a discovery the test drives ([`ManualDiscovery`]).
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod certs;
 mod manual;
 pub mod origin;
 pub mod process;
@@ -33,6 +34,8 @@ pub struct TestNode {
     pub client: CacheClient,
     /// A read-only handle on the node (stats, entries, routing).
     pub probe: NodeProbe<GrpcTransport>,
+    /// The node's Prometheus metrics.
+    pub metrics: lcache_node::metrics::Metrics,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<ShutdownReport, ServeError>>>,
 }
@@ -73,6 +76,31 @@ impl Cluster {
         configure: impl Fn(NodeConfig) -> NodeConfig,
         discovery: impl Fn(&[Member], usize) -> D,
     ) -> Cluster {
+        Self::start_secured(ids, configure, discovery, None).await
+    }
+
+    /// Start one node per id over mutual TLS: node `i` serves and calls its peers with
+    /// `tls.nodes[i]`, and each node's test client connects with `tls.client`.
+    pub async fn start_tls(
+        ids: &[&str],
+        configure: impl Fn(NodeConfig) -> NodeConfig,
+        tls: &ClusterTls,
+    ) -> Cluster {
+        Self::start_secured(
+            ids,
+            configure,
+            |members, _| StaticDiscovery::new(members.to_vec()),
+            Some(tls),
+        )
+        .await
+    }
+
+    async fn start_secured<D: Discovery>(
+        ids: &[&str],
+        configure: impl Fn(NodeConfig) -> NodeConfig,
+        discovery: impl Fn(&[Member], usize) -> D,
+        tls: Option<&ClusterTls>,
+    ) -> Cluster {
         let mut listeners = Vec::new();
         let mut members = Vec::new();
         for id in ids {
@@ -84,30 +112,43 @@ impl Cluster {
         let mut nodes = Vec::new();
         for (i, (member, listener)) in members.iter().zip(listeners).enumerate() {
             let config = configure(NodeConfig::new(member.id.clone(), member.addr.clone()));
-            let node = Node::start(
-                config,
-                GrpcTransport::new(ClientConfig::default()),
-                discovery(&members, i),
-            )
-            .await
-            .unwrap();
+            let transport = match tls {
+                Some(tls) => GrpcTransport::with_tls(ClientConfig::default(), tls.nodes[i].clone()),
+                None => GrpcTransport::new(ClientConfig::default()),
+            };
+            let node = Node::start(config, transport, discovery(&members, i))
+                .await
+                .unwrap();
             let probe = node.probe();
+            let metrics = node.metrics();
             let (stop, stopped) = oneshot::channel::<()>();
+            let server_config = ServerConfig {
+                tls: tls.map(|tls| tls.nodes[i].clone()),
+                ..ServerConfig::default()
+            };
             let server = tokio::spawn(lcache_node::server::run(
                 node,
-                ServerConfig::default(),
+                server_config,
                 listener,
                 async move {
                     let _ = stopped.await;
                 },
             ));
-            let client = CacheClient::connect(&member.addr, ClientConfig::default())
-                .await
-                .unwrap();
+            let client = match tls {
+                Some(tls) => {
+                    CacheClient::connect_tls(&member.addr, ClientConfig::default(), &tls.client)
+                        .await
+                        .unwrap()
+                }
+                None => CacheClient::connect(&member.addr, ClientConfig::default())
+                    .await
+                    .unwrap(),
+            };
             nodes.push(TestNode {
                 member: member.clone(),
                 client,
                 probe,
+                metrics,
                 stop: Some(stop),
                 server: Some(server),
             });
@@ -162,6 +203,12 @@ impl Cluster {
             }
         }
     }
+}
+
+/// TLS settings of a test cluster: one per node, and the test clients'.
+pub struct ClusterTls {
+    pub nodes: Vec<lcache_transport::TlsConfig>,
+    pub client: lcache_transport::TlsConfig,
 }
 
 /// A loader that counts its calls, answers `loaded:<key>` (or `loaded:<key>#<call>` when
@@ -251,4 +298,70 @@ where
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
+}
+
+/// One scrape of Prometheus text: every sample by its series (`name{label="value",...}`).
+pub struct Scrape {
+    samples: std::collections::BTreeMap<String, f64>,
+}
+
+impl Scrape {
+    pub fn parse(text: &str) -> Scrape {
+        let samples = text
+            .lines()
+            .filter(|line| !line.starts_with('#') && !line.trim().is_empty())
+            .map(|line| {
+                let (series, value) = line.rsplit_once(' ').unwrap();
+                let value = match value {
+                    "+Inf" => f64::INFINITY,
+                    v => v.parse().unwrap(),
+                };
+                (series.to_owned(), value)
+            })
+            .collect();
+        Scrape { samples }
+    }
+
+    /// The sample of `name` with exactly `labels` (in the order the exporter writes them).
+    pub fn get(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        let series = if labels.is_empty() {
+            name.to_owned()
+        } else {
+            let labels: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+            format!("{name}{{{}}}", labels.join(","))
+        };
+        self.samples.get(&series).copied()
+    }
+
+    /// Like [`Scrape::get`], 0 when the series is absent (histograms list only what was seen).
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        self.get(name, labels).unwrap_or(0.0)
+    }
+}
+
+/// `GET path` over plain HTTP/1.1: the status code, the Content-Type and the body.
+pub async fn http_get(addr: &str, path: &str) -> (u16, String, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n");
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut response = String::new();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.read_to_string(&mut response),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let (head, body) = response.split_once("\r\n\r\n").unwrap();
+    let status = head.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let content_type = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-type: ")
+                .map(str::to_owned)
+        })
+        .unwrap_or_default();
+    (status, content_type, body.to_owned())
 }

@@ -12,6 +12,8 @@ pub const NODE: &str = env!("CARGO_BIN_EXE_lcache-node");
 pub struct NodeProcess {
     pub child: Child,
     pub addr: String,
+    /// Where it serves `/metrics`, once it said so (with `--metrics-listen`).
+    metrics: mpsc::Receiver<String>,
 }
 
 impl NodeProcess {
@@ -27,12 +29,15 @@ impl NodeProcess {
             .unwrap();
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
+        let (metrics_tx, metrics) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split(" addr=").nth(1) {
+                    let addr = rest.split_whitespace().next().unwrap_or("").to_string();
                     if line.contains("serving lcache.v1.Cache") {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
                         let _ = tx.send(addr);
+                    } else if line.contains("serving metrics") {
+                        let _ = metrics_tx.send(addr);
                     }
                 }
             }
@@ -40,7 +45,18 @@ impl NodeProcess {
         let addr = rx
             .recv_timeout(Duration::from_secs(30))
             .expect("lcache-node did not report its address");
-        NodeProcess { child, addr }
+        NodeProcess {
+            child,
+            addr,
+            metrics,
+        }
+    }
+
+    /// The address of its `/metrics` endpoint (started with `--metrics-listen`).
+    pub fn metrics_addr(&self) -> String {
+        self.metrics
+            .recv_timeout(Duration::from_secs(30))
+            .expect("lcache-node did not report its metrics address")
     }
 
     pub fn terminate(&self) {

@@ -1,0 +1,134 @@
+//! Latency histograms recorded with atomics: no lock on the path that records, a consistent
+//! enough read for exporters (Prometheus) that walk them.
+//!
+//! The buckets are fixed ([`BUCKET_BOUNDS_SECONDS`]): from 100 µs (a local hit served over
+//! loopback) to 10 s (the longest default load timeout). A duration is given by the caller, so
+//! nothing here reads a clock.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the buckets, in seconds (a `+Inf` bucket follows them).
+pub const BUCKET_BOUNDS_SECONDS: [f64; 16] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+];
+
+/// [`BUCKET_BOUNDS_SECONDS`] in nanoseconds, what [`LatencyHistogram::observe`] compares with.
+const BOUNDS_NANOS: [u64; 16] = [
+    100_000,
+    250_000,
+    500_000,
+    1_000_000,
+    2_500_000,
+    5_000_000,
+    10_000_000,
+    25_000_000,
+    50_000_000,
+    100_000_000,
+    250_000_000,
+    500_000_000,
+    1_000_000_000,
+    2_500_000_000,
+    5_000_000_000,
+    10_000_000_000,
+];
+
+/// A histogram of durations: one atomic count per bucket (plus `+Inf`) and the sum.
+#[derive(Debug, Default)]
+pub struct LatencyHistogram {
+    /// Observations per bucket, not cumulative; the last one is `+Inf`.
+    buckets: [AtomicU64; BOUNDS_NANOS.len() + 1],
+    sum_nanos: AtomicU64,
+}
+
+/// What a [`LatencyHistogram`] held when it was read.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencySnapshot {
+    /// Observations.
+    pub count: u64,
+    /// Sum of the observed durations, in seconds.
+    pub sum_seconds: f64,
+    /// `(upper bound in seconds, observations above the previous bound and at or below this
+    /// one)` per bucket, in [`BUCKET_BOUNDS_SECONDS`] order: not cumulative, as
+    /// `prometheus-client` encodes them. Observations above the last bound are `count` minus
+    /// their sum.
+    pub buckets: Vec<(f64, u64)>,
+}
+
+impl LatencyHistogram {
+    /// Records one duration (three relaxed atomic additions).
+    pub fn observe(&self, elapsed: Duration) {
+        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
+        let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    /// Observations so far.
+    pub fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+    }
+
+    /// The histogram now (each bucket read on its own: observations made during the read may
+    /// show in some buckets and not yet in the sum).
+    pub fn snapshot(&self) -> LatencySnapshot {
+        let buckets: Vec<(f64, u64)> = BUCKET_BOUNDS_SECONDS
+            .iter()
+            .zip(&self.buckets)
+            .map(|(bound, bucket)| (*bound, bucket.load(Ordering::Relaxed)))
+            .collect();
+        let beyond = self.buckets[BOUNDS_NANOS.len()].load(Ordering::Relaxed);
+        let count = buckets.iter().map(|(_, n)| n).sum::<u64>() + beyond;
+        LatencySnapshot {
+            count,
+            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            buckets,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_in_nanos_match_the_bounds_in_seconds() {
+        for (seconds, nanos) in BUCKET_BOUNDS_SECONDS.iter().zip(BOUNDS_NANOS) {
+            assert_eq!((seconds * 1e9).round() as u64, nanos);
+        }
+        assert!(BOUNDS_NANOS.windows(2).all(|w| w[0] < w[1]));
+    }
+
+    #[test]
+    fn observations_land_in_the_first_bucket_whose_bound_they_do_not_pass() {
+        let h = LatencyHistogram::default();
+        h.observe(Duration::from_micros(100)); // exactly on the first bound: le 0.0001
+        h.observe(Duration::from_micros(101)); // le 0.00025
+        h.observe(Duration::from_millis(3)); // le 0.005
+        h.observe(Duration::from_secs(60)); // +Inf only
+        let s = h.snapshot();
+        assert_eq!(s.count, 4);
+        assert_eq!(h.count(), 4);
+        assert_eq!(s.buckets[0], (0.0001, 1));
+        assert_eq!(s.buckets[1], (0.00025, 1));
+        assert_eq!(s.buckets[4], (0.0025, 0));
+        assert_eq!(s.buckets[5], (0.005, 1));
+        assert_eq!(
+            s.buckets.iter().map(|(_, n)| n).sum::<u64>(),
+            3,
+            "60 s is past every bound"
+        );
+        let expected = 0.0001 + 0.000101 + 0.003 + 60.0;
+        assert!((s.sum_seconds - expected).abs() < 1e-9, "{}", s.sum_seconds);
+    }
+
+    #[test]
+    fn an_empty_histogram_reads_zero() {
+        let s = LatencyHistogram::default().snapshot();
+        assert_eq!(s.count, 0);
+        assert_eq!(s.sum_seconds, 0.0);
+        assert!(s.buckets.iter().all(|(_, n)| *n == 0));
+        assert_eq!(s.buckets.len(), BUCKET_BOUNDS_SECONDS.len());
+    }
+}
