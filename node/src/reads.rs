@@ -86,7 +86,10 @@ impl<T: Transport> Runtime<T> {
                 let outcome = self.load(group, &flight, permit).await;
                 let returned = self.clock.now();
                 let now = self.after_stall(Point::BeforeKeepLoad, returned).await;
-                group.core.loaded_at(&flight, outcome, returned, now)
+                let gave_up = |waiter: &Waiter| waiter.is_closed();
+                group
+                    .core
+                    .loaded_at(&flight, outcome, returned, now, gave_up)
             }
             Work::Fetch { flight, owner } => {
                 self.stall(Point::BeforeFetch).await;

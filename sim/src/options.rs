@@ -316,7 +316,7 @@ impl Options {
             nodes,
             late_joiners: rng.random_range(0..=1),
             clients: rng.random_range(1..=3),
-            workers: rng.random_range(1..=3),
+            workers: rng.random_range(2..=4),
             keys,
             mix: [
                 rng.random_range(2..=8),

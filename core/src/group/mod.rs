@@ -273,26 +273,37 @@ impl<W, E> Group<W, E> {
     where
         E: Clone + From<Refusal>,
     {
-        self.loaded_at(flight, outcome, now, now)
+        self.loaded_at(flight, outcome, now, now, |_| false)
     }
 
     /// The load of `flight` ended with `outcome` at `returned`, reported at `now` (later, if
     /// the runtime was held up in between): the value's lifetime started when the loader
-    /// returned, so what passed since is taken off it.
+    /// returned, so what passed since is taken off it. If nothing is left, the key is asked
+    /// again — only for callers still waiting (`gave_up` tells which stopped), and not at all
+    /// when none is.
     pub fn loaded_at(
         &self,
         flight: &FlightRef,
         outcome: LoadOutcome<E>,
         returned: Timestamp,
         now: Timestamp,
+        gave_up: impl Fn(&W) -> bool,
     ) -> Completion<W, E>
     where
         E: Clone + From<Refusal>,
     {
-        let late = now.saturating_duration_since(returned);
-        self.shard(&flight.key)
-            .lock()
-            .loaded(&self.rules, &self.slots, flight, outcome, late, now)
+        let when = shard::Reported {
+            late: now.saturating_duration_since(returned),
+            now,
+        };
+        self.shard(&flight.key).lock().loaded(
+            &self.rules,
+            &self.slots,
+            flight,
+            outcome,
+            when,
+            gave_up,
+        )
     }
 
     /// The fetch of `flight` ended with `outcome`.

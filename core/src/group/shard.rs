@@ -66,6 +66,13 @@ fn aged(value: Fetched, elapsed: Duration) -> Option<Fetched> {
     Some(Fetched { ttl, ..value })
 }
 
+/// When a load's end is reported: `late` after the loader returned, at `now`.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reported {
+    pub(super) late: Duration,
+    pub(super) now: Timestamp,
+}
+
 fn expiry(now: Timestamp, ttl: Option<Duration>) -> Option<Timestamp> {
     ttl.map(|ttl| now.saturating_add(ttl))
 }
@@ -226,18 +233,19 @@ impl<W> Shard<W> {
         }
     }
 
-    /// A load ended (`late` ago): keep its value if this node may, answer its waiters, start the
-    /// load that waited behind it.
+    /// A load ended (`when.late` before `when.now`): keep its value if this node may, answer its
+    /// waiters, start the load that waited behind it.
     pub(super) fn loaded<E: Clone + From<Refusal>>(
         &mut self,
         rules: &Rules,
         slots: &Arc<LoadSlots>,
         flight: &FlightRef,
         outcome: LoadOutcome<E>,
-        late: Duration,
-        now: Timestamp,
+        when: Reported,
+        gave_up: impl Fn(&W) -> bool,
     ) -> Completion<W, E> {
-        let Some((done, detached)) = self.flights.finish(&flight.key, flight.id) else {
+        let Reported { late, now } = when;
+        let Some((mut done, detached)) = self.flights.finish(&flight.key, flight.id) else {
             return Completion::default();
         };
         debug_assert_eq!(done.kind, Kind::Load);
@@ -259,8 +267,14 @@ impl<W> Shard<W> {
                         && (done.clients || self.owns(key))
                         && done.refetches < MAX_REFETCHES =>
                     {
-                        let mut completion = self.refetch(rules, slots, done, now);
-                        self.start_queued(slots, key, now, &mut completion);
+                        // Only for callers still waiting.
+                        done.waiters.retain(|w| !gave_up(w));
+                        let mut completion = if done.waiters.is_empty() {
+                            Completion::default()
+                        } else {
+                            self.refetch(rules, slots, done, now)
+                        };
+                        self.start_queued(slots, key, now, &gave_up, &mut completion);
                         self.flights.check();
                         return completion;
                     }
@@ -306,7 +320,7 @@ impl<W> Shard<W> {
             }],
             start: None,
         };
-        self.start_queued(slots, key, now, &mut completion);
+        self.start_queued(slots, key, now, &gave_up, &mut completion);
         self.flights.check();
         completion
     }
@@ -522,6 +536,7 @@ impl<W> Shard<W> {
         slots: &Arc<LoadSlots>,
         key: &Bytes,
         now: Timestamp,
+        gave_up: &dyn Fn(&W) -> bool,
         completion: &mut Completion<W, E>,
     ) {
         let queued = self
@@ -549,7 +564,12 @@ impl<W> Shard<W> {
             // The key moved to another node while the load was queued: its clients ask the
             // new owner instead (peers' forwarded gets still load here: they never hop again).
             let id = self.flights.current_mut(key).map(|f| f.id);
-            if let Some(flight) = id.and_then(|id| self.flights.abandon(key, id)) {
+            if let Some(mut flight) = id.and_then(|id| self.flights.abandon(key, id)) {
+                // Only for callers still waiting.
+                flight.waiters.retain(|w| !gave_up(w));
+                if flight.waiters.is_empty() {
+                    return;
+                }
                 let owner = self.router.owner(key).clone();
                 let (id, _) = self.flights.start(
                     key.clone(),

@@ -299,6 +299,7 @@ fn a_load_reported_late_keeps_only_what_is_left_of_its_lifetime() {
         LoadOutcome::Value(value("v", Some(100))),
         at(10),
         at(60),
+        |_| false,
     );
     assert_eq!(
         done.deliveries[0].reply.clone().unwrap().unwrap().ttl,
@@ -322,6 +323,7 @@ fn a_load_reported_late_keeps_only_what_is_left_of_its_lifetime() {
         LoadOutcome::Value(value("v", Some(40))),
         at(10),
         at(60),
+        |_| false,
     );
     assert!(done.deliveries.is_empty());
     let Some(Work::Load { flight: again, .. }) = done.start else {
@@ -332,6 +334,7 @@ fn a_load_reported_late_keeps_only_what_is_left_of_its_lifetime() {
         LoadOutcome::Value(value("w", Some(40))),
         at(70),
         at(70),
+        |_| false,
     );
     assert_eq!(done.deliveries[0].waiters, vec![1, 2]);
     assert_eq!(
@@ -347,12 +350,26 @@ fn a_load_reported_late_keeps_only_what_is_left_of_its_lifetime() {
         LoadOutcome::Value(value("v", Some(0))),
         at(10),
         at(10),
+        |_| false,
     );
     assert_eq!(
         done.deliveries[0].reply.clone().unwrap().unwrap().ttl,
         Some(Duration::ZERO)
     );
     start_load(h.group.get(&h.mine, false, at(11), || 2));
+
+    // Callers that gave up meanwhile get no second load.
+    let k = fixture();
+    let (flight, _permit) = start_load(k.group.get(&k.mine, false, at(0), || 1));
+    let done = k.group.loaded_at(
+        &flight,
+        LoadOutcome::Value(value("v", Some(40))),
+        at(10),
+        at(60),
+        |&w| w == 1,
+    );
+    assert!(done.deliveries.is_empty() && done.start.is_none());
+    start_load(k.group.get(&k.mine, false, at(61), || 2));
 }
 
 #[test]
@@ -595,6 +612,25 @@ fn a_load_queued_before_a_ring_change_asks_the_new_owner_for_its_clients() {
             None => panic!("the queued flight must go on"),
         }
     }
+
+    // The queued callers all gave up: nobody is asked for them.
+    let f = fixture();
+    let (first, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    let _ = f.group.delete(&f.mine, false, at(1));
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(2), || 2),
+        GetStep::Wait
+    ));
+    let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
+    let done = f.group.loaded_at(
+        &first,
+        LoadOutcome::Value(value("old", None)),
+        at(3),
+        at(3),
+        |&w| w == 2,
+    );
+    assert!(done.start.is_none(), "no fetch for callers that gave up");
+    assert_eq!(delivered(&done), vec![(vec![1], some("old"))]);
 }
 
 /// A router for node `a` in which `b` owns `key`.

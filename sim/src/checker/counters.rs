@@ -75,11 +75,15 @@ fn violation(entry: usize, message: String) -> Violation {
 const RELAYED: &str = "owner `";
 
 /// Refusals by `node` since `since` that callers received before `at - TRANSIT_US`, before
-/// `at + TRANSIT_US`, and requests to it sent before `at` whose answer nobody saw.
+/// `at + TRANSIT_US`, and requests to it sent before `at` whose answer nobody saw (requests
+/// answered after `since` count, whenever they were sent).
 fn refusals(index: &Index<'_>, node: &str, since: u64, at: u64) -> (u64, u64, u64) {
     let (mut before, mut after, mut unknown) = (0, 0, 0);
     for op in index.ops.values() {
-        if op.node != node || op.inv_us < since || op.inv_us > at {
+        // A request sent before this incarnation started may still be served by it (the client
+        // kept dialling until it listened): it counts when its answer came after the start.
+        let served_here = op.inv_us >= since || op.ret_us().is_some_and(|t| t >= since);
+        if op.node != node || !served_here || op.inv_us > at {
             continue;
         }
         match op.ret {

@@ -20,7 +20,9 @@
 //! - **S8**: for every client and node, when no other write of `k` is in flight during `G`
 //!   (a write that failed counts as in flight for [`IN_FLIGHT_GRACE_US`] after its failure):
 //!   `G` returns `W` or something newer. Exempt: gets while views disagree (a node that lost
-//!   its lease or lags behind may serve what it holds), and — outside clean windows — hot
+//!   its lease or lags behind may serve what it holds), writes acknowledged while views
+//!   disagreed (two nodes may each own the key in their own view; what one acknowledged is lost
+//!   when the views agree again on the other — README, Consistency), and — outside clean windows — hot
 //!   copies, i.e. values returned within the hot lifetime after `W`. S8 also flags a main store
 //!   holding keys its node does not own (sampled): they resurface when ownership returns.
 
@@ -374,7 +376,9 @@ pub(crate) fn s8_no_resurrection(
         if stale.as_ref().is_some_and(|v| v.entry <= ret) {
             continue;
         }
-        if !calm.views_agree(g.inv_us.saturating_sub(super::calm::VIEW_PAD_US), ret_us)
+        let pad = super::calm::VIEW_PAD_US;
+        if !calm.views_agree(g.inv_us.saturating_sub(pad), ret_us)
+            || !calm.views_agree(w.inv_us.saturating_sub(pad), w.ret_us().unwrap_or(ret_us))
             || fresh.write_in_flight(g, ret_us, w)
         {
             continue;

@@ -613,7 +613,8 @@ impl Disturbances {
 
 /// S5: every request completes within its deadline (tiny ones included); a patient request
 /// whose path to a serving node was healthy all along gets an answer (never a timeout) unless
-/// a slow load of its key was still running when it gave up or a buggify stall overlapped it;
+/// a slow load of its key was still running when it gave up, a buggify stall overlapped it or
+/// views disagreed meanwhile;
 /// in a clean window no request is timed out before its own deadline (a node that fails a
 /// caller early, e.g. with another caller's deadline) unless a stall overlapped it; no host
 /// fails or panics.
@@ -665,6 +666,8 @@ fn s5_progress(index: &Index<'_>, calm: &calm::Calm, options: &Options) -> Optio
                     && op.deadline_us >= patient_us
                     && !loads::load_running(index, key, ret_us)
                     && !stalled(op.inv_us, ret_us)
+                    // A node whose view still holds a crashed owner forwards to it and waits.
+                    && calm.views_agree(op.inv_us, ret_us)
                     && disturbances.healthy(
                         client_host(op.client),
                         op.node,
@@ -1061,14 +1064,28 @@ mod tests {
             kind: FailKind::Timeout,
             message: "no answer".into(),
         };
+        let view = Event::View {
+            node: "n1".into(),
+            inc: 1,
+            members: vec![("n1".into(), 1)],
+        };
         let healthy = [
             at(0, started("n1")),
+            at(0, view.clone()),
             at(1, invoke(0, "n1", get("k"), Phase::Safety)),
             at(4_001, ret(0, timeout.clone())),
         ];
         assert_eq!(property(&healthy, &options()), Some("S5"));
+        // The same while the node's view is not the cluster's (it may wait on a dead owner).
+        let stale_view = [
+            at(0, started("n1")),
+            at(1, invoke(0, "n1", get("k"), Phase::Safety)),
+            at(4_001, ret(0, timeout.clone())),
+        ];
+        assert_eq!(property(&stale_view, &options()), None);
         let partitioned = [
             at(0, started("n1")),
+            at(0, view),
             at(
                 1,
                 Event::Fault(FaultAction::Partition("c1".into(), "n1".into())),
