@@ -508,10 +508,15 @@ fn only_an_unreachable_owner_makes_a_node_load_locally() {
     let Some(Work::Load { flight, .. }) = done.start else {
         panic!("an unreachable owner turns the fetch into a local load");
     };
+    // A client arriving meanwhile joins the fallback load (made for clients of this node).
+    assert!(matches!(
+        f.group.get(&f.theirs, false, at(3), || 4),
+        GetStep::Wait
+    ));
     let done = f
         .group
         .loaded(&flight, LoadOutcome::Value(value("local", None)), at(4));
-    assert_eq!(delivered(&done), vec![(vec![2, 3], some("local"))]);
+    assert_eq!(delivered(&done), vec![(vec![2, 3, 4], some("local"))]);
     // Kept as a hot copy only: the main store holds nothing for a key it does not own.
     assert_eq!(tier_entries(&f.group, Tier::Main), 0);
     assert_eq!(tier_entries(&f.group, Tier::Hot), 1);
@@ -612,6 +617,28 @@ fn a_load_queued_before_a_ring_change_asks_the_new_owner_for_its_clients() {
             None => panic!("the queued flight must go on"),
         }
     }
+
+    // A peer's forwarded get queued first, then a client of this node joined: the client makes
+    // the flight one that may ask the new owner.
+    let f = fixture();
+    let (first, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    let _ = f.group.delete(&f.mine, false, at(1));
+    assert!(matches!(
+        f.group.get(&f.mine, true, at(2), || 2),
+        GetStep::Wait
+    ));
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(2), || 3),
+        GetStep::Wait
+    ));
+    let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
+    let done = f
+        .group
+        .loaded(&first, LoadOutcome::Value(value("old", None)), at(3));
+    assert!(
+        matches!(done.start, Some(Work::Fetch { .. })),
+        "a client waits on it: ask the new owner"
+    );
 
     // The queued callers all gave up: nobody is asked for them.
     let f = fixture();
