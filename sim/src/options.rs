@@ -329,7 +329,7 @@ impl Options {
                 Some(Duration::from_millis(rng.random_range(200..=1_500))),
                 Some(Duration::from_secs(rng.random_range(3..=30))),
             ],
-            tick: Duration::from_millis(*[2, 2, 3, 3].choose(&mut rng).unwrap_or(&2)),
+            tick: Duration::from_millis(*[3, 3, 4, 4].choose(&mut rng).unwrap_or(&2)),
             warmup: Duration::from_secs(2),
             safety: Duration::from_secs(rng.random_range(20..=40)),
             lease_ttl: Duration::from_millis(rng.random_range(2_000..=5_000)),

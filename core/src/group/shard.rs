@@ -529,8 +529,9 @@ impl<W> Shard<W> {
         }
     }
 
-    /// Starts the load queued behind one that just ended, if any — unless a set gave the key a
-    /// value meanwhile, which then answers the queued callers.
+    /// Starts the load queued behind one that just ended, if any, for its callers still waiting
+    /// (none: it is dropped) — unless a set gave the key a value meanwhile, which then answers
+    /// the queued callers.
     fn start_queued<E: From<Refusal>>(
         &mut self,
         slots: &Arc<LoadSlots>,
@@ -545,6 +546,15 @@ impl<W> Shard<W> {
             .is_some_and(|f| f.state == State::Queued);
         if !queued || self.flights.load_running(key) {
             return;
+        }
+        // Its work is for callers still waiting only: with none left, it never starts.
+        if let Some(flight) = self.flights.current_mut(key) {
+            flight.waiters.retain(|w| !gave_up(w));
+            if flight.waiters.is_empty() {
+                let id = flight.id;
+                self.flights.abandon(key, id);
+                return;
+            }
         }
         if self.owns(key) {
             // A set landed while the load was queued: its value is the answer, and a load now
@@ -564,12 +574,7 @@ impl<W> Shard<W> {
             // The key moved to another node while the load was queued: its clients ask the
             // new owner instead (peers' forwarded gets still load here: they never hop again).
             let id = self.flights.current_mut(key).map(|f| f.id);
-            if let Some(mut flight) = id.and_then(|id| self.flights.abandon(key, id)) {
-                // Only for callers still waiting.
-                flight.waiters.retain(|w| !gave_up(w));
-                if flight.waiters.is_empty() {
-                    return;
-                }
+            if let Some(flight) = id.and_then(|id| self.flights.abandon(key, id)) {
                 let owner = self.router.owner(key).clone();
                 let (id, _) = self.flights.start(
                     key.clone(),

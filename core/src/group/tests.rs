@@ -660,6 +660,28 @@ fn a_load_queued_before_a_ring_change_asks_the_new_owner_for_its_clients() {
     assert_eq!(delivered(&done), vec![(vec![1], some("old"))]);
 }
 
+#[test]
+fn a_queued_load_whose_callers_all_gave_up_never_starts() {
+    let f = fixture();
+    let (first, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    let _ = f.group.delete(&f.mine, false, at(1));
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(2), || 2),
+        GetStep::Wait
+    ));
+    let done = f.group.loaded_at(
+        &first,
+        LoadOutcome::Value(value("old", None)),
+        at(3),
+        at(3),
+        |&w| w == 2,
+    );
+    assert!(done.start.is_none(), "no load for callers that gave up");
+    assert_eq!(delivered(&done), vec![(vec![1], some("old"))]);
+    // The next caller starts a fresh load.
+    start_load(f.group.get(&f.mine, false, at(4), || 3));
+}
+
 /// A router for node `a` in which `b` owns `key`.
 fn ring_where_b_owns(key: &[u8]) -> Router {
     for n in 0.. {

@@ -230,6 +230,17 @@ impl<'i, 'a> Fresh<'i, 'a> {
                     Verdict::Fresh
                 }
             }
+            // Outside clean windows an invalidation may have been lost: a node that missed it
+            // lets later callers join its fetch of the older value until that ends.
+            Some(Origin::Load {
+                start_us, end_us, ..
+            }) if *start_us < w.inv_us
+                && !clean
+                && g.inv_us <= *end_us
+                && w.ret_us().is_some_and(|t| t < *end_us) =>
+            {
+                Verdict::Fresh
+            }
             Some(Origin::Load { start_us, .. }) if *start_us < w.inv_us => Verdict::Older(format!(
                 "{value:?}, loaded by a load that started at {:.3}s, before the write",
                 *start_us as f64 / 1e6
