@@ -852,3 +852,18 @@ fn ttls_resolve_against_the_group_default() {
         GetStep::Start(Work::Load { .. })
     ));
 }
+
+#[test]
+fn a_budget_is_split_over_shards_to_the_byte() {
+    assert_eq!(split(10, 4).ok(), Some(vec![3, 3, 2, 2]));
+    assert_eq!(split(8, 4).ok(), Some(vec![2, 2, 2, 2]));
+    assert_eq!(split(7, 1).ok(), Some(vec![7]));
+    for (total, shards) in [(1_000_003, 16), (4_096, 8), (17, 16)] {
+        let parts = split(total, shards).unwrap_or_default();
+        assert_eq!(parts.len(), shards);
+        assert_eq!(parts.iter().sum::<u64>(), total, "{total} over {shards}");
+        let (min, max) = (parts.iter().min(), parts.iter().max());
+        assert!(max.zip(min).is_some_and(|(max, min)| max - min <= 1));
+    }
+    assert!(split(3, 4).is_err(), "a shard would get no budget");
+}
