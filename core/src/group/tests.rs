@@ -867,3 +867,39 @@ fn a_budget_is_split_over_shards_to_the_byte() {
     }
     assert!(split(3, 4).is_err(), "a shard would get no budget");
 }
+
+#[test]
+fn the_group_reports_its_settings_forgets_keys_and_sweeps_what_expired() {
+    let mut with_ttl = settings();
+    with_ttl.default_ttl = Some(Duration::from_millis(100));
+    let f = fixture_with(with_ttl, 16);
+    assert_eq!(f.group.name(), "g");
+    assert_eq!(f.group.default_ttl(), Some(Duration::from_millis(100)));
+    // The main budget over its 4 shards.
+    assert_eq!(f.group.max_entry_size(), (64 << 10) / 4);
+    crate::counters::bump(&f.group.runtime_counters().fenced);
+    assert_eq!(f.group.stats().counters.fenced, 1);
+
+    // Forgetting a key drops this node's copy of it.
+    let _ = f
+        .group
+        .set(f.mine.clone(), Bytes::from_static(b"v"), None, false, at(0));
+    assert_eq!(got(f.group.get(&f.mine, false, at(1), || 1)), Some("v"));
+    f.group.forget(&f.mine);
+    start_load(f.group.get(&f.mine, false, at(2), || 2));
+
+    // Sweeping reclaims what expired (the group's default lifetime), and only that.
+    let g = fixture_with(
+        GroupSettings {
+            default_ttl: Some(Duration::from_millis(100)),
+            ..settings()
+        },
+        16,
+    );
+    let _ = g
+        .group
+        .set(g.mine.clone(), Bytes::from_static(b"v"), None, false, at(0));
+    assert_eq!(g.group.sweep(at(50), 16), 0);
+    assert_eq!(g.group.sweep(at(200), 16), 1);
+    assert_eq!(g.group.sweep(at(300), 16), 0);
+}
