@@ -322,6 +322,7 @@ async fn while_cut(
     let Some(cut) = cut else { return };
     while *cut.borrow_and_update() {
         tokio::select! {
+            biased;
             changed = cut.changed() => {
                 if changed.is_err() {
                     return;
