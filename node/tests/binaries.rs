@@ -182,7 +182,7 @@ async fn a_graceful_shutdown_takes_at_most_the_grace_period_in_total() {
         .await
         .unwrap()
         .unwrap();
-    let signalled = std::time::Instant::now();
+    let signalled = tokio::time::Instant::now();
     node.terminate();
     assert_eq!(node.exit_code(Duration::from_secs(30)).await, Some(0));
     let took = signalled.elapsed();

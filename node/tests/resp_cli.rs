@@ -7,13 +7,15 @@
 #![cfg(unix)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stderr)]
 
-use std::io::{BufRead, BufReader};
+mod common;
+
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-const NODE: &str = env!("CARGO_BIN_EXE_lcache-node");
+use common::process::NodeProcess;
+
 /// A bound on every wait (never reached when things work).
 const PATIENCE: Duration = Duration::from_secs(60);
 
@@ -42,68 +44,6 @@ fn redis_tools() -> Option<(PathBuf, PathBuf)> {
             eprintln!("skipping: {help}");
             None
         }
-    }
-}
-
-/// A running `lcache-node` with a RESP port, killed if the test fails before it exits.
-struct NodeProcess {
-    child: Child,
-    resp_port: String,
-}
-
-impl NodeProcess {
-    fn start() -> NodeProcess {
-        let mut child = Command::new(NODE)
-            .args(["--listen", "127.0.0.1:0", "--resp-listen", "127.0.0.1:0"])
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if line.contains("serving RESP") {
-                    if let Some(rest) = line.split(" addr=").nth(1) {
-                        let addr = rest.split_whitespace().next().unwrap_or("").to_string();
-                        let _ = tx.send(addr);
-                    }
-                }
-            }
-        });
-        let addr = rx
-            .recv_timeout(PATIENCE)
-            .expect("lcache-node did not report its RESP address");
-        let resp_port = addr.rsplit_once(':').unwrap().1.to_owned();
-        NodeProcess { child, resp_port }
-    }
-
-    /// SIGTERM, then the exit status (bounded wait).
-    fn terminate(mut self) -> std::process::ExitStatus {
-        let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-        let deadline = std::time::Instant::now() + PATIENCE;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(
-                std::time::Instant::now() < deadline,
-                "lcache-node did not exit"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for NodeProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -142,14 +82,16 @@ fn stdout(output: &Output) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-#[test]
-fn redis_cli_and_redis_benchmark_work_against_the_resp_port() {
+#[tokio::test]
+async fn redis_cli_and_redis_benchmark_work_against_the_resp_port() {
     let Some((cli, bench)) = redis_tools() else {
         return;
     };
-    let node = NodeProcess::start();
+    let mut node = NodeProcess::start(&["--listen", "127.0.0.1:0", "--resp-listen", "127.0.0.1:0"]);
+    let resp_addr = node.resp_addr();
+    let resp_port = resp_addr.rsplit_once(':').unwrap().1.to_owned();
     let cli_args = |extra: &[&str]| -> Vec<String> {
-        ["-h", "127.0.0.1", "-p", &node.resp_port]
+        ["-h", "127.0.0.1", "-p", &resp_port]
             .iter()
             .chain(extra)
             .map(|a| (*a).to_owned())
@@ -203,5 +145,6 @@ fn redis_cli_and_redis_benchmark_work_against_the_resp_port() {
         "{stderr}"
     );
 
-    assert!(node.terminate().success());
+    node.terminate();
+    assert_eq!(node.exit_code(PATIENCE).await, Some(0));
 }

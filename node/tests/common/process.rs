@@ -14,6 +14,8 @@ pub struct NodeProcess {
     pub addr: String,
     /// Where it serves `/metrics`, once it said so (with `--metrics-listen`).
     metrics: mpsc::Receiver<String>,
+    /// Where it serves RESP, once it said so (with `--resp-listen`).
+    resp: mpsc::Receiver<String>,
 }
 
 impl NodeProcess {
@@ -30,6 +32,7 @@ impl NodeProcess {
         let stderr = child.stderr.take().unwrap();
         let (tx, rx) = mpsc::channel();
         let (metrics_tx, metrics) = mpsc::channel();
+        let (resp_tx, resp) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split(" addr=").nth(1) {
@@ -38,6 +41,8 @@ impl NodeProcess {
                         let _ = tx.send(addr);
                     } else if line.contains("serving metrics") {
                         let _ = metrics_tx.send(addr);
+                    } else if line.contains("serving RESP") {
+                        let _ = resp_tx.send(addr);
                     }
                 }
             }
@@ -49,6 +54,7 @@ impl NodeProcess {
             child,
             addr,
             metrics,
+            resp,
         }
     }
 
@@ -59,6 +65,14 @@ impl NodeProcess {
             .expect("lcache-node did not report its metrics address")
     }
 
+    /// The address of its RESP front door (started with `--resp-listen`).
+    pub fn resp_addr(&self) -> String {
+        self.resp
+            .recv_timeout(Duration::from_secs(30))
+            .expect("lcache-node did not report its RESP address")
+    }
+
+    /// Sends it SIGTERM (a graceful shutdown).
     pub fn terminate(&self) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
