@@ -176,28 +176,14 @@ fn overlaps(spans: &[(u64, u64)], from: u64, to: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::Entry;
+    use crate::checker::test_support::{at, started};
     use crate::options::Mutation;
-
-    fn at(ms: u64, event: Event) -> Entry {
-        Entry {
-            at_us: ms * 1_000,
-            event,
-        }
-    }
 
     fn view(node: &str, members: &[&str]) -> Event {
         Event::View {
             node: node.into(),
             inc: 1,
             members: members.iter().map(|m| ((*m).to_owned(), 1)).collect(),
-        }
-    }
-
-    fn started(node: &str) -> Event {
-        Event::NodeStarted {
-            node: node.into(),
-            inc: 1,
         }
     }
 

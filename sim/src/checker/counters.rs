@@ -139,15 +139,9 @@ fn refusals(index: &Index<'_>, node: &str, since: u64, at: u64) -> (u64, u64, u6
 #[cfg(test)]
 mod tests {
     use crate::checker::check_all;
+    use crate::checker::test_support::at;
     use crate::history::{Entry, Event, FailKind, Outcome, Phase, Request};
     use crate::options::{Mutation, Options};
-
-    fn at(ms: u64, event: Event) -> Entry {
-        Entry {
-            at_us: ms * 1_000,
-            event,
-        }
-    }
 
     fn stats(rejected: u64) -> Event {
         Event::Stats {

@@ -88,15 +88,9 @@ pub(crate) fn f1_forward_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checker::test_support::at;
     use crate::history::{Entry, Event, Outcome, PeerMethod, Phase, Request};
     use crate::options::Mutation;
-
-    fn at(ms: u64, event: Event) -> Entry {
-        Entry {
-            at_us: ms * 1_000,
-            event,
-        }
-    }
 
     fn invoke(op: u64, node: &str, key: &str, as_peer: bool) -> Event {
         Event::Invoke {

@@ -429,31 +429,12 @@ pub(crate) fn s8_no_resurrection(
 #[cfg(test)]
 mod tests {
     use crate::checker::check_all;
+    use crate::checker::test_support::{self, at, ret};
     use crate::history::{Entry, Event, Outcome, Phase, Request};
     use crate::options::{Mutation, Options};
 
-    fn at(ms: u64, event: Event) -> Entry {
-        Entry {
-            at_us: ms * 1_000,
-            event,
-        }
-    }
-
     fn invoke(op: u64, client: &str, node: &str, request: Request) -> Event {
-        Event::Invoke {
-            op,
-            client: client.into(),
-            node: node.into(),
-            request,
-            phase: Phase::Safety,
-            conn_since_us: 0,
-            deadline_ms: 4_500,
-            as_peer: false,
-        }
-    }
-
-    fn ret(op: u64, outcome: Outcome) -> Event {
-        Event::Return { op, outcome }
+        test_support::invoke(op, client, node, request, Phase::Safety, false)
     }
 
     fn set(value: &str) -> Request {

@@ -214,18 +214,12 @@ fn panic_escaped(index: &Index<'_>) -> Option<Violation> {
 
 #[cfg(test)]
 mod tests {
+    use crate::checker::test_support::at;
     use std::collections::BTreeMap;
 
     use crate::checker::check_all;
     use crate::history::{Entry, Event, LoadResult};
     use crate::options::{Mutation, Options};
-
-    fn at(ms: u64, event: Event) -> Entry {
-        Entry {
-            at_us: ms * 1_000,
-            event,
-        }
-    }
 
     fn cluster() -> Vec<Entry> {
         let mut h = Vec::new();

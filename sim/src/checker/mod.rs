@@ -32,6 +32,8 @@ pub mod counters;
 pub mod forward;
 pub mod fresh;
 pub mod loads;
+#[cfg(test)]
+mod test_support;
 
 /// Slack on expiry comparisons: node clocks count whole milliseconds and a remaining lifetime
 /// crosses the wire in milliseconds, so a value may be served up to a few ms past its expiry.
@@ -843,6 +845,7 @@ fn l2_visibility(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checker::test_support::{self, at, ret, started};
     use crate::options::Mutation;
 
     fn options() -> Options {
@@ -852,24 +855,8 @@ mod tests {
         o
     }
 
-    fn at(ms: u64, event: Event) -> Entry {
-        Entry {
-            at_us: ms * 1_000,
-            event,
-        }
-    }
-
     fn invoke(op: u64, node: &str, request: Request, phase: Phase) -> Event {
-        Event::Invoke {
-            op,
-            client: "c1.0".into(),
-            node: node.into(),
-            request,
-            phase,
-            conn_since_us: 0,
-            deadline_ms: 4_500,
-            as_peer: false,
-        }
+        test_support::invoke(op, "c1.0", node, request, phase, false)
     }
 
     fn get(key: &str) -> Request {
@@ -884,21 +871,10 @@ mod tests {
         }
     }
 
-    fn ret(op: u64, outcome: Outcome) -> Event {
-        Event::Return { op, outcome }
-    }
-
     fn value(v: &str) -> Outcome {
         Outcome::Value {
             value: v.into(),
             ttl_ms: None,
-        }
-    }
-
-    fn started(node: &str) -> Event {
-        Event::NodeStarted {
-            node: node.into(),
-            inc: 1,
         }
     }
 
