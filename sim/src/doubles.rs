@@ -27,29 +27,65 @@ use tokio::sync::mpsc;
 
 use crate::options::{key_index, key_name};
 
+/// Methods of [`Transport`] a double passes unchanged to the transport it wraps (`$field`).
+macro_rules! pass_through {
+    ($field:tt, get) => {
+        async fn get(
+            &self,
+            peer: &Member,
+            req: GetRequest,
+            deadline: Deadline,
+        ) -> Result<Option<Fetched>, TransportError> {
+            self.$field.get(peer, req, deadline).await
+        }
+    };
+    ($field:tt, set) => {
+        async fn set(
+            &self,
+            peer: &Member,
+            req: SetRequest,
+            deadline: Deadline,
+        ) -> Result<(), TransportError> {
+            self.$field.set(peer, req, deadline).await
+        }
+    };
+    ($field:tt, delete) => {
+        async fn delete(
+            &self,
+            peer: &Member,
+            req: DeleteRequest,
+            deadline: Deadline,
+        ) -> Result<bool, TransportError> {
+            self.$field.delete(peer, req, deadline).await
+        }
+    };
+    ($field:tt, invalidate) => {
+        async fn invalidate(
+            &self,
+            peer: &Member,
+            req: InvalidateRequest,
+            deadline: Deadline,
+        ) -> Result<(), TransportError> {
+            self.$field.invalidate(peer, req, deadline).await
+        }
+    };
+    ($field:tt, forget) => {
+        fn forget(&self, peer: &MemberId) {
+            self.$field.forget(peer);
+        }
+    };
+    ($field:tt: $($method:ident),+) => {
+        $(pass_through!($field, $method);)+
+    };
+}
+
 /// A transport that acknowledges forwarded deletes without sending them: the owner keeps the
 /// value the client was told is gone. Caught by L2.
 #[derive(Debug)]
 pub struct DropDeletes<T>(pub T);
 
 impl<T: Transport> Transport for DropDeletes<T> {
-    async fn get(
-        &self,
-        peer: &Member,
-        req: GetRequest,
-        deadline: Deadline,
-    ) -> Result<Option<Fetched>, TransportError> {
-        self.0.get(peer, req, deadline).await
-    }
-
-    async fn set(
-        &self,
-        peer: &Member,
-        req: SetRequest,
-        deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        self.0.set(peer, req, deadline).await
-    }
+    pass_through!(0: get, set);
 
     async fn delete(
         &self,
@@ -60,18 +96,7 @@ impl<T: Transport> Transport for DropDeletes<T> {
         Ok(true)
     }
 
-    async fn invalidate(
-        &self,
-        peer: &Member,
-        req: InvalidateRequest,
-        deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        self.0.invalidate(peer, req, deadline).await
-    }
-
-    fn forget(&self, peer: &MemberId) {
-        self.0.forget(peer);
-    }
+    pass_through!(0: invalidate, forget);
 }
 
 /// A discovery that never reports a departure: `Down` events are swallowed and every snapshot
@@ -170,14 +195,7 @@ pub struct LazySets<T>(pub Arc<T>);
 const LAZY_SET_DELAY: Duration = Duration::from_millis(300);
 
 impl<T: Transport> Transport for LazySets<T> {
-    async fn get(
-        &self,
-        peer: &Member,
-        req: GetRequest,
-        deadline: Deadline,
-    ) -> Result<Option<Fetched>, TransportError> {
-        self.0.get(peer, req, deadline).await
-    }
+    pass_through!(0: get);
 
     async fn set(
         &self,
@@ -193,27 +211,7 @@ impl<T: Transport> Transport for LazySets<T> {
         Ok(())
     }
 
-    async fn delete(
-        &self,
-        peer: &Member,
-        req: DeleteRequest,
-        deadline: Deadline,
-    ) -> Result<bool, TransportError> {
-        self.0.delete(peer, req, deadline).await
-    }
-
-    async fn invalidate(
-        &self,
-        peer: &Member,
-        req: InvalidateRequest,
-        deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        self.0.invalidate(peer, req, deadline).await
-    }
-
-    fn forget(&self, peer: &MemberId) {
-        self.0.forget(peer);
-    }
+    pass_through!(0: delete, invalidate, forget);
 }
 
 /// How long [`StaleGets`] keeps an answer.
@@ -286,18 +284,7 @@ impl<T: Transport> Transport for StaleGets<T> {
         self.inner.delete(peer, req, deadline).await
     }
 
-    async fn invalidate(
-        &self,
-        peer: &Member,
-        req: InvalidateRequest,
-        deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        self.inner.invalidate(peer, req, deadline).await
-    }
-
-    fn forget(&self, peer: &MemberId) {
-        self.inner.forget(peer);
-    }
+    pass_through!(inner: invalidate, forget);
 }
 
 /// A transport that reports half of all peer gets as unreachable without sending them, so the
@@ -339,36 +326,7 @@ impl<T: Transport> Transport for FallbackAlways<T> {
         self.inner.get(peer, req, deadline).await
     }
 
-    async fn set(
-        &self,
-        peer: &Member,
-        req: SetRequest,
-        deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        self.inner.set(peer, req, deadline).await
-    }
-
-    async fn delete(
-        &self,
-        peer: &Member,
-        req: DeleteRequest,
-        deadline: Deadline,
-    ) -> Result<bool, TransportError> {
-        self.inner.delete(peer, req, deadline).await
-    }
-
-    async fn invalidate(
-        &self,
-        peer: &Member,
-        req: InvalidateRequest,
-        deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        self.inner.invalidate(peer, req, deadline).await
-    }
-
-    fn forget(&self, peer: &MemberId) {
-        self.inner.forget(peer);
-    }
+    pass_through!(inner: set, delete, invalidate, forget);
 }
 
 /// A transport that routes every peer get through another node first, unmarked (`hops = 0`),
@@ -416,36 +374,7 @@ impl<T: Transport> Transport for Detour<T> {
         self.inner.get(peer, req, deadline).await
     }
 
-    async fn set(
-        &self,
-        peer: &Member,
-        req: SetRequest,
-        deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        self.inner.set(peer, req, deadline).await
-    }
-
-    async fn delete(
-        &self,
-        peer: &Member,
-        req: DeleteRequest,
-        deadline: Deadline,
-    ) -> Result<bool, TransportError> {
-        self.inner.delete(peer, req, deadline).await
-    }
-
-    async fn invalidate(
-        &self,
-        peer: &Member,
-        req: InvalidateRequest,
-        deadline: Deadline,
-    ) -> Result<(), TransportError> {
-        self.inner.invalidate(peer, req, deadline).await
-    }
-
-    fn forget(&self, peer: &MemberId) {
-        self.inner.forget(peer);
-    }
+    pass_through!(inner: set, delete, invalidate, forget);
 }
 
 /// A probe whose byte counts under-report each store by a quarter, as a store with broken
