@@ -61,6 +61,15 @@ pub(super) struct Flight<W> {
     pub(super) clients: bool,
 }
 
+impl<W> Flight<W> {
+    /// Drops the callers that gave up; whether any is still waiting (a second try, or work not
+    /// started yet, is only for them).
+    pub(super) fn still_wanted(&mut self, gave_up: impl Fn(&W) -> bool) -> bool {
+        self.waiters.retain(|w| !gave_up(w));
+        !self.waiters.is_empty()
+    }
+}
+
 /// The flights of one shard.
 #[derive(Debug)]
 pub(super) struct Flights<W> {

@@ -267,12 +267,10 @@ impl<W> Shard<W> {
                         && (done.clients || self.owns(key))
                         && done.refetches < MAX_REFETCHES =>
                     {
-                        // Only for callers still waiting.
-                        done.waiters.retain(|w| !gave_up(w));
-                        let mut completion = if done.waiters.is_empty() {
-                            Completion::default()
-                        } else {
+                        let mut completion = if done.still_wanted(&gave_up) {
                             self.refetch(rules, slots, done, now)
+                        } else {
+                            Completion::default()
                         };
                         self.start_queued(slots, key, now, &gave_up, &mut completion);
                         self.flights.check();
@@ -339,11 +337,6 @@ impl<W> Shard<W> {
             return Completion::default();
         };
         let key = &flight.key;
-        let retry = |done: &mut Flight<W>| {
-            // A second try (ask again, load locally) only for callers still waiting.
-            done.waiters.retain(|w| !gave_up(w));
-            !done.waiters.is_empty()
-        };
         let reply: Reply<E> = match outcome {
             FetchOutcome::Unreachable(err) if detached => {
                 self.counters.fetch_errors += 1;
@@ -351,7 +344,7 @@ impl<W> Shard<W> {
             }
             FetchOutcome::Unreachable(err) => {
                 self.counters.fetch_errors += 1;
-                if !retry(&mut done) {
+                if !done.still_wanted(&gave_up) {
                     return Completion::default();
                 }
                 self.counters.fallbacks += 1;
@@ -362,7 +355,7 @@ impl<W> Shard<W> {
                 match aged(value, elapsed) {
                     None if done.refetches < MAX_REFETCHES => {
                         // Expired on the way: what the owner holds now is the answer.
-                        if !retry(&mut done) {
+                        if !done.still_wanted(&gave_up) {
                             return Completion::default();
                         }
                         return self.refetch(rules, slots, done, now);
@@ -549,8 +542,7 @@ impl<W> Shard<W> {
         }
         // Its work is for callers still waiting only: with none left, it never starts.
         if let Some(flight) = self.flights.current_mut(key) {
-            flight.waiters.retain(|w| !gave_up(w));
-            if flight.waiters.is_empty() {
+            if !flight.still_wanted(gave_up) {
                 let id = flight.id;
                 self.flights.abandon(key, id);
                 return;
