@@ -306,6 +306,37 @@ mod tests {
     }
 
     #[test]
+    fn abandon_takes_only_the_flight_it_names() {
+        let mut f: Flights<u32> = Flights::default();
+        let (running, _) = f.start(key("k"), Kind::Load, vec![1], T0);
+        assert!(
+            f.abandon(b"k", FlightId(running.as_u64() + 7)).is_none(),
+            "a stale id abandons nothing"
+        );
+        assert!(f.current_mut(b"k").is_some());
+        // Abandoning a queued load leaves the detached load that still runs on record, so the
+        // loader still never runs twice at once.
+        assert!(f.detach(b"k"));
+        let (queued, state) = f.start(key("k"), Kind::Load, vec![2], T0);
+        assert_eq!(state, State::Queued);
+        let gone = f
+            .abandon(b"k", queued)
+            .expect("the queued flight is current");
+        assert_eq!(gone.waiters, vec![2]);
+        let (_, state) = f.start(key("k"), Kind::Load, vec![3], T0);
+        assert_eq!(state, State::Queued, "the detached load still runs");
+        f.check();
+        // Abandoning the running current load frees the key for the next one.
+        let (done, _) = f.finish(b"k", running).expect("the detached load ends");
+        assert_eq!(done.waiters, vec![1]);
+        let next = f.release_queued(b"k", T0).expect("the queued load starts");
+        assert!(f.abandon(b"k", next).is_some());
+        let (_, state) = f.start(key("k"), Kind::Load, vec![4], T0);
+        assert_eq!(state, State::Running);
+        f.check();
+    }
+
+    #[test]
     fn fetches_never_queue_and_detach_all_spares_queued_loads() {
         let mut f: Flights<u32> = Flights::default();
         let owner = Member::new("o", "o:1", 0);
