@@ -1,8 +1,10 @@
 //! A [`Store`] split into lock-protected shards for concurrent use (segment locking).
 //!
-//! A key lives in shard `shard_hash_seeded(key, hash_seed) & (shards - 1)`
-//! ([`crate::hash::shard_hash_seeded`]; the seed is per process, so crafted keys cannot be aimed
-//! at one shard). The byte budget is split evenly, the remainder going one byte each to the
+//! A key lives in shard `(hash >> 40) & (shards - 1)`, where `hash` is the key's hash in the
+//! shards' own index ([`KeyHasher`] with the store's seed; the seed is per process, so crafted
+//! keys cannot be aimed at one shard): a read hashes its key once. Bits 40 and up are not the ones
+//! that place an entry in a shard's table (its low bits) or tag it there (its top 7), so keys of
+//! one shard still spread over its table for up to 2^17 shards. The byte budget is split evenly, the remainder going one byte each to the
 //! first shards, and every shard enforces its own part, so the whole never exceeds the budget.
 //! Each shard is a [`Store`] behind a read-write lock. [`ShardedStore::get`] takes the read lock
 //! and calls [`Store::get_shared`]: under [`Policy::TinyLfu`] a hit or a miss needs nothing more,
@@ -25,11 +27,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 use parking_lot::RwLock;
 
-use crate::hash::shard_hash_seeded;
 use crate::store::{
-    entry_size, Eviction, Lookup, Policy, SharedGet, Store, StoreConfig, StoreError, StoreStats,
+    entry_size, Eviction, KeyHasher, Lookup, Policy, SharedGet, Store, StoreConfig, StoreError,
+    StoreStats,
 };
 use crate::time::Timestamp;
+
+/// The shard of a key is taken from its hash's bits from this one up.
+const SHARD_HASH_SHIFT: u32 = 40;
 
 /// Shard count of [`ShardedStoreConfig::new`].
 pub const DEFAULT_SHARDS: usize = 16;
@@ -70,7 +75,7 @@ pub struct ShardedStore {
     mask: usize,
     budget: u64,
     max_entry: u64,
-    hash_seed: u64,
+    hasher: KeyHasher,
     /// Shard where the next sweep starts, so successive sweeps cover every shard.
     sweep_cursor: AtomicUsize,
 }
@@ -121,23 +126,28 @@ impl ShardedStore {
             mask: count - 1,
             budget: config.budget_bytes,
             max_entry: base,
-            hash_seed: config.hash_seed,
+            hasher: KeyHasher::new(config.hash_seed),
             sweep_cursor: AtomicUsize::new(0),
         })
     }
 
-    /// Index of the shard that holds `key`: `shard_hash_seeded(key, hash_seed) & (shards - 1)`.
+    /// Index of the shard that holds `key` (see the [module docs](self)).
     pub fn shard_of(&self, key: &[u8]) -> usize {
-        // Truncating the hash is fine: only the low bits are kept.
-        shard_hash_seeded(key, self.hash_seed) as usize & self.mask
+        self.shard_of_hash(self.hasher.hash(key))
+    }
+
+    fn shard_of_hash(&self, hash: u64) -> usize {
+        // Truncating is fine: only the low bits of the shifted hash are kept.
+        (hash >> SHARD_HASH_SHIFT) as usize & self.mask
     }
 
     /// [`Store::get`] on the key's shard: under the read lock ([`Store::get_shared`]) when the
     /// policy allows, else (or when the store asks for it) under the write lock.
     pub fn get(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        let shard = self.shard(key);
+        let hash = self.hasher.hash(key);
+        let shard = &self.shards[self.shard_of_hash(hash)];
         if self.shared_hits {
-            match shard.read().get_shared(key, now) {
+            match shard.read().get_shared_hashed(key, hash, now) {
                 SharedGet::Hit(lookup) => return Some(lookup),
                 SharedGet::Miss => return None,
                 SharedGet::Exclusive => {}
@@ -360,16 +370,27 @@ mod tests {
     }
 
     #[test]
-    fn shard_of_uses_the_seeded_shard_hash() {
+    fn shard_of_uses_bits_40_and_up_of_the_stores_key_hash() {
         let s = sharded(1 << 20, 8);
+        let hasher = KeyHasher::new(0);
         for key in [&b""[..], b"lcache", b"some other key"] {
-            assert_eq!(s.shard_of(key), (crate::hash::shard_hash(key) & 7) as usize);
+            assert_eq!(s.shard_of(key), ((hasher.hash(key) >> 40) & 7) as usize);
         }
-        // Golden: shard_hash(b"lcache") = 0xe907_2d38_bb1e_68bc.
-        assert_eq!(s.shard_of(b"lcache"), 4);
         assert_eq!(sharded(10, 1).shard_of(b"lcache"), 0);
         let keys = one_key_per_shard(&s);
         assert_eq!(keys.len(), 8);
+        // The seed moves keys between shards: crafted keys cannot be aimed at one shard.
+        let seeded = ShardedStore::new(ShardedStoreConfig {
+            shards: 8,
+            hash_seed: 0x5eed,
+            ..ShardedStoreConfig::new(1 << 20, Policy::lru2())
+        })
+        .unwrap();
+        let moved = (0..64)
+            .map(|i| format!("k{i}"))
+            .filter(|k| s.shard_of(k.as_bytes()) != seeded.shard_of(k.as_bytes()))
+            .count();
+        assert!(moved > 32, "{moved} of 64 keys changed shard with the seed");
     }
 
     #[test]

@@ -228,6 +228,25 @@ pub enum EvictionReason {
     Expired,
 }
 
+/// The hash a [`Store`] gives a key: foldhash with the store's [`StoreConfig::hash_seed`]. Its
+/// index, frequency sketch and ghost use it; a [`crate::sharded::ShardedStore`] chooses a shard
+/// from it too, so a read hashes the key once ([`Store::get_shared_hashed`]).
+#[derive(Debug, Clone)]
+pub struct KeyHasher(foldhash::fast::FixedState);
+
+impl KeyHasher {
+    /// The hasher of stores seeded with `seed`.
+    pub fn new(seed: u64) -> Self {
+        KeyHasher(foldhash::fast::FixedState::with_seed(seed))
+    }
+
+    /// The 64-bit hash of `key`.
+    pub fn hash(&self, key: &[u8]) -> u64 {
+        use std::hash::BuildHasher;
+        self.0.hash_one(key)
+    }
+}
+
 /// An entry removed by the store itself, reported so callers can count or log it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eviction {
@@ -270,6 +289,8 @@ enum Engine {
 /// read-write lock and read with [`Store::get_shared`]. Semantics are in the
 /// [module docs](self).
 pub struct Store {
+    /// The hash of keys under this store's seed (see [`KeyHasher`]).
+    hasher: KeyHasher,
     budget: u64,
     policy: Policy,
     engine: Engine,
@@ -317,6 +338,7 @@ impl Store {
             )),
         };
         Ok(Store {
+            hasher: KeyHasher::new(config.hash_seed),
             budget: config.budget_bytes,
             policy: config.policy,
             engine,
@@ -357,8 +379,14 @@ impl Store {
     /// a hit when the policy's hits change only atomics ([`Policy::shared_hits`]); otherwise
     /// changes nothing and answers [`SharedGet::Exclusive`]. See the [module docs](self).
     pub fn get_shared(&self, key: &[u8], now: Timestamp) -> SharedGet {
+        self.get_shared_hashed(key, self.hasher.hash(key), now)
+    }
+
+    /// [`Store::get_shared`] given the key's hash from a [`KeyHasher`] with this store's
+    /// [`StoreConfig::hash_seed`], for a caller that already hashed the key (to choose a shard).
+    pub fn get_shared_hashed(&self, key: &[u8], hash: u64, now: Timestamp) -> SharedGet {
         let access = match &self.engine {
-            Engine::TinyLfu(lfu) => lfu.access(key, now),
+            Engine::TinyLfu(lfu) => lfu.access_hashed(key, hash, now),
             Engine::Tiers(tiers) => match tiers.peek(key) {
                 None => Access::Missing,
                 Some(_) => return SharedGet::Exclusive,

@@ -75,10 +75,8 @@ mod ghost;
 mod queues;
 mod sketch;
 
-use std::hash::BuildHasher;
-
+use super::KeyHasher;
 use bytes::Bytes;
-use foldhash::fast::FixedState;
 use hashbrown::HashTable;
 
 use super::tiers::{Access, Entry};
@@ -174,7 +172,7 @@ impl SplitMix {
 pub(super) struct TinyLfu {
     queues: Queues,
     index: HashTable<usize>,
-    hasher: FixedState,
+    hasher: KeyHasher,
     /// Bytes of all entries (queues and pending candidates).
     bytes: u64,
     budget: u64,
@@ -207,7 +205,7 @@ impl TinyLfu {
         TinyLfu {
             queues: Queues::new(max_entries),
             index: HashTable::with_capacity(max_entries),
-            hasher: FixedState::with_seed(seed),
+            hasher: KeyHasher::new(seed),
             bytes: 0,
             budget,
             window_budget,
@@ -227,7 +225,7 @@ impl TinyLfu {
 
     /// The 64-bit hash of `key`, used by the index, the sketch and the ghost.
     pub(super) fn hash(&self, key: &[u8]) -> u64 {
-        self.hasher.hash_one(key)
+        self.hasher.hash(key)
     }
 
     fn find(&self, key: &[u8], hash: u64) -> Option<usize> {
@@ -266,6 +264,7 @@ impl TinyLfu {
 
     /// [`TinyLfu::access`] with the key's hash ([`TinyLfu::hash`]) already known.
     pub(super) fn access_hashed(&self, key: &[u8], hash: u64, now: Timestamp) -> Access {
+        debug_assert_eq!(hash, self.hash(key), "the hash of this store's KeyHasher");
         let Some(i) = self.find(key, hash) else {
             return Access::Missing;
         };
