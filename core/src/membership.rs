@@ -408,6 +408,31 @@ mod tests {
     }
 
     #[test]
+    fn views_differing_in_one_part_of_their_state_are_not_equal() {
+        let with = |events: Vec<MembershipEvent>| {
+            let mut v = view();
+            for event in events {
+                v.apply(event);
+            }
+            v
+        };
+        // Same live set and revision; only the snapshot differs.
+        assert_ne!(
+            with(vec![snap(5, vec![m("self", 1)])]),
+            with(vec![snap(5, vec![])])
+        );
+        // Same live set, revision and snapshot; only the records (tombstones) differ.
+        assert_ne!(with(vec![down(5, "x")]), with(vec![down(5, "y")]));
+        // Same revision; the live set differs.
+        assert_ne!(with(vec![up(5, m("x", 1))]), with(vec![down(5, "x")]));
+        // Same state reached in another order is equal.
+        assert_eq!(
+            with(vec![up(5, m("x", 1)), down(6, "y")]),
+            with(vec![down(6, "y"), up(5, m("x", 1))])
+        );
+    }
+
+    #[test]
     fn applying_twice_is_a_no_op() {
         let mut v = view();
         let events = [
