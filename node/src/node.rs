@@ -68,7 +68,7 @@ impl<T: Transport> Group<T> {
         };
         Ok(self
             .runtime
-            .get(request, self.deadline())
+            .get(request, self.deadline(), Instant::now())
             .await?
             .map(|f| f.value))
     }
@@ -87,7 +87,9 @@ impl<T: Transport> Group<T> {
             ttl,
             forwarded: false,
         };
-        self.runtime.set(request, self.deadline()).await
+        self.runtime
+            .set(request, self.deadline(), Instant::now())
+            .await
     }
 
     /// Remove `key` on its owner (and every copy); true if the owner held it.
@@ -97,7 +99,9 @@ impl<T: Transport> Group<T> {
             key: key.into(),
             forwarded: false,
         };
-        self.runtime.delete(request, self.deadline()).await
+        self.runtime
+            .delete(request, self.deadline(), Instant::now())
+            .await
     }
 
     /// This group's counters on this node.

@@ -20,6 +20,7 @@ use lcache_transport::{
 };
 use parking_lot::RwLock;
 use tokio::sync::oneshot;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
@@ -105,16 +106,22 @@ impl<T: Transport> Runtime<T> {
             .ok_or_else(|| RequestError::UnknownGroup(name.to_string()))
     }
 
-    /// When a request arrived (one clock read) and the deadline it is served under: the
-    /// caller's, capped by the node's bound for a client request, or by the forward timeout for
-    /// a request a peer forwarded (the peer waits that long for a slow but healthy owner).
-    fn arrival(&self, deadline: Deadline, forwarded: bool) -> (Timestamp, Deadline) {
+    /// When a request arrived (`arrived`, read once by the caller) and the deadline it is served
+    /// under: the caller's, capped by the node's bound for a client request, or by the forward
+    /// timeout for a request a peer forwarded (the peer waits that long for a slow but healthy
+    /// owner).
+    fn arrival(
+        &self,
+        deadline: Deadline,
+        forwarded: bool,
+        arrived: Instant,
+    ) -> (Timestamp, Deadline) {
         let cap = if forwarded {
             self.timeouts.forward()
         } else {
             self.timeouts.request
         };
-        let now = tokio::time::Instant::now();
+        let now = arrived;
         let capped = now
             .checked_add(cap)
             .map_or(deadline, |at| deadline.min(Deadline::at(at)));
@@ -148,13 +155,14 @@ impl<T: Transport> Runtime<T> {
         self: &Arc<Self>,
         request: GetRequest,
         deadline: Deadline,
+        arrived: Instant,
     ) -> Reply<RequestError> {
         let group = self.group(&request.group)?.clone();
         let _permit = self.admit(&group, request.forwarded)?;
         if let Err(err) = self.limits.check_key(&request.key) {
             return Self::invalid(&group, err.into());
         }
-        let (now, deadline) = self.arrival(deadline, request.forwarded);
+        let (now, deadline) = self.arrival(deadline, request.forwarded, arrived);
         self.serve_get(&group, request.key, request.forwarded, now, deadline)
             .await
     }
@@ -164,6 +172,7 @@ impl<T: Transport> Runtime<T> {
         self: &Arc<Self>,
         request: SetRequest,
         deadline: Deadline,
+        arrived: Instant,
     ) -> Result<(), RequestError> {
         let group = self.group(&request.group)?.clone();
         let _permit = self.admit(&group, request.forwarded)?;
@@ -183,7 +192,7 @@ impl<T: Transport> Runtime<T> {
                 },
             );
         }
-        let (now, deadline) = self.arrival(deadline, request.forwarded);
+        let (now, deadline) = self.arrival(deadline, request.forwarded, arrived);
         self.serve_set(&group, request, now, deadline).await
     }
 
@@ -192,13 +201,14 @@ impl<T: Transport> Runtime<T> {
         self: &Arc<Self>,
         request: DeleteRequest,
         deadline: Deadline,
+        arrived: Instant,
     ) -> Result<bool, RequestError> {
         let group = self.group(&request.group)?.clone();
         let _permit = self.admit(&group, request.forwarded)?;
         if let Err(err) = self.limits.check_key(&request.key) {
             return Self::invalid(&group, err.into());
         }
-        let (now, deadline) = self.arrival(deadline, request.forwarded);
+        let (now, deadline) = self.arrival(deadline, request.forwarded, arrived);
         self.serve_delete(&group, request, now, deadline).await
     }
 

@@ -39,21 +39,33 @@ impl<T: Transport> CacheHandler for NodeService<T> {
         deadline: Deadline,
     ) -> Result<Option<Fetched>, ServiceError> {
         let timer = self.runtime.metrics.time(Rpc::Get);
-        let result = self.runtime.get(req, deadline).await.map_err(Into::into);
+        let result = self
+            .runtime
+            .get(req, deadline, timer.started())
+            .await
+            .map_err(Into::into);
         timer.finish(Outcome::of(&result, Option::is_none));
         result
     }
 
     async fn set(&self, req: SetRequest, deadline: Deadline) -> Result<(), ServiceError> {
         let timer = self.runtime.metrics.time(Rpc::Set);
-        let result = self.runtime.set(req, deadline).await.map_err(Into::into);
+        let result = self
+            .runtime
+            .set(req, deadline, timer.started())
+            .await
+            .map_err(Into::into);
         timer.finish(Outcome::of(&result, |_| false));
         result
     }
 
     async fn delete(&self, req: DeleteRequest, deadline: Deadline) -> Result<bool, ServiceError> {
         let timer = self.runtime.metrics.time(Rpc::Delete);
-        let result = self.runtime.delete(req, deadline).await.map_err(Into::into);
+        let result = self
+            .runtime
+            .delete(req, deadline, timer.started())
+            .await
+            .map_err(Into::into);
         timer.finish(Outcome::of(&result, |_| false));
         result
     }

@@ -370,3 +370,33 @@ async fn shutdown_answers_what_was_read_then_closes() {
     assert_eq!(busy.until_closed().await, b"$-1\r\n");
     tokio::time::timeout(PATIENCE, stop).await.unwrap().unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn commands_read_together_share_one_deadline_from_their_arrival() {
+    let fake = Fake::new();
+    let door = Door::start(fake.clone(), Door::config(BLOCKED));
+    let mut conn = door.connect();
+    let mut batch = command(&[b"GET", b"a"]);
+    batch.extend(command(&[b"GET", b"b"]));
+    conn.send(&batch).await;
+    // The first command takes a second; the second, read with it, has a second less.
+    fake.entered.notified().await;
+    tokio::time::advance(Duration::from_secs(1)).await;
+    fake.release.notify_one();
+    fake.entered.notified().await;
+    fake.release.notify_one();
+    conn.expect(b"$-1\r\n$-1\r\n").await;
+    // A command read later gets the whole timeout from its own arrival.
+    conn.send(&command(&[b"GET", b"c"])).await;
+    fake.entered.notified().await;
+    fake.release.notify_one();
+    conn.expect(b"$-1\r\n").await;
+    let remaining: Vec<_> = fake.seen.lock().iter().map(|s| s.deadline).collect();
+    let timeout = RespConfig::default().request_timeout;
+    let second = Duration::from_secs(1);
+    assert_eq!(
+        remaining,
+        vec![Some(timeout), Some(timeout - second), Some(timeout)]
+    );
+    door.shutdown().await;
+}

@@ -164,6 +164,12 @@ pub(crate) struct RequestTimer<'a> {
 }
 
 impl RequestTimer<'_> {
+    /// When the request started: also its arrival for the runtime, so a request reads the
+    /// clock once on the way in.
+    pub(crate) fn started(&self) -> Instant {
+        self.started
+    }
+
     /// Records the request as ended with `outcome`.
     pub(crate) fn finish(mut self, outcome: Outcome) {
         self.outcome = outcome;

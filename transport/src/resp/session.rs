@@ -57,11 +57,15 @@ pub(crate) struct Session<H, IO> {
     id: u64,
     /// `CLIENT SETNAME`.
     name: Option<String>,
+    /// The deadline of the commands being answered: one per batch (the requests one read
+    /// brought in arrived together), so a pipelined command does not read the clock.
+    deadline: Deadline,
 }
 
 impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     pub(crate) fn new(handler: Arc<H>, door: Arc<FrontDoor>, io: IO, id: u64) -> Self {
         let codec = RespCodec::new(door.config.limits);
+        let deadline = deadline(&door);
         Session {
             handler,
             door,
@@ -73,6 +77,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
             wbuf: BytesMut::with_capacity(READ_CHUNK_BYTES),
             id,
             name: None,
+            deadline,
         }
     }
 
@@ -134,6 +139,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
                 buf: BytesMut::new(),
             },
         );
+        self.deadline = deadline(&self.door);
         let mut pos = 0;
         let mut answered = 0u64;
         let flow = loop {
@@ -182,9 +188,9 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 
     /// The deadline handed to the handler: the front door's request timeout (RESP carries none
-    /// of its own).
+    /// of its own) from the arrival of the current batch.
     fn deadline(&self) -> Deadline {
-        deadline(&self.door)
+        self.deadline
     }
 
     fn reply(&mut self, reply: Reply<'_>) {
@@ -251,7 +257,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 
     async fn get(&mut self, key: &[u8]) {
-        match lookup(&*self.handler, &self.door, key).await {
+        match lookup(&*self.handler, &self.door, key, self.deadline).await {
             Ok(Some(value)) => self.reply(Reply::Bulk(&value)),
             Ok(None) => self.reply(Reply::Nil),
             Err(err) => self.fail(&err),
@@ -307,7 +313,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     async fn exists(&mut self, request: Args<'_>) {
         let mut found = 0i64;
         for key in request.args_from(1) {
-            match lookup(&*self.handler, &self.door, key).await {
+            match lookup(&*self.handler, &self.door, key, self.deadline).await {
                 Ok(value) => found += i64::from(value.is_some()),
                 Err(err) => return self.fail(&err),
             }
@@ -321,7 +327,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     async fn mget(&mut self, request: Args<'_>) -> io::Result<()> {
         self.reply(Reply::Array(request.len() - 1));
         for key in request.args_from(1) {
-            match lookup(&*self.handler, &self.door, key).await {
+            match lookup(&*self.handler, &self.door, key, self.deadline).await {
                 Ok(Some(value)) => self.reply(Reply::Bulk(&value)),
                 Ok(None) => self.reply(Reply::Nil),
                 Err(err) => self.fail(&err),
@@ -555,7 +561,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 }
 
-/// The deadline handed to the handler for every command: the front door's request timeout
+/// The deadline of a batch of commands that arrived now: the front door's request timeout
 /// (RESP requests carry none of their own). The one place a RESP deadline is made.
 fn deadline(door: &FrontDoor) -> Deadline {
     Deadline::after(door.config.request_timeout)
@@ -573,6 +579,7 @@ async fn lookup<H: CacheHandler>(
     handler: &H,
     door: &FrontDoor,
     key: &[u8],
+    deadline: Deadline,
 ) -> Result<Option<Bytes>, ServiceError> {
     let request = GetRequest {
         group: door.config.group.clone(),
@@ -580,7 +587,7 @@ async fn lookup<H: CacheHandler>(
         forwarded: false,
     };
     Ok(handler
-        .get(request, deadline(door))
+        .get(request, deadline)
         .await?
         .map(|fetched| fetched.value))
 }
