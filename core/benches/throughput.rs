@@ -8,6 +8,12 @@
 //! run at once on the same cache.
 //!
 //! Benchmarks are named `store_mixed/<threads>t/<cache>`.
+//!
+//! Before them (under `cargo bench`, with no filter or one matching `paired`), a paired run
+//! prints the ratio that decides the store's goal, TinyLFU / quick_cache, in a form that holds on
+//! a noisy machine: the two caches run alternately, [`PAIRED_ROUNDS`] rounds of [`PAIRED_PASSES`]
+//! passes each, and the ratio is taken round by round, so a drift of the machine's speed moves
+//! both sides of a ratio alike. It prints the median and the spread of the rounds' ratios.
 
 // Benchmark setup panics on impossible configurations; that is the right failure in a bench.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -156,4 +162,51 @@ criterion_group! {
         .measurement_time(Duration::from_secs(4));
     targets = store_mixed
 }
-criterion_main!(benches);
+/// Rounds of the paired run (each gives one ratio).
+const PAIRED_ROUNDS: usize = 41;
+/// Passes of the op sequence per cache and round.
+const PAIRED_PASSES: u64 = 3;
+
+/// The paired TinyLFU / quick_cache throughput ratio at 1 and 2 threads (see the module docs).
+fn paired_ratios(workload: &Workload) {
+    let budget = workload.budget();
+    let items = (KEYS / 2) as usize;
+    for threads in [1, 2] {
+        let tinylfu = Lcache::new(budget, Policy::TinyLfu, DEFAULT_SHARDS);
+        let quick = QuickCache::new(budget, items, None);
+        workload.run(&tinylfu, &workload.ops);
+        workload.run(&quick, &workload.ops);
+        let mut ratios: Vec<f64> = (0..PAIRED_ROUNDS)
+            .map(|round| {
+                // Alternate which goes first, so neither always runs on a warmer machine.
+                let (ours, theirs) = if round % 2 == 0 {
+                    let ours = workload.time(&tinylfu, threads, PAIRED_PASSES);
+                    (ours, workload.time(&quick, threads, PAIRED_PASSES))
+                } else {
+                    let theirs = workload.time(&quick, threads, PAIRED_PASSES);
+                    (workload.time(&tinylfu, threads, PAIRED_PASSES), theirs)
+                };
+                theirs.as_secs_f64() / ours.as_secs_f64()
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        println!(
+            "paired store_mixed/{threads}t lcache_tinylfu / quick_cache throughput: median {:.2} \
+             (rounds {PAIRED_ROUNDS}, min {:.2}, max {:.2})",
+            ratios[ratios.len() / 2],
+            ratios[0],
+            ratios[ratios.len() - 1]
+        );
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let benchmarking = args.iter().any(|a| a == "--bench");
+    let filter = args.iter().find(|a| !a.starts_with('-'));
+    if benchmarking && filter.is_none_or(|f| "paired".contains(f.as_str())) {
+        paired_ratios(&Workload::new());
+    }
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
