@@ -16,14 +16,14 @@
 //! both sides of a ratio alike. It prints the median and the spread of the rounds' ratios.
 
 // Benchmark setup panics on impossible configurations; that is the right failure in a bench.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
 
 mod common;
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use criterion::{criterion_group, Criterion, Throughput};
 use lcache_core::sharded::DEFAULT_SHARDS;
 use lcache_core::store::Policy;
 use rand::{Rng, SeedableRng};
