@@ -70,12 +70,14 @@ impl Node {
         *self.hits.get_mut() = hits;
     }
 
-    /// Raises the hit count by one (to [`MAX_HITS`]) with a plain load and store, not a locked
-    /// read-modify-write: a concurrent hit may be lost, which only undercounts a hot entry.
+    /// Raises the hit count by one (to [`MAX_HITS`]): one compare-exchange, skipped at the
+    /// maximum; a concurrent hit may make it a no-op.
     pub(super) fn record_hit(&self) {
         let hits = self.hits.load(Ordering::Relaxed);
         if hits < MAX_HITS {
-            self.hits.store(hits + 1, Ordering::Relaxed);
+            let _ =
+                self.hits
+                    .compare_exchange(hits, hits + 1, Ordering::Relaxed, Ordering::Relaxed);
         }
     }
 

@@ -10,12 +10,10 @@
 //! [`Sketch::halve`] halves every counter, so old popularity fades.
 //!
 //! Counters are atomics so that hits, which hold only a shared lock on the store, can count:
-//! an increment reads a word and stores it back raised by one, with plain loads and stores (no
-//! locked read-modify-write, which costs a hit more than the rest of the sketch). If another
-//! thread changed the word in between, its change is overwritten: increments are lost (a lossy
-//! count, never a high one: a counter never exceeds 15 and is never raised by a neighbour's
-//! increment). Single-threaded, every increment lands, so the sketch is a deterministic function
-//! of the accesses.
+//! an increment reads a word and compare-exchanges it once; if another thread changed the word
+//! in between, that one increment is dropped (a lossy count, never a wrong one: a counter never
+//! exceeds 15 and never changes a neighbour). Single-threaded, every increment lands, so the
+//! sketch is a deterministic function of the accesses.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -97,7 +95,12 @@ impl Sketch {
         }
         for i in 0..4 {
             if counts[i] == min {
-                self.words[slots[i].0].store(words[i] + (1 << (4 * slots[i].1)), Ordering::Relaxed);
+                let _ = self.words[slots[i].0].compare_exchange(
+                    words[i],
+                    words[i] + (1 << (4 * slots[i].1)),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                );
             }
         }
     }
