@@ -370,6 +370,21 @@ mod tests {
     }
 
     #[test]
+    fn reports_its_configuration() {
+        for policy in [Policy::Lru, Policy::lru2(), Policy::TinyLfu] {
+            let s = ShardedStore::new(ShardedStoreConfig {
+                shards: 4,
+                ..ShardedStoreConfig::new(4_003, policy)
+            })
+            .unwrap();
+            assert_eq!(s.policy(), policy);
+            assert_eq!(s.shard_count(), 4);
+            assert_eq!(s.budget(), 4_003);
+            assert_eq!(s.max_entry_size(), 1_000, "the smallest shard's budget");
+        }
+    }
+
+    #[test]
     fn shard_of_uses_bits_40_and_up_of_the_stores_key_hash() {
         let s = sharded(1 << 20, 8);
         let hasher = KeyHasher::new(0);
