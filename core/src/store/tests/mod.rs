@@ -300,6 +300,7 @@ fn clear_drops_entries_keeps_counters() {
     assert!(s.sweep_expired(ts(10), 10).is_empty());
     put(&mut s, "a");
     assert_eq!(s.len(), 1);
+    assert!(!s.is_empty());
 }
 
 #[test]
