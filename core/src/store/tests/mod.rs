@@ -301,6 +301,7 @@ fn clear_drops_entries_keeps_counters() {
     put(&mut s, "a");
     assert_eq!(s.len(), 1);
     assert!(!s.is_empty());
+    assert_eq!(s.policy(), Policy::lru2(), "not the default policy");
 }
 
 #[test]

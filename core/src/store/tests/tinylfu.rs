@@ -129,6 +129,23 @@ fn expired_entries_go_before_capacity_victims() {
 }
 
 #[test]
+fn a_store_exactly_at_its_budget_evicts_nothing_not_even_an_expired_entry() {
+    let mut s = lfu(2);
+    s.insert(b("x"), value_for("x", UNIT), Some(ts(10)), T0)
+        .unwrap();
+    put(&mut s, "a");
+    assert_eq!(s.bytes(), s.budget());
+    // Replacing `a` with a value of the same size keeps the store at its budget: nothing goes,
+    // and the expired `x` waits for a sweep or a read.
+    let evicted = s
+        .insert(b("a"), value_for("a", UNIT), None, ts(20))
+        .unwrap();
+    assert_eq!(evicted, vec![]);
+    assert_eq!((s.len(), s.stats().expirations), (2, 0));
+    check(&s);
+}
+
+#[test]
 fn the_entry_just_stored_is_never_its_own_victim() {
     // Entries far larger than the 1 % window, and one that takes the whole budget.
     let mut s = lfu(5);
