@@ -156,3 +156,27 @@ fn lru2_growing_replace_in_protected_evicts_probation_first() {
     assert_eq!(keys(&evicted), vec![b"b", b"c"]);
     assert_eq!(order(&s), (vec![], names(&["a"])));
 }
+
+#[test]
+fn lru2_reading_an_expired_probation_entry_moves_no_other_entry() {
+    // Budget 5 units, protected 40% = 2 units, already full.
+    let mut s = store(
+        5,
+        Policy::Lru2 {
+            protected_percent: 40,
+        },
+    );
+    for k in ["a", "b", "c"] {
+        put(&mut s, k);
+    }
+    s.insert(b("x"), value_for("x", UNIT), Some(ts(10)), T0)
+        .unwrap();
+    s.get(b"a", T0);
+    s.get(b"b", T0);
+    assert_eq!(order(&s), (names(&["c", "x"]), names(&["a", "b"])));
+    // An expired x is removed; it is not promoted first, which would push a back to probation.
+    assert!(s.get(b"x", ts(10)).is_none());
+    assert_eq!(order(&s), (names(&["c"]), names(&["a", "b"])));
+    assert_eq!(s.stats().expirations, 1);
+    check(&s);
+}
