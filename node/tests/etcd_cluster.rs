@@ -374,6 +374,89 @@ async fn a_node_that_lost_its_lease_drops_its_data_before_registering_again() {
     b.shutdown().await;
 }
 
+/// A node cut off from etcd past its lease keeps serving in its old view and may take writes as
+/// the owner; none of that is served once it is registered again. Two fences guarantee it: the
+/// lease task's, raised before every registration attempt, and the view's, raised when the node
+/// sees its own registration come back under a new incarnation. This test holds with either (it
+/// also passes with the lease task fencing only once, before its first attempt); the per-attempt
+/// fence is what closes the window between the put and the watch event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn what_a_node_kept_while_it_retried_registering_is_dropped_before_it_registers() {
+    let Some(mut etcd) = EtcdServer::start().await else {
+        return;
+    };
+    let base = etcd_config(&etcd, "retrying", SHORT_TTL);
+    let config = || base.clone();
+    let a = TestNode::start("a", config()).await;
+    let b = TestNode::start("b", config()).await;
+    converge(&[&a, &b], &set(&["a", "b"]), Duration::from_secs(5)).await;
+    let key = keys(1_000)
+        .into_iter()
+        .find(|k| a.node.owner(k.as_bytes()).id.as_str() == "a")
+        .unwrap();
+    let through_a = CacheClient::connect(&a.addr, ClientConfig::default())
+        .await
+        .unwrap();
+    let fenced = || a.node.stats().groups[0].counters.fenced;
+    let incarnation = |node: &TestNode| {
+        node.node
+            .members()
+            .into_iter()
+            .find(|m| m.id.as_str() == "a")
+            .map(|m| m.incarnation)
+    };
+    let before = incarnation(&b);
+
+    // etcd goes away for longer than the lease: a fences and starts retrying its registration.
+    etcd.stop();
+    let wait_until = |what: &'static str, limit: Duration| {
+        let deadline = Instant::now() + limit;
+        move || assert!(Instant::now() < deadline, "{what}")
+    };
+    let check = wait_until(
+        "a did not fence while etcd was down",
+        SHORT_TTL + 3 * MARGIN,
+    );
+    while fenced() == 0 {
+        check();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Between two attempts a still serves in its old view, as the owner: it keeps this write.
+    through_a
+        .set(DEFAULT_GROUP, key.clone(), "during", None)
+        .await
+        .unwrap();
+    let got = through_a.get(DEFAULT_GROUP, key.clone()).await.unwrap();
+    assert_eq!(got.map(|f| f.value), Some("during".into()));
+    let after_write = fenced();
+
+    // An attempt with etcd down fails at once (connection refused), so the one that works
+    // begins after the write.
+    etcd.restart().await;
+    let check = wait_until("a did not register again", Duration::from_secs(10));
+    while incarnation(&b).is_none_or(|i| Some(i) == before) {
+        check();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // The write a took during the gap was dropped before the attempt that worked: a loads anew.
+    let got = through_a
+        .get(DEFAULT_GROUP, key.clone())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        got.value,
+        format!("loaded:{key}").as_bytes(),
+        "a served a write it kept while it was out of the membership"
+    );
+    assert!(
+        fenced() > after_write,
+        "a fenced again before the attempt that worked"
+    );
+    a.shutdown().await;
+    b.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_keep_serving_through_an_etcd_restart_and_are_registered_again() {
     let Some(mut etcd) = EtcdServer::start().await else {
