@@ -594,7 +594,7 @@ impl Store {
 
     /// Takes the entry under `key` out of the policy (the expiry index is left to the caller).
     fn take(&mut self, key: &[u8]) -> Option<(Bytes, Entry)> {
-        if self.len() == 0 {
+        if self.is_empty() {
             // Writes drop the key from every tier; most hot and miss stores are empty.
             return None;
         }
