@@ -130,6 +130,33 @@ fn owners(node: &TestNode, keys: &[String]) -> Vec<String> {
 }
 
 /// How many keys two routings disagree on.
+/// A key `node` routes to the member `owner`.
+fn key_owned_by(node: &TestNode, owner: &str) -> String {
+    keys(1_000)
+        .into_iter()
+        .find(|k| node.node.owner(k.as_bytes()).id.as_str() == owner)
+        .unwrap()
+}
+
+/// The incarnation of member `id` in `observer`'s view.
+fn incarnation_of(observer: &TestNode, id: &str) -> Option<u64> {
+    observer
+        .node
+        .members()
+        .into_iter()
+        .find(|m| m.id.as_str() == id)
+        .map(|m| m.incarnation)
+}
+
+/// Waits until `observer` sees member `id` under an incarnation other than `before`.
+async fn wait_for_registration_again(observer: &TestNode, id: &str, before: Option<u64>) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while incarnation_of(observer, id).is_none_or(|i| Some(i) == before) {
+        assert!(Instant::now() < deadline, "{id} did not register again");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 fn disagreements(x: &[String], y: &[String]) -> usize {
     x.iter().zip(y).filter(|(a, b)| a != b).count()
 }
@@ -326,10 +353,7 @@ async fn a_node_that_lost_its_lease_drops_its_data_before_registering_again() {
     let a = TestNode::start("a", config()).await;
     let b = TestNode::start("b", config()).await;
     converge(&[&a, &b], &set(&["a", "b"]), Duration::from_secs(5)).await;
-    let key = keys(1_000)
-        .into_iter()
-        .find(|k| a.node.owner(k.as_bytes()).id.as_str() == "a")
-        .unwrap();
+    let key = key_owned_by(&a, "a");
     let through_b = CacheClient::connect(&b.addr, ClientConfig::default())
         .await
         .unwrap();
@@ -337,14 +361,7 @@ async fn a_node_that_lost_its_lease_drops_its_data_before_registering_again() {
         .set(DEFAULT_GROUP, key.clone(), "before", None)
         .await
         .unwrap();
-    let incarnation = |node: &TestNode| {
-        node.node
-            .members()
-            .into_iter()
-            .find(|m| m.id.as_str() == "a")
-            .map(|m| m.incarnation)
-    };
-    let before = incarnation(&b);
+    let before = incarnation_of(&b, "a");
 
     // Revoke a's lease behind its back.
     let mut raw = Client::connect([etcd.endpoint()], None).await.unwrap();
@@ -354,11 +371,7 @@ async fn a_node_that_lost_its_lease_drops_its_data_before_registering_again() {
     raw.lease_revoke(lease).await.unwrap();
 
     // a notices, fences, registers again under a new incarnation, and b routes to it again.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while incarnation(&b).is_none_or(|i| Some(i) == before) {
-        assert!(Instant::now() < deadline, "a did not register again");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_registration_again(&b, "a", before).await;
     assert!(a.node.stats().groups[0].counters.fenced >= 1, "a fenced");
     let got = through_b
         .get(DEFAULT_GROUP, key.clone())
@@ -390,35 +403,21 @@ async fn what_a_node_kept_while_it_retried_registering_is_dropped_before_it_regi
     let a = TestNode::start("a", config()).await;
     let b = TestNode::start("b", config()).await;
     converge(&[&a, &b], &set(&["a", "b"]), Duration::from_secs(5)).await;
-    let key = keys(1_000)
-        .into_iter()
-        .find(|k| a.node.owner(k.as_bytes()).id.as_str() == "a")
-        .unwrap();
+    let key = key_owned_by(&a, "a");
     let through_a = CacheClient::connect(&a.addr, ClientConfig::default())
         .await
         .unwrap();
     let fenced = || a.node.stats().groups[0].counters.fenced;
-    let incarnation = |node: &TestNode| {
-        node.node
-            .members()
-            .into_iter()
-            .find(|m| m.id.as_str() == "a")
-            .map(|m| m.incarnation)
-    };
-    let before = incarnation(&b);
+    let before = incarnation_of(&b, "a");
 
     // etcd goes away for longer than the lease: a fences and starts retrying its registration.
     etcd.stop();
-    let wait_until = |what: &'static str, limit: Duration| {
-        let deadline = Instant::now() + limit;
-        move || assert!(Instant::now() < deadline, "{what}")
-    };
-    let check = wait_until(
-        "a did not fence while etcd was down",
-        SHORT_TTL + 3 * MARGIN,
-    );
+    let deadline = Instant::now() + SHORT_TTL + 3 * MARGIN;
     while fenced() == 0 {
-        check();
+        assert!(
+            Instant::now() < deadline,
+            "a did not fence while etcd was down"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // Between two attempts a still serves in its old view, as the owner: it keeps this write.
@@ -433,11 +432,7 @@ async fn what_a_node_kept_while_it_retried_registering_is_dropped_before_it_regi
     // An attempt with etcd down fails at once (connection refused), so the one that works
     // begins after the write.
     etcd.restart().await;
-    let check = wait_until("a did not register again", Duration::from_secs(10));
-    while incarnation(&b).is_none_or(|i| Some(i) == before) {
-        check();
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for_registration_again(&b, "a", before).await;
     // The write a took during the gap was dropped before the attempt that worked: a loads anew.
     let got = through_a
         .get(DEFAULT_GROUP, key.clone())
