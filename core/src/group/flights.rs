@@ -42,6 +42,19 @@ pub(super) enum State {
     Queued,
 }
 
+/// A caller waiting on a flight: a client of this node, or a peer that forwarded its request
+/// here (which is never sent on to another node: a forwarded request never hops again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Waiting<W> {
+    pub(super) caller: W,
+    pub(super) client: bool,
+}
+
+/// The callers of `waiting`, in order, for a delivery.
+pub(super) fn callers<W>(waiting: Vec<Waiting<W>>) -> Vec<W> {
+    waiting.into_iter().map(|w| w.caller).collect()
+}
+
 /// One load or fetch and the callers waiting for it.
 #[derive(Debug)]
 pub(super) struct Flight<W> {
@@ -50,23 +63,27 @@ pub(super) struct Flight<W> {
     pub(super) kind: Kind,
     pub(super) state: State,
     /// Every caller waiting, the one that started the flight first.
-    pub(super) waiters: Vec<W>,
+    pub(super) waiters: Vec<Waiting<W>>,
     /// When the work started (or the flight was queued), to age an owner's answer.
     pub(super) started_at: Timestamp,
     /// Fetches of this flight so far that found the value expired on its way (see
     /// [`MAX_REFETCHES`](super::shard::MAX_REFETCHES)).
     pub(super) refetches: u8,
-    /// Whether a client (not a peer forwarding) waits on it: only then may the flight be sent
-    /// on to another node (a forwarded request never hops again).
-    pub(super) clients: bool,
 }
 
 impl<W> Flight<W> {
     /// Drops the callers that gave up; whether any is still waiting (a second try, or work not
     /// started yet, is only for them).
     pub(super) fn still_wanted(&mut self, gave_up: impl Fn(&W) -> bool) -> bool {
-        self.waiters.retain(|w| !gave_up(w));
+        self.waiters.retain(|w| !gave_up(&w.caller));
         !self.waiters.is_empty()
+    }
+
+    /// Whether a client (not a peer forwarding) waits on it: only then may its work be sent on
+    /// to another node. Peers that join a client's fetch ride along; once only peers are left,
+    /// nothing is sent anywhere for them.
+    pub(super) fn clients(&self) -> bool {
+        self.waiters.iter().any(|w| w.client)
     }
 }
 
@@ -107,7 +124,7 @@ impl<W> Flights<W> {
         &mut self,
         key: Bytes,
         kind: Kind,
-        waiters: Vec<W>,
+        waiters: Vec<Waiting<W>>,
         now: Timestamp,
     ) -> (FlightId, State) {
         self.start_again(key, kind, waiters, now, 0)
@@ -118,7 +135,7 @@ impl<W> Flights<W> {
         &mut self,
         key: Bytes,
         kind: Kind,
-        waiters: Vec<W>,
+        waiters: Vec<Waiting<W>>,
         now: Timestamp,
         refetches: u8,
     ) -> (FlightId, State) {
@@ -144,7 +161,6 @@ impl<W> Flights<W> {
             waiters,
             started_at: now,
             refetches,
-            clients: true,
         };
         self.current.insert(key, flight);
         (id, state)
@@ -272,33 +288,41 @@ mod tests {
 
     const T0: Timestamp = Timestamp::ZERO;
 
+    /// One waiting client, `caller`.
+    fn waiting(caller: u32) -> Vec<Waiting<u32>> {
+        vec![Waiting {
+            caller,
+            client: true,
+        }]
+    }
+
     #[test]
     fn a_detached_load_makes_the_next_one_wait() {
         let mut f: Flights<u32> = Flights::default();
-        let (first, state) = f.start(key("k"), Kind::Load, vec![1], T0);
+        let (first, state) = f.start(key("k"), Kind::Load, waiting(1), T0);
         assert_eq!(state, State::Running);
         assert!(f.detach(b"k"));
         assert!(f.current_mut(b"k").is_none());
-        let (second, state) = f.start(key("k"), Kind::Load, vec![2], T0);
+        let (second, state) = f.start(key("k"), Kind::Load, waiting(2), T0);
         assert_eq!(state, State::Queued);
         f.check();
         // The queued flight cannot start while the detached one runs.
         assert_eq!(f.release_queued(b"k", T0), None);
         let (done, detached) = f.finish(b"k", first).unwrap();
         assert!(detached);
-        assert_eq!(done.waiters, vec![1]);
+        assert_eq!(callers(done.waiters), vec![1]);
         assert_eq!(f.release_queued(b"k", T0), Some(second));
         f.check();
         let (done, detached) = f.finish(b"k", second).unwrap();
         assert!(!detached);
-        assert_eq!(done.waiters, vec![2]);
+        assert_eq!(callers(done.waiters), vec![2]);
         assert_eq!(f.len(), 0);
     }
 
     #[test]
     fn stale_completions_change_nothing() {
         let mut f: Flights<u32> = Flights::default();
-        let (id, _) = f.start(key("k"), Kind::Load, vec![1], T0);
+        let (id, _) = f.start(key("k"), Kind::Load, waiting(1), T0);
         assert!(f.finish(b"k", FlightId(99)).is_none());
         assert!(f.finish(b"other", id).is_none());
         assert!(f.finish(b"k", id).is_some());
@@ -308,7 +332,7 @@ mod tests {
     #[test]
     fn abandon_takes_only_the_flight_it_names() {
         let mut f: Flights<u32> = Flights::default();
-        let (running, _) = f.start(key("k"), Kind::Load, vec![1], T0);
+        let (running, _) = f.start(key("k"), Kind::Load, waiting(1), T0);
         assert!(
             f.abandon(b"k", FlightId(running.as_u64() + 7)).is_none(),
             "a stale id abandons nothing"
@@ -317,21 +341,21 @@ mod tests {
         // Abandoning a queued load leaves the detached load that still runs on record, so the
         // loader still never runs twice at once.
         assert!(f.detach(b"k"));
-        let (queued, state) = f.start(key("k"), Kind::Load, vec![2], T0);
+        let (queued, state) = f.start(key("k"), Kind::Load, waiting(2), T0);
         assert_eq!(state, State::Queued);
         let gone = f
             .abandon(b"k", queued)
             .expect("the queued flight is current");
-        assert_eq!(gone.waiters, vec![2]);
-        let (_, state) = f.start(key("k"), Kind::Load, vec![3], T0);
+        assert_eq!(callers(gone.waiters), vec![2]);
+        let (_, state) = f.start(key("k"), Kind::Load, waiting(3), T0);
         assert_eq!(state, State::Queued, "the detached load still runs");
         f.check();
         // Abandoning the running current load frees the key for the next one.
         let (done, _) = f.finish(b"k", running).expect("the detached load ends");
-        assert_eq!(done.waiters, vec![1]);
+        assert_eq!(callers(done.waiters), vec![1]);
         let next = f.release_queued(b"k", T0).expect("the queued load starts");
         assert!(f.abandon(b"k", next).is_some());
-        let (_, state) = f.start(key("k"), Kind::Load, vec![4], T0);
+        let (_, state) = f.start(key("k"), Kind::Load, waiting(4), T0);
         assert_eq!(state, State::Running);
         f.check();
     }
@@ -340,10 +364,10 @@ mod tests {
     fn fetches_never_queue_and_detach_all_spares_queued_loads() {
         let mut f: Flights<u32> = Flights::default();
         let owner = Member::new("o", "o:1", 0);
-        f.start(key("a"), Kind::Fetch { owner }, vec![1], T0);
-        f.start(key("b"), Kind::Load, vec![2], T0);
+        f.start(key("a"), Kind::Fetch { owner }, waiting(1), T0);
+        f.start(key("b"), Kind::Load, waiting(2), T0);
         assert!(f.detach(b"b"));
-        let (_, state) = f.start(key("b"), Kind::Load, vec![3], T0);
+        let (_, state) = f.start(key("b"), Kind::Load, waiting(3), T0);
         assert_eq!(state, State::Queued);
         assert_eq!(f.detach_all(), 1, "only the running fetch of a");
         assert!(

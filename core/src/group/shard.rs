@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::flights::{Flight, Flights, Kind, State};
+use super::flights::{callers, Flight, Flights, Kind, State, Waiting};
 use super::load_slots::LoadSlots;
 use super::stats::GroupCounters;
 use super::steps::{
@@ -174,7 +174,7 @@ impl<W> Shard<W> {
         waiter: impl FnOnce() -> W,
     ) -> GetStep<E> {
         let stray_load = self.flights.current_mut(key).is_some_and(|flight| {
-            flight.kind == Kind::Load && !flight.clients && flight.state == State::Running
+            flight.kind == Kind::Load && !flight.clients() && flight.state == State::Running
         });
         if stray_load && !forwarded && matches!(kind, Kind::Fetch { .. }) {
             // A load for peers that took this node for the owner ignores writes on the owner:
@@ -187,8 +187,10 @@ impl<W> Shard<W> {
                 let max = rules.max_waiters_per_key;
                 return GetStep::Reply(Err(Refusal::WaitersFull { max }.into()));
             }
-            flight.clients |= !forwarded;
-            flight.waiters.push(waiter());
+            flight.waiters.push(Waiting {
+                caller: waiter(),
+                client: !forwarded,
+            });
             self.counters.coalesced += 1;
             return GetStep::Wait;
         }
@@ -207,10 +209,11 @@ impl<W> Shard<W> {
             Kind::Fetch { owner } => Some(owner.clone()),
             Kind::Load => None,
         };
-        let (id, state) = self.flights.start(key.clone(), kind, vec![waiter()], now);
-        if let Some(flight) = self.flights.current_mut(key) {
-            flight.clients = !forwarded;
-        }
+        let first = Waiting {
+            caller: waiter(),
+            client: !forwarded,
+        };
+        let (id, state) = self.flights.start(key.clone(), kind, vec![first], now);
         self.flights.check();
         let flight = FlightRef {
             key: key.clone(),
@@ -264,7 +267,7 @@ impl<W> Shard<W> {
                     // on the owner asks again.
                     None if !late.is_zero()
                         && !detached
-                        && (done.clients || self.owns(key))
+                        && (done.clients() || self.owns(key))
                         && done.refetches < MAX_REFETCHES =>
                     {
                         let mut completion = if done.still_wanted(&gave_up) {
@@ -285,7 +288,7 @@ impl<W> Shard<W> {
                     Some(value) => {
                         if detached {
                             self.counters.superseded += 1;
-                        } else if done.clients || self.owns(key) {
+                        } else if done.clients() || self.owns(key) {
                             self.keep_loaded(rules, key, &value, now);
                         }
                         // Else a load for peers that took this node for the owner: answered,
@@ -313,7 +316,7 @@ impl<W> Shard<W> {
         };
         let mut completion = Completion {
             deliveries: vec![Delivery {
-                waiters: done.waiters,
+                waiters: callers(done.waiters),
                 reply,
             }],
             start: None,
@@ -379,7 +382,7 @@ impl<W> Shard<W> {
         };
         Completion {
             deliveries: vec![Delivery {
-                waiters: done.waiters,
+                waiters: callers(done.waiters),
                 reply,
             }],
             start: None,
@@ -389,7 +392,8 @@ impl<W> Shard<W> {
     /// Asks again for the waiters of `done`, whose answer expired on its way (or, for a load,
     /// before it could be delivered): they join the
     /// key's current flight if there is one (a newer fetch or load), else a new flight routed by
-    /// the ring as it is now (the owner may have changed while the answer travelled).
+    /// the ring as it is now (the owner may have changed while the answer travelled) — a fetch
+    /// only if a client is among them: peers' forwarded gets alone are served here, by a load.
     fn refetch<E: From<Refusal>>(
         &mut self,
         rules: &Rules,
@@ -397,13 +401,14 @@ impl<W> Shard<W> {
         done: Flight<W>,
         now: Timestamp,
     ) -> Completion<W, E> {
+        let clients = done.clients();
         let key = done.key;
         if let Some(current) = self.flights.current_mut(&key) {
             current.waiters.extend(done.waiters);
             return Completion::default();
         }
         let owner = self.router.owner(&key).clone();
-        if owner.id != *self.router.self_id() {
+        if owner.id != *self.router.self_id() && clients {
             let (id, _) = self.flights.start_again(
                 key.clone(),
                 Kind::Fetch {
@@ -423,7 +428,8 @@ impl<W> Shard<W> {
                 }),
             };
         }
-        // This node owns the key now: what it holds, or its loader, is the answer.
+        // This node owns the key now, or only peers wait: what it holds, or its loader, is the
+        // answer.
         let reply = match self.main.get(&key, now) {
             Some(hit) => Some(Ok(Some(fetched(hit, now)))),
             None if !rules.has_loader => Some(Ok(None)),
@@ -432,7 +438,7 @@ impl<W> Shard<W> {
         if let Some(reply) = reply {
             return Completion {
                 deliveries: vec![Delivery {
-                    waiters: done.waiters,
+                    waiters: callers(done.waiters),
                     reply,
                 }],
                 start: None,
@@ -451,7 +457,7 @@ impl<W> Shard<W> {
         &mut self,
         slots: &Arc<LoadSlots>,
         key: Bytes,
-        waiters: Vec<W>,
+        waiters: Vec<Waiting<W>>,
         now: Timestamp,
     ) -> Completion<W, E> {
         let permit = if self.flights.load_running(&key) {
@@ -465,7 +471,7 @@ impl<W> Shard<W> {
                     let cap = slots.cap();
                     return Completion {
                         deliveries: vec![Delivery {
-                            waiters,
+                            waiters: callers(waiters),
                             reply: Err(Refusal::LoadsFull { cap }.into()),
                         }],
                         start: None,
@@ -513,7 +519,7 @@ impl<W> Shard<W> {
         match reply {
             Some(reply) => Completion {
                 deliveries: vec![Delivery {
-                    waiters: done.waiters,
+                    waiters: callers(done.waiters),
                     reply,
                 }],
                 start: None,
@@ -556,13 +562,13 @@ impl<W> Shard<W> {
                 if let Some(flight) = id.and_then(|id| self.flights.abandon(key, id)) {
                     self.counters.hits += 1;
                     completion.deliveries.push(Delivery {
-                        waiters: flight.waiters,
+                        waiters: callers(flight.waiters),
                         reply: Ok(Some(fetched(hit, now))),
                     });
                 }
                 return;
             }
-        } else if self.flights.current_mut(key).is_some_and(|f| f.clients) {
+        } else if self.flights.current_mut(key).is_some_and(|f| f.clients()) {
             // The key moved to another node while the load was queued: its clients ask the
             // new owner instead (peers' forwarded gets still load here: they never hop again).
             let id = self.flights.current_mut(key).map(|f| f.id);
@@ -607,7 +613,7 @@ impl<W> Shard<W> {
                     self.counters.overloaded += flight.waiters.len() as u64;
                     let cap = slots.cap();
                     completion.deliveries.push(Delivery {
-                        waiters: flight.waiters,
+                        waiters: callers(flight.waiters),
                         reply: Err(Refusal::LoadsFull { cap }.into()),
                     });
                 }

@@ -661,6 +661,59 @@ fn a_load_queued_before_a_ring_change_asks_the_new_owner_for_its_clients() {
 }
 
 #[test]
+fn a_peers_forwarded_get_left_alone_by_clients_that_gave_up_never_hops_again() {
+    // A queued load: a client (2) queued first, then a peer's forwarded get (3) joined; the key
+    // moved, and the client gave up. Only the peer's get is left: it is served here, by a load,
+    // never sent on to the new owner.
+    let f = fixture();
+    let (first, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    let _ = f.group.delete(&f.mine, false, at(1));
+    assert!(matches!(
+        f.group.get(&f.mine, false, at(2), || 2),
+        GetStep::Wait
+    ));
+    assert!(matches!(
+        f.group.get(&f.mine, true, at(2), || 3),
+        GetStep::Wait
+    ));
+    let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
+    drop(permit);
+    let done = f.group.loaded_at(
+        &first,
+        LoadOutcome::Value(value("old", None)),
+        at(3),
+        at(3),
+        |&w| w == 2,
+    );
+    assert!(
+        matches!(done.start, Some(Work::Load { .. })),
+        "the peer's get is loaded here, not forwarded again: {:?}",
+        done.start.map(|w| matches!(w, Work::Fetch { .. }))
+    );
+
+    // A fetch of a key this node does not own: a client (1) started it, a peer's forwarded get
+    // (2) that took this node for the owner joined it. The answer expired on its way and the
+    // client gave up: the peer's get is not sent to the owner a second time.
+    let f = fixture();
+    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    assert!(matches!(
+        f.group.get(&f.theirs, true, at(1), || 2),
+        GetStep::Wait
+    ));
+    let done = f.group.fetched_for(
+        &flight,
+        FetchOutcome::Answered(Ok(Some(value("v", Some(50))))),
+        at(80),
+        |w| *w == 1,
+    );
+    assert!(
+        matches!(done.start, Some(Work::Load { .. })),
+        "the peer's get is loaded here, not forwarded again: {:?}",
+        done.start.map(|w| matches!(w, Work::Fetch { .. }))
+    );
+}
+
+#[test]
 fn a_queued_load_whose_callers_all_gave_up_never_starts() {
     let f = fixture();
     let (first, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
