@@ -5,7 +5,8 @@
 //! incarnation, `rejected` must be at least the number of such answers its clients and peers
 //! had received well before the sample (an uncounted refusal), and at most those received
 //! shortly after it plus every request whose answer nobody saw (cancelled, timed out, broken
-//! connection) — more would count some refusal twice.
+//! connection) or that was still on its way at the sample (a refusal delayed by a slow link)
+//! — more would count some refusal twice.
 
 use crate::history::{Event, FailKind, Outcome};
 use crate::options::Options;
@@ -106,6 +107,9 @@ fn refusals(index: &Index<'_>, node: &str, since: u64, at: u64) -> (u64, u64, u6
             )) => {
                 before += u64::from(t + TRANSIT_US < at);
                 after += u64::from(t <= at + TRANSIT_US);
+                // Answered later than a refusal normally takes (a slow link): still on its way
+                // at the sample, which may have counted it.
+                unknown += u64::from(t > at + TRANSIT_US);
             }
             None
             | Some((
@@ -128,6 +132,7 @@ fn refusals(index: &Index<'_>, node: &str, since: u64, at: u64) -> (u64, u64, u6
             Some(t) if call.refused => {
                 before += u64::from(t + TRANSIT_US < at);
                 after += u64::from(t <= at + TRANSIT_US);
+                unknown += u64::from(t > at + TRANSIT_US);
             }
             Some(t) if t <= at && !call.failed => {}
             _ => unknown += 1,
@@ -159,6 +164,11 @@ mod tests {
     }
 
     fn refused(op: u64, ms: u64) -> [Entry; 2] {
+        refused_after(op, ms, 1)
+    }
+
+    /// A request sent at `ms` and refused, the answer arriving `transit_ms` later.
+    fn refused_after(op: u64, ms: u64, transit_ms: u64) -> [Entry; 2] {
         [
             at(
                 ms,
@@ -174,7 +184,7 @@ mod tests {
                 },
             ),
             at(
-                ms + 1,
+                ms + transit_ms,
                 Event::Return {
                     op,
                     outcome: Outcome::Failed {
@@ -210,5 +220,30 @@ mod tests {
         assert!(rules(2).is_empty());
         assert_eq!(rules(0), vec!["rejected-count"], "uncounted");
         assert_eq!(rules(4), vec!["rejected-count"], "counted twice");
+    }
+
+    #[test]
+    fn a_refusal_still_on_its_way_at_the_sample_may_be_counted() {
+        let o = Options::from_seed(1, Mutation::None);
+        let rules = |rejected: u64| {
+            let mut h = vec![at(
+                0,
+                Event::NodeStarted {
+                    node: "n1".into(),
+                    inc: 1,
+                },
+            )];
+            h.extend(refused(0, 10));
+            // Sent before the sample, answered 400 ms after it (a slow link).
+            h.extend(refused_after(1, 450, 450));
+            h.push(at(500, stats(rejected)));
+            check_all(&h, &o)
+                .into_iter()
+                .filter(|v| v.property == "C1")
+                .count()
+        };
+        assert_eq!(rules(1), 0, "not counted yet");
+        assert_eq!(rules(2), 0, "counted before its answer arrived");
+        assert_eq!(rules(3), 1, "counted twice");
     }
 }

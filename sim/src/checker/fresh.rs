@@ -28,7 +28,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::history::{micros, Event, FailKind, LoadResult, Outcome, Request};
+use crate::history::{micros, Event, FailKind, LoadResult, Outcome, PeerMethod, Request};
 use crate::options::Options;
 
 use super::calm::Calm;
@@ -38,6 +38,9 @@ use super::{lifetime_us, Index, Op, Origin, Violation};
 pub const IN_FLIGHT_GRACE_US: u64 = 6_000_000;
 /// Slack on lifetimes (ms clocks, ms on the wire).
 const SLACK_US: u64 = 5_000;
+/// The buggify point that stalls a node between a fetch's answer and keeping (and delivering)
+/// it (`lcache_node::buggify::Point::BeforeKeepFetch`).
+const FETCH_STALL_POINT: &str = "before-keep-fetch";
 
 /// Until when a write may still be applied: its acknowledgement, or [`IN_FLIGHT_GRACE_US`]
 /// after its failure; `None` while it has not returned.
@@ -62,6 +65,8 @@ struct Fresh<'i, 'a> {
     evictions: Vec<(u64, &'a str)>,
     /// Every recorded view, in order: when, and the member ids.
     views: Vec<(u64, Vec<String>)>,
+    /// Buggify stalls before keeping a fetched value: when, on which node, until when (µs).
+    fetch_stalls: Vec<(u64, &'a str, u64)>,
     rings: std::cell::RefCell<BTreeMap<Vec<String>, lcache_core::ring::Ring>>,
 }
 
@@ -81,6 +86,7 @@ impl<'i, 'a> Fresh<'i, 'a> {
         }
         let mut evictions = Vec::new();
         let mut views = Vec::new();
+        let mut fetch_stalls = Vec::new();
         let mut seen: BTreeMap<(&str, u64), u64> = BTreeMap::new();
         for (_, entry) in index.events() {
             match &entry.event {
@@ -101,6 +107,11 @@ impl<'i, 'a> Fresh<'i, 'a> {
                         members.iter().map(|(id, _)| id.clone()).collect(),
                     ));
                 }
+                Event::Stalled {
+                    node, point, ms, ..
+                } if point == FETCH_STALL_POINT => {
+                    fetch_stalls.push((entry.at_us, node.as_str(), entry.at_us + ms * 1_000));
+                }
                 _ => {}
             }
         }
@@ -111,6 +122,7 @@ impl<'i, 'a> Fresh<'i, 'a> {
             writes,
             evictions,
             views,
+            fetch_stalls,
             rings: Default::default(),
         }
     }
@@ -178,6 +190,33 @@ impl<'i, 'a> Fresh<'i, 'a> {
         })
     }
 
+    /// The latest instant a fetch of `key` that `node` sent before `before_us` may have answered
+    /// the callers waiting on it: the answer's return, or later if the node stalled (buggify)
+    /// between that answer and keeping it. `None`: no such fetch answered.
+    fn fetch_flight_end(&self, node: &str, key: &str, before_us: u64) -> Option<u64> {
+        self.index
+            .peer_calls
+            .iter()
+            .filter(|c| {
+                c.node == node
+                    && c.key == key
+                    && c.method == PeerMethod::Get
+                    && c.at_us < before_us
+                    && !c.failed
+            })
+            .filter_map(|c| {
+                let answered = c.ret_us?;
+                let stalled = self
+                    .fetch_stalls
+                    .iter()
+                    .filter(|&&(at, n, _)| n == node && at >= answered && at <= answered + SLACK_US)
+                    .map(|&(_, _, until)| until)
+                    .max();
+                Some(stalled.map_or(answered, |until| until.max(answered)))
+            })
+            .max()
+    }
+
     /// The owner of `key` in the last view recorded at or before `at_us` (views agree in quiet
     /// windows, where this is used).
     fn owner_at(&self, key: &str, at_us: u64) -> Option<String> {
@@ -218,6 +257,15 @@ impl<'i, 'a> Fresh<'i, 'a> {
             if written == value {
                 return Verdict::Fresh;
             }
+        }
+        // The same, for a fetch the reading node sent before the write and held past it (a
+        // buggify stall between the answer and keeping it): whatever the value's origin.
+        if !clean
+            && self
+                .fetch_flight_end(g.node, key, w.inv_us)
+                .is_some_and(|end| g.inv_us <= end && w.ret_us().is_some_and(|t| t < end))
+        {
+            return Verdict::Fresh;
         }
         match self.index.origins.get(&(key, value)) {
             Some(Origin::Set { op, .. }) => {
@@ -545,6 +593,72 @@ mod tests {
         h[last].at_us = 900_000;
         h[last + 1].at_us = 901_000;
         assert!(rules(&h, &o).contains(&"no-stale-read"));
+    }
+
+    /// `history` where n2 fetched `k` from n1 before the new write and stalled `stall_ms`
+    /// between the answer and keeping it, the write's invalidation of n2 was dropped, and the
+    /// get on n2 joined that fetch and got the old value when the stall ended.
+    fn stalled_fetch(stall_ms: u64) -> Vec<Entry> {
+        let mut h = history("c2.0", "n2", "S:k:old");
+        let get_ret = h.len() - 1;
+        h[get_ret].at_us = 560_000;
+        h.splice(
+            4..4,
+            [
+                at(
+                    150,
+                    Event::PeerCall {
+                        node: "n2".into(),
+                        inc: 1,
+                        call: 1,
+                        peer: "n1".into(),
+                        method: crate::history::PeerMethod::Get,
+                        key: "k".into(),
+                        forwarded: true,
+                    },
+                ),
+                at(
+                    152,
+                    Event::PeerReturn {
+                        node: "n2".into(),
+                        inc: 1,
+                        call: 1,
+                        result: "ok".into(),
+                    },
+                ),
+                at(
+                    152,
+                    Event::Stalled {
+                        node: "n2".into(),
+                        inc: 1,
+                        point: "before-keep-fetch".into(),
+                        ms: stall_ms,
+                    },
+                ),
+            ],
+        );
+        let write = h.len() - 4;
+        h.insert(
+            write + 1,
+            at(
+                200,
+                Event::Dropped {
+                    node: "n1".into(),
+                    inc: 1,
+                    point: "drop-invalidation".into(),
+                },
+            ),
+        );
+        h
+    }
+
+    #[test]
+    fn s8_excuses_joining_a_fetch_held_past_a_write_whose_invalidation_was_dropped() {
+        let o = options(false);
+        // The fetch's flight ended at 552 ms, after the get joined it at 300 ms.
+        assert!(!rules(&stalled_fetch(400), &o).contains(&"no-stale-read"));
+        // It ended at 202 ms: the get at 300 ms started its own flight and must see the write.
+        assert!(rules(&stalled_fetch(50), &o).contains(&"no-stale-read"));
     }
 
     #[test]
