@@ -112,6 +112,45 @@ fn start_fetch(step: GetStep<TestError>) -> (FlightRef, Member) {
     }
 }
 
+/// Caller 1's load of `f.mine`, detached by a delete, with `queued` gets (forwarded, caller)
+/// queued behind it; then, if `moved`, the ring gives `f.mine` to node b.
+fn queued_behind_a_detached_load(
+    f: &Fixture,
+    queued: &[(bool, u32)],
+    moved: bool,
+) -> (FlightRef, LoadPermit) {
+    let (first, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    assert!(matches!(
+        f.group.delete(&f.mine, false, at(1)),
+        WriteStep::Applied { .. }
+    ));
+    for &(forwarded, caller) in queued {
+        assert!(matches!(
+            f.group.get(&f.mine, forwarded, at(2), move || caller),
+            GetStep::Wait
+        ));
+    }
+    if moved {
+        let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
+    }
+    (first, permit)
+}
+
+/// The detached load `first` ends with "old" at 3 ms; the callers `gave_up` names are gone.
+fn old_loaded(
+    f: &Fixture,
+    first: &FlightRef,
+    gave_up: impl Fn(&u32) -> bool,
+) -> Completion<u32, TestError> {
+    f.group.loaded_at(
+        first,
+        LoadOutcome::Value(value("old", None)),
+        at(3),
+        at(3),
+        gave_up,
+    )
+}
+
 fn reply(step: GetStep<TestError>) -> Reply<TestError> {
     match step {
         GetStep::Reply(reply) => reply,
@@ -424,21 +463,27 @@ fn reply_value(step: GetStep<TestError>) -> Fetched {
     reply(step).unwrap().unwrap()
 }
 
-#[test]
-fn no_second_try_of_a_fetch_for_callers_that_gave_up() {
-    let f = fixture();
+/// A client's (1) fetch of `f.theirs`, joined by caller 2 (a peer's forwarded get if
+/// `forwarded`), answered with a value that expired on its way while caller 1 gave up.
+fn expired_fetch_left_to_caller_2(f: &Fixture, forwarded: bool) -> Completion<u32, TestError> {
     let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
     assert!(matches!(
-        f.group.get(&f.theirs, false, at(1), || 2),
+        f.group.get(&f.theirs, forwarded, at(1), || 2),
         GetStep::Wait
     ));
-    // The answer expired on its way; caller 1 gave up meanwhile: only caller 2 is asked for.
-    let done = f.group.fetched_for(
+    f.group.fetched_for(
         &flight,
         FetchOutcome::Answered(Ok(Some(value("v", Some(50))))),
         at(80),
         |w| *w == 1,
-    );
+    )
+}
+
+#[test]
+fn no_second_try_of_a_fetch_for_callers_that_gave_up() {
+    let f = fixture();
+    // Only caller 2 is asked for.
+    let done = expired_fetch_left_to_caller_2(&f, false);
     let Some(Work::Fetch { flight, .. }) = done.start else {
         panic!("the owner is asked again for caller 2");
     };
@@ -594,19 +639,8 @@ fn a_ring_change_keeps_a_racing_load_out_of_the_main_store() {
 fn a_load_queued_before_a_ring_change_asks_the_new_owner_for_its_clients() {
     for (forwarded, fetches) in [(false, true), (true, false)] {
         let f = fixture();
-        let (first, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
-        assert!(matches!(
-            f.group.delete(&f.mine, false, at(1)),
-            WriteStep::Applied { .. }
-        ));
-        assert!(matches!(
-            f.group.get(&f.mine, forwarded, at(2), || 2),
-            GetStep::Wait
-        ));
-        let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
-        let done = f
-            .group
-            .loaded(&first, LoadOutcome::Value(value("old", None)), at(3));
+        let (first, permit) = queued_behind_a_detached_load(&f, &[(forwarded, 2)], true);
+        let done = old_loaded(&f, &first, |_| false);
         drop(permit);
         match done.start {
             Some(Work::Fetch { owner, .. }) => {
@@ -621,20 +655,8 @@ fn a_load_queued_before_a_ring_change_asks_the_new_owner_for_its_clients() {
     // A peer's forwarded get queued first, then a client of this node joined: the client makes
     // the flight one that may ask the new owner.
     let f = fixture();
-    let (first, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
-    let _ = f.group.delete(&f.mine, false, at(1));
-    assert!(matches!(
-        f.group.get(&f.mine, true, at(2), || 2),
-        GetStep::Wait
-    ));
-    assert!(matches!(
-        f.group.get(&f.mine, false, at(2), || 3),
-        GetStep::Wait
-    ));
-    let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
-    let done = f
-        .group
-        .loaded(&first, LoadOutcome::Value(value("old", None)), at(3));
+    let (first, _permit) = queued_behind_a_detached_load(&f, &[(true, 2), (false, 3)], true);
+    let done = old_loaded(&f, &first, |_| false);
     assert!(
         matches!(done.start, Some(Work::Fetch { .. })),
         "a client waits on it: ask the new owner"
@@ -642,20 +664,8 @@ fn a_load_queued_before_a_ring_change_asks_the_new_owner_for_its_clients() {
 
     // The queued callers all gave up: nobody is asked for them.
     let f = fixture();
-    let (first, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
-    let _ = f.group.delete(&f.mine, false, at(1));
-    assert!(matches!(
-        f.group.get(&f.mine, false, at(2), || 2),
-        GetStep::Wait
-    ));
-    let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
-    let done = f.group.loaded_at(
-        &first,
-        LoadOutcome::Value(value("old", None)),
-        at(3),
-        at(3),
-        |&w| w == 2,
-    );
+    let (first, _permit) = queued_behind_a_detached_load(&f, &[(false, 2)], true);
+    let done = old_loaded(&f, &first, |&w| w == 2);
     assert!(done.start.is_none(), "no fetch for callers that gave up");
     assert_eq!(delivered(&done), vec![(vec![1], some("old"))]);
 }
@@ -666,25 +676,9 @@ fn a_peers_forwarded_get_left_alone_by_clients_that_gave_up_never_hops_again() {
     // moved, and the client gave up. Only the peer's get is left: it is served here, by a load,
     // never sent on to the new owner.
     let f = fixture();
-    let (first, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
-    let _ = f.group.delete(&f.mine, false, at(1));
-    assert!(matches!(
-        f.group.get(&f.mine, false, at(2), || 2),
-        GetStep::Wait
-    ));
-    assert!(matches!(
-        f.group.get(&f.mine, true, at(2), || 3),
-        GetStep::Wait
-    ));
-    let _ = f.group.ring_changed(&Arc::new(ring_where_b_owns(&f.mine)));
+    let (first, permit) = queued_behind_a_detached_load(&f, &[(false, 2), (true, 3)], true);
     drop(permit);
-    let done = f.group.loaded_at(
-        &first,
-        LoadOutcome::Value(value("old", None)),
-        at(3),
-        at(3),
-        |&w| w == 2,
-    );
+    let done = old_loaded(&f, &first, |&w| w == 2);
     assert!(
         matches!(done.start, Some(Work::Load { .. })),
         "the peer's get is loaded here, not forwarded again: {:?}",
@@ -694,18 +688,7 @@ fn a_peers_forwarded_get_left_alone_by_clients_that_gave_up_never_hops_again() {
     // A fetch of a key this node does not own: a client (1) started it, a peer's forwarded get
     // (2) that took this node for the owner joined it. The answer expired on its way and the
     // client gave up: the peer's get is not sent to the owner a second time.
-    let f = fixture();
-    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
-    assert!(matches!(
-        f.group.get(&f.theirs, true, at(1), || 2),
-        GetStep::Wait
-    ));
-    let done = f.group.fetched_for(
-        &flight,
-        FetchOutcome::Answered(Ok(Some(value("v", Some(50))))),
-        at(80),
-        |w| *w == 1,
-    );
+    let done = expired_fetch_left_to_caller_2(&fixture(), true);
     assert!(
         matches!(done.start, Some(Work::Load { .. })),
         "the peer's get is loaded here, not forwarded again: {:?}",
@@ -716,19 +699,8 @@ fn a_peers_forwarded_get_left_alone_by_clients_that_gave_up_never_hops_again() {
 #[test]
 fn a_queued_load_whose_callers_all_gave_up_never_starts() {
     let f = fixture();
-    let (first, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
-    let _ = f.group.delete(&f.mine, false, at(1));
-    assert!(matches!(
-        f.group.get(&f.mine, false, at(2), || 2),
-        GetStep::Wait
-    ));
-    let done = f.group.loaded_at(
-        &first,
-        LoadOutcome::Value(value("old", None)),
-        at(3),
-        at(3),
-        |&w| w == 2,
-    );
+    let (first, _permit) = queued_behind_a_detached_load(&f, &[(false, 2)], false);
+    let done = old_loaded(&f, &first, |&w| w == 2);
     assert!(done.start.is_none(), "no load for callers that gave up");
     assert_eq!(delivered(&done), vec![(vec![1], some("old"))]);
     // The next caller starts a fresh load.
