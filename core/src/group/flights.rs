@@ -42,17 +42,51 @@ pub(super) enum State {
     Queued,
 }
 
-/// A caller waiting on a flight: a client of this node, or a peer that forwarded its request
-/// here (which is never sent on to another node: a forwarded request never hops again).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(super) struct Waiting<W> {
-    pub(super) caller: W,
-    pub(super) client: bool,
+/// The callers waiting on a flight, in arrival order, each a client of this node or a peer that
+/// forwarded its request here (which is never sent on to another node: a forwarded request never
+/// hops again). Keeps the number of clients, so asking whether any waits costs nothing under the
+/// shard lock however many callers pile up on a hot key.
+#[derive(Debug)]
+pub(super) struct Waiters<W> {
+    callers: Vec<(W, bool)>,
+    clients: usize,
 }
 
-/// The callers of `waiting`, in order, for a delivery.
-pub(super) fn callers<W>(waiting: Vec<Waiting<W>>) -> Vec<W> {
-    waiting.into_iter().map(|w| w.caller).collect()
+impl<W> Waiters<W> {
+    /// The first caller of a flight; `client`: not a peer forwarding.
+    pub(super) fn one(caller: W, client: bool) -> Self {
+        Waiters {
+            callers: vec![(caller, client)],
+            clients: usize::from(client),
+        }
+    }
+
+    /// Adds a caller.
+    pub(super) fn push(&mut self, caller: W, client: bool) {
+        self.clients += usize::from(client);
+        self.callers.push((caller, client));
+    }
+
+    /// Adds every caller of `other`, after these.
+    pub(super) fn append(&mut self, other: Waiters<W>) {
+        self.clients += other.clients;
+        self.callers.extend(other.callers);
+    }
+
+    /// Drops the callers `gave_up` names.
+    fn retain(&mut self, gave_up: impl Fn(&W) -> bool) {
+        self.callers.retain(|(caller, _)| !gave_up(caller));
+        self.clients = self.callers.iter().filter(|(_, client)| *client).count();
+    }
+
+    pub(super) fn len(&self) -> usize {
+        self.callers.len()
+    }
+
+    /// The callers, in order, for a delivery.
+    pub(super) fn into_callers(self) -> Vec<W> {
+        self.callers.into_iter().map(|(caller, _)| caller).collect()
+    }
 }
 
 /// One load or fetch and the callers waiting for it.
@@ -63,7 +97,7 @@ pub(super) struct Flight<W> {
     pub(super) kind: Kind,
     pub(super) state: State,
     /// Every caller waiting, the one that started the flight first.
-    pub(super) waiters: Vec<Waiting<W>>,
+    pub(super) waiters: Waiters<W>,
     /// When the work started (or the flight was queued), to age an owner's answer.
     pub(super) started_at: Timestamp,
     /// Fetches of this flight so far that found the value expired on its way (see
@@ -75,15 +109,15 @@ impl<W> Flight<W> {
     /// Drops the callers that gave up; whether any is still waiting (a second try, or work not
     /// started yet, is only for them).
     pub(super) fn still_wanted(&mut self, gave_up: impl Fn(&W) -> bool) -> bool {
-        self.waiters.retain(|w| !gave_up(&w.caller));
-        !self.waiters.is_empty()
+        self.waiters.retain(gave_up);
+        self.waiters.len() > 0
     }
 
     /// Whether a client (not a peer forwarding) waits on it: only then may its work be sent on
     /// to another node. Peers that join a client's fetch ride along; once only peers are left,
     /// nothing is sent anywhere for them.
     pub(super) fn clients(&self) -> bool {
-        self.waiters.iter().any(|w| w.client)
+        self.waiters.clients > 0
     }
 }
 
@@ -124,7 +158,7 @@ impl<W> Flights<W> {
         &mut self,
         key: Bytes,
         kind: Kind,
-        waiters: Vec<Waiting<W>>,
+        waiters: Waiters<W>,
         now: Timestamp,
     ) -> (FlightId, State) {
         self.start_again(key, kind, waiters, now, 0)
@@ -135,7 +169,7 @@ impl<W> Flights<W> {
         &mut self,
         key: Bytes,
         kind: Kind,
-        waiters: Vec<Waiting<W>>,
+        waiters: Waiters<W>,
         now: Timestamp,
         refetches: u8,
     ) -> (FlightId, State) {
@@ -289,11 +323,8 @@ mod tests {
     const T0: Timestamp = Timestamp::ZERO;
 
     /// One waiting client, `caller`.
-    fn waiting(caller: u32) -> Vec<Waiting<u32>> {
-        vec![Waiting {
-            caller,
-            client: true,
-        }]
+    fn waiting(caller: u32) -> Waiters<u32> {
+        Waiters::one(caller, true)
     }
 
     #[test]
@@ -310,12 +341,12 @@ mod tests {
         assert_eq!(f.release_queued(b"k", T0), None);
         let (done, detached) = f.finish(b"k", first).unwrap();
         assert!(detached);
-        assert_eq!(callers(done.waiters), vec![1]);
+        assert_eq!(done.waiters.into_callers(), vec![1]);
         assert_eq!(f.release_queued(b"k", T0), Some(second));
         f.check();
         let (done, detached) = f.finish(b"k", second).unwrap();
         assert!(!detached);
-        assert_eq!(callers(done.waiters), vec![2]);
+        assert_eq!(done.waiters.into_callers(), vec![2]);
         assert_eq!(f.len(), 0);
     }
 
@@ -327,6 +358,25 @@ mod tests {
         assert!(f.finish(b"other", id).is_none());
         assert!(f.finish(b"k", id).is_some());
         assert!(f.finish(b"k", id).is_none());
+    }
+
+    #[test]
+    fn waiters_know_whether_a_client_is_among_them() {
+        let mut f: Flights<u32> = Flights::default();
+        let (id, _) = f.start(key("k"), Kind::Load, Waiters::one(1, false), T0);
+        let flight = f.current_mut(b"k").unwrap();
+        assert!(!flight.clients(), "a peer alone");
+        flight.waiters.push(2, true);
+        let mut more = Waiters::one(3, false);
+        more.push(4, true);
+        flight.waiters.append(more);
+        assert!(flight.clients());
+        assert!(flight.still_wanted(|&w| w == 2));
+        assert!(flight.clients(), "4 still waits");
+        assert!(flight.still_wanted(|&w| w == 4));
+        assert!(!flight.clients(), "only peers 1 and 3 are left");
+        let (done, _) = f.finish(b"k", id).unwrap();
+        assert_eq!(done.waiters.into_callers(), vec![1, 3]);
     }
 
     #[test]
@@ -346,13 +396,13 @@ mod tests {
         let gone = f
             .abandon(b"k", queued)
             .expect("the queued flight is current");
-        assert_eq!(callers(gone.waiters), vec![2]);
+        assert_eq!(gone.waiters.into_callers(), vec![2]);
         let (_, state) = f.start(key("k"), Kind::Load, waiting(3), T0);
         assert_eq!(state, State::Queued, "the detached load still runs");
         f.check();
         // Abandoning the running current load frees the key for the next one.
         let (done, _) = f.finish(b"k", running).expect("the detached load ends");
-        assert_eq!(callers(done.waiters), vec![1]);
+        assert_eq!(done.waiters.into_callers(), vec![1]);
         let next = f.release_queued(b"k", T0).expect("the queued load starts");
         assert!(f.abandon(b"k", next).is_some());
         let (_, state) = f.start(key("k"), Kind::Load, waiting(4), T0);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::flights::{callers, Flight, Flights, Kind, State, Waiting};
+use super::flights::{Flight, Flights, Kind, State, Waiters};
 use super::load_slots::LoadSlots;
 use super::stats::GroupCounters;
 use super::steps::{
@@ -187,10 +187,7 @@ impl<W> Shard<W> {
                 let max = rules.max_waiters_per_key;
                 return GetStep::Reply(Err(Refusal::WaitersFull { max }.into()));
             }
-            flight.waiters.push(Waiting {
-                caller: waiter(),
-                client: !forwarded,
-            });
+            flight.waiters.push(waiter(), !forwarded);
             self.counters.coalesced += 1;
             return GetStep::Wait;
         }
@@ -209,11 +206,8 @@ impl<W> Shard<W> {
             Kind::Fetch { owner } => Some(owner.clone()),
             Kind::Load => None,
         };
-        let first = Waiting {
-            caller: waiter(),
-            client: !forwarded,
-        };
-        let (id, state) = self.flights.start(key.clone(), kind, vec![first], now);
+        let first = Waiters::one(waiter(), !forwarded);
+        let (id, state) = self.flights.start(key.clone(), kind, first, now);
         self.flights.check();
         let flight = FlightRef {
             key: key.clone(),
@@ -316,7 +310,7 @@ impl<W> Shard<W> {
         };
         let mut completion = Completion {
             deliveries: vec![Delivery {
-                waiters: callers(done.waiters),
+                waiters: done.waiters.into_callers(),
                 reply,
             }],
             start: None,
@@ -382,7 +376,7 @@ impl<W> Shard<W> {
         };
         Completion {
             deliveries: vec![Delivery {
-                waiters: callers(done.waiters),
+                waiters: done.waiters.into_callers(),
                 reply,
             }],
             start: None,
@@ -404,7 +398,7 @@ impl<W> Shard<W> {
         let clients = done.clients();
         let key = done.key;
         if let Some(current) = self.flights.current_mut(&key) {
-            current.waiters.extend(done.waiters);
+            current.waiters.append(done.waiters);
             return Completion::default();
         }
         let owner = self.router.owner(&key).clone();
@@ -438,7 +432,7 @@ impl<W> Shard<W> {
         if let Some(reply) = reply {
             return Completion {
                 deliveries: vec![Delivery {
-                    waiters: callers(done.waiters),
+                    waiters: done.waiters.into_callers(),
                     reply,
                 }],
                 start: None,
@@ -457,7 +451,7 @@ impl<W> Shard<W> {
         &mut self,
         slots: &Arc<LoadSlots>,
         key: Bytes,
-        waiters: Vec<Waiting<W>>,
+        waiters: Waiters<W>,
         now: Timestamp,
     ) -> Completion<W, E> {
         let permit = if self.flights.load_running(&key) {
@@ -471,7 +465,7 @@ impl<W> Shard<W> {
                     let cap = slots.cap();
                     return Completion {
                         deliveries: vec![Delivery {
-                            waiters: callers(waiters),
+                            waiters: waiters.into_callers(),
                             reply: Err(Refusal::LoadsFull { cap }.into()),
                         }],
                         start: None,
@@ -519,7 +513,7 @@ impl<W> Shard<W> {
         match reply {
             Some(reply) => Completion {
                 deliveries: vec![Delivery {
-                    waiters: callers(done.waiters),
+                    waiters: done.waiters.into_callers(),
                     reply,
                 }],
                 start: None,
@@ -562,7 +556,7 @@ impl<W> Shard<W> {
                 if let Some(flight) = id.and_then(|id| self.flights.abandon(key, id)) {
                     self.counters.hits += 1;
                     completion.deliveries.push(Delivery {
-                        waiters: callers(flight.waiters),
+                        waiters: flight.waiters.into_callers(),
                         reply: Ok(Some(fetched(hit, now))),
                     });
                 }
@@ -613,7 +607,7 @@ impl<W> Shard<W> {
                     self.counters.overloaded += flight.waiters.len() as u64;
                     let cap = slots.cap();
                     completion.deliveries.push(Delivery {
-                        waiters: callers(flight.waiters),
+                        waiters: flight.waiters.into_callers(),
                         reply: Err(Refusal::LoadsFull { cap }.into()),
                     });
                 }
