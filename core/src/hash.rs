@@ -8,7 +8,8 @@ use xxhash_rust::xxh3::xxh3_64_with_seed;
 
 /// Seed for positions on the consistent-hash ring (keys and virtual nodes alike).
 pub const RING_SEED: u64 = 0x4c43_6163_6865_5231; // "LCacheR1"
-/// Seed for choosing the shard of a key inside a sharded store.
+/// Seed for choosing the shard (lock) of a key inside a group ([`crate::group`]); a
+/// [`crate::sharded::ShardedStore`] picks its shard from the store's own key hash instead.
 pub const SHARD_SEED: u64 = 0x4c43_6163_6865_5331; // "LCacheS1"
 
 /// Position of `bytes` on the ring: XXH3-64 with [`RING_SEED`].
