@@ -23,7 +23,8 @@
 //!   its lease or lags behind may serve what it holds), writes acknowledged while views
 //!   disagreed (two nodes may each own the key in their own view; what one acknowledged is lost
 //!   when the views agree again on the other — README, Consistency), and — outside clean windows — hot
-//!   copies, i.e. values returned within the hot lifetime after `W`. S8 also flags a main store
+//!   copies, i.e. values returned within the hot lifetime after `W`, or after the reading node
+//!   kept the copy if a load there held it past `W` (a stall before keeping it). S8 also flags a main store
 //!   holding keys its node does not own (sampled): they resurface when ownership returns.
 
 use std::collections::BTreeMap;
@@ -41,6 +42,9 @@ const SLACK_US: u64 = 5_000;
 /// The buggify point that stalls a node between a fetch's answer and keeping (and delivering)
 /// it (`lcache_node::buggify::Point::BeforeKeepFetch`).
 const FETCH_STALL_POINT: &str = "before-keep-fetch";
+/// The buggify point that stalls a node between a load's end and keeping (and delivering) it
+/// (`lcache_node::buggify::Point::BeforeKeepLoad`).
+const LOAD_STALL_POINT: &str = "before-keep-load";
 
 /// Until when a write may still be applied: its acknowledgement, or [`IN_FLIGHT_GRACE_US`]
 /// after its failure; `None` while it has not returned.
@@ -67,6 +71,8 @@ struct Fresh<'i, 'a> {
     views: Vec<(u64, Vec<String>)>,
     /// Buggify stalls before keeping a fetched value: when, on which node, until when (µs).
     fetch_stalls: Vec<(u64, &'a str, u64)>,
+    /// Buggify stalls before keeping a loaded value: when, on which node, until when (µs).
+    load_stalls: Vec<(u64, &'a str, u64)>,
     rings: std::cell::RefCell<BTreeMap<Vec<String>, lcache_core::ring::Ring>>,
 }
 
@@ -87,6 +93,7 @@ impl<'i, 'a> Fresh<'i, 'a> {
         let mut evictions = Vec::new();
         let mut views = Vec::new();
         let mut fetch_stalls = Vec::new();
+        let mut load_stalls = Vec::new();
         let mut seen: BTreeMap<(&str, u64), u64> = BTreeMap::new();
         for (_, entry) in index.events() {
             match &entry.event {
@@ -112,6 +119,11 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 } if point == FETCH_STALL_POINT => {
                     fetch_stalls.push((entry.at_us, node.as_str(), entry.at_us + ms * 1_000));
                 }
+                Event::Stalled {
+                    node, point, ms, ..
+                } if point == LOAD_STALL_POINT => {
+                    load_stalls.push((entry.at_us, node.as_str(), entry.at_us + ms * 1_000));
+                }
                 _ => {}
             }
         }
@@ -123,6 +135,7 @@ impl<'i, 'a> Fresh<'i, 'a> {
             evictions,
             views,
             fetch_stalls,
+            load_stalls,
             rings: Default::default(),
         }
     }
@@ -217,6 +230,31 @@ impl<'i, 'a> Fresh<'i, 'a> {
             .max()
     }
 
+    /// When the value `g` returned became a copy held by `g`'s node, if a load there produced
+    /// it: the load's end, or later if the node stalled (buggify) between the end and keeping
+    /// it. A hot copy lives for the hot lifetime from then.
+    fn kept_here_at(&self, g: &Op<'_>) -> Option<u64> {
+        let Some((_, _, Outcome::Value { value, .. })) = g.ret else {
+            return None;
+        };
+        match self.index.origins.get(&(g.request.key(), value.as_str()))? {
+            Origin::Load { node, end_us, .. } if *node == g.node => {
+                Some(self.load_kept_at(node, *end_us))
+            }
+            _ => None,
+        }
+    }
+
+    /// When a load on `node` that ended at `end_us` was kept and delivered to its callers: at
+    /// its end, or later if the node stalled (buggify) between the end and keeping it.
+    fn load_kept_at(&self, node: &str, end_us: u64) -> u64 {
+        self.load_stalls
+            .iter()
+            .filter(|&&(at, n, _)| n == node && at >= end_us && at <= end_us + SLACK_US)
+            .map(|&(_, _, until)| until)
+            .fold(end_us, u64::max)
+    }
+
     /// The owner of `key` in the last view recorded at or before `at_us` (views agree in quiet
     /// windows, where this is used).
     fn owner_at(&self, key: &str, at_us: u64) -> Option<String> {
@@ -279,13 +317,18 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 }
             }
             // Outside clean windows an invalidation may have been lost: a node that missed it
-            // lets later callers join its fetch of the older value until that ends.
+            // lets later callers join its load of the older value until that is kept (a stall
+            // before keeping it may hold the flight past the write: seed 1171).
             Some(Origin::Load {
-                start_us, end_us, ..
+                start_us,
+                end_us,
+                node,
+                ..
             }) if *start_us < w.inv_us
                 && !clean
-                && g.inv_us <= *end_us
-                && w.ret_us().is_some_and(|t| t < *end_us) =>
+                && g.inv_us <= self.load_kept_at(node, *end_us)
+                && w.ret_us()
+                    .is_some_and(|t| t < self.load_kept_at(node, *end_us)) =>
             {
                 Verdict::Fresh
             }
@@ -443,8 +486,11 @@ pub(crate) fn s8_no_resurrection(
             continue;
         }
         let w_ret = w.ret_us().unwrap_or(0);
+        // A copy its node kept after the write (a load that started before it, held by a
+        // stall past it, whose invalidation the fault lost) lives a hot lifetime from then.
+        let copy_from = fresh.kept_here_at(g).map_or(w_ret, |kept| kept.max(w_ret));
         let hot_copy = options.hot.is_some()
-            && g.inv_us < w_ret + hot_us + SLACK_US
+            && g.inv_us < copy_from + hot_us + SLACK_US
             && !calm.clean(w.inv_us, ret_us);
         if hot_copy {
             continue;
@@ -659,6 +705,87 @@ mod tests {
         assert!(!rules(&stalled_fetch(400), &o).contains(&"no-stale-read"));
         // It ended at 202 ms: the get at 300 ms started its own flight and must see the write.
         assert!(rules(&stalled_fetch(50), &o).contains(&"no-stale-read"));
+    }
+
+    /// Seed 360: n2 (not the owner of `k`, which is n1 here) loaded `k` before the new write,
+    /// stalled `stall_ms` before keeping the value as a hot copy, and the write's invalidation
+    /// of n2 was dropped; a get on n2 some time after the write returned the hot copy.
+    fn stalled_hot_load(stall_ms: u64, get_ms: u64) -> Vec<Entry> {
+        let mut h = history("c2.0", "n2", "L:k:n2.1.0");
+        let get = h.len() - 2;
+        h[get].at_us = get_ms * 1_000;
+        h[get + 1].at_us = get_ms * 1_000 + 1_000;
+        h.splice(
+            4..4,
+            [
+                at(
+                    150,
+                    Event::LoadStart {
+                        node: "n2".into(),
+                        inc: 1,
+                        key: "k".into(),
+                        concurrent: 1,
+                        node_concurrent: 1,
+                        call: 0,
+                    },
+                ),
+                at(
+                    160,
+                    Event::LoadEnd {
+                        node: "n2".into(),
+                        inc: 1,
+                        key: "k".into(),
+                        call: 0,
+                        result: crate::history::LoadResult::Value {
+                            value: "L:k:n2.1.0".into(),
+                            ttl_ms: None,
+                        },
+                    },
+                ),
+                at(
+                    160,
+                    Event::Stalled {
+                        node: "n2".into(),
+                        inc: 1,
+                        point: "before-keep-load".into(),
+                        ms: stall_ms,
+                    },
+                ),
+            ],
+        );
+        let write = h.len() - 4;
+        h.insert(
+            write + 1,
+            at(
+                200,
+                Event::Dropped {
+                    node: "n1".into(),
+                    inc: 1,
+                    point: "drop-invalidation".into(),
+                },
+            ),
+        );
+        h
+    }
+
+    #[test]
+    fn s8_excuses_joining_a_load_held_past_a_write_whose_invalidation_was_dropped() {
+        let o = options(false);
+        // Seed 1171: the load's flight was kept at 560 ms; the get at 300 ms joined it.
+        assert!(!rules(&stalled_hot_load(400, 300), &o).contains(&"no-stale-read"));
+        // Kept at 170 ms: the get at 300 ms started its own flight and must see the write.
+        assert!(rules(&stalled_hot_load(10, 300), &o).contains(&"no-stale-read"));
+    }
+
+    #[test]
+    fn s8_counts_a_hot_copys_lifetime_from_when_a_stalled_load_kept_it() {
+        let o = options(true);
+        // The copy was kept at 560 ms and lives 500 ms: a get at 900 ms may still see it.
+        assert!(!rules(&stalled_hot_load(400, 900), &o).contains(&"no-stale-read"));
+        // Past its lifetime it may not.
+        assert!(rules(&stalled_hot_load(400, 1_100), &o).contains(&"no-stale-read"));
+        // Kept at 170 ms, before the write (201 ms): the lifetime counts from the write.
+        assert!(rules(&stalled_hot_load(10, 900), &o).contains(&"no-stale-read"));
     }
 
     #[test]

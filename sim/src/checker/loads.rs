@@ -7,7 +7,7 @@
 //!   unless the node was asked with `hops = 1` (a client claiming to be a peer, or a peer with
 //!   another view), which it must serve without forwarding.
 //! - **No wedged key**: in a clean window, a patient get of a key whose earlier load failed or
-//!   panicked does not time out while no load of the key runs.
+//!   panicked does not time out while no load of the key runs and no buggify stall holds a node.
 //! - **A loader panic is contained**: it never takes its node down.
 
 use std::collections::BTreeMap;
@@ -149,6 +149,7 @@ fn asked_as_peer(index: &Index<'_>, node: &str, key: &str, at_us: u64) -> bool {
 
 fn wedged(index: &Index<'_>, calm: &Calm, options: &Options) -> Option<Violation> {
     let patient_us = micros(options.connect_timeout + options.call_timeout);
+    let stalls = super::stalls(index);
     index.ops.iter().find_map(|(id, op)| {
         let (ret, ret_us, outcome) = op.ret?;
         let timed_out = matches!(
@@ -162,6 +163,9 @@ fn wedged(index: &Index<'_>, calm: &Calm, options: &Options) -> Option<Violation
             || !matches!(op.request, Request::Get { .. })
             || op.deadline_us < patient_us
             || !calm.clean(op.inv_us, ret_us)
+            // A buggify stall (a slow step on some node) is a fault, as S5 counts it: it may
+            // have held the key's flight past the get's patience (seed 433).
+            || stalls.iter().any(|&(s, e)| s <= ret_us && op.inv_us <= e)
         {
             return None;
         }
@@ -214,11 +218,11 @@ fn panic_escaped(index: &Index<'_>) -> Option<Violation> {
 
 #[cfg(test)]
 mod tests {
-    use crate::checker::test_support::at;
+    use crate::checker::test_support::{at, invoke, ret};
     use std::collections::BTreeMap;
 
     use crate::checker::check_all;
-    use crate::history::{Entry, Event, LoadResult};
+    use crate::history::{Entry, Event, FailKind, LoadResult, Outcome, Phase, Request};
     use crate::options::{Mutation, Options};
 
     fn cluster() -> Vec<Entry> {
@@ -282,6 +286,65 @@ mod tests {
         assert!(rules(&h, &o).is_empty());
         h.push(at(11, load(&owner, "k", 1, 3)));
         assert_eq!(rules(&h, &o), vec!["load-cap"]);
+    }
+
+    /// Seed 433: a failed load of `k` held by a buggify stall before it was reported, then the
+    /// load queued behind it stalled the same way; a patient get waiting on both timed out.
+    /// The stalls are the fault (as S5 excuses them); without one the key is wedged.
+    #[test]
+    fn a_timeout_after_a_failed_load_is_excused_only_while_a_stall_held_the_key() {
+        let mut o = Options::from_seed(1, Mutation::None);
+        o.connect_timeout = std::time::Duration::from_millis(500);
+        o.call_timeout = std::time::Duration::from_secs(4);
+        let history = |stall: bool| {
+            let mut h = cluster();
+            h.push(at(5, load("n1", "k", 0, 1)));
+            h.push(at(
+                10,
+                Event::LoadEnd {
+                    node: "n1".into(),
+                    inc: 1,
+                    key: "k".into(),
+                    call: 0,
+                    result: LoadResult::Failed,
+                },
+            ));
+            h.push(at(
+                100,
+                invoke(
+                    1,
+                    "c1.0",
+                    "n1",
+                    Request::Get { key: "k".into() },
+                    Phase::Safety,
+                    false,
+                ),
+            ));
+            if stall {
+                h.push(at(
+                    1_200,
+                    Event::Stalled {
+                        node: "n1".into(),
+                        inc: 1,
+                        point: "before-keep-load".into(),
+                        ms: 1_464,
+                    },
+                ));
+            }
+            h.push(at(
+                2_600,
+                ret(
+                    1,
+                    Outcome::Failed {
+                        kind: FailKind::Timeout,
+                        message: "no answer within 2.5s".into(),
+                    },
+                ),
+            ));
+            h
+        };
+        assert!(rules(&history(false), &o).contains(&"no-wedged-key"));
+        assert!(!rules(&history(true), &o).contains(&"no-wedged-key"));
     }
 
     #[test]

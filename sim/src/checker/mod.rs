@@ -715,7 +715,7 @@ fn s5_host_error(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<V
 
 /// When buggify points stalled a node (µs intervals): a timeout they overlap is excused, as
 /// a latency spike's would be.
-fn stalls(index: &Index<'_>) -> Vec<(u64, u64)> {
+pub(crate) fn stalls(index: &Index<'_>) -> Vec<(u64, u64)> {
     index
         .events()
         .filter_map(|(_, entry)| match &entry.event {
@@ -746,7 +746,8 @@ fn l1_convergence(index: &Index<'_>, _calm: &calm::Calm, _: &Options) -> Option<
 
 /// L2: after convergence, every live node returns what the last acknowledged write of a key
 /// wrote (or, after a delete, a miss or a value loaded since), allowing only hot copies within
-/// their lifetime and eviction of the value on its owner.
+/// their lifetime, eviction of the value on its owner, a failed load, and a timeout while a
+/// buggify stall held a node.
 fn l2_visibility(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Option<Violation> {
     let mut evictions: BTreeMap<&str, Vec<u64>> = BTreeMap::new();
     for (i, entry) in index.events() {
@@ -785,11 +786,12 @@ fn l2_visibility(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Op
         }
     }
     let hot_lifetime_us = micros(options.hot_lifetime());
+    let stalls = stalls(index);
     index.ops.iter().find_map(|(id, op)| {
         if op.phase != Phase::L2Read {
             return None;
         }
-        let (ret, _, outcome) = op.ret?;
+        let (ret, ret_us, outcome) = op.ret?;
         let key = op.request.key();
         let (write_id, write) = *last_write.get(key)?;
         let (write_ret, write_ret_us, _) = write.ret?;
@@ -823,6 +825,16 @@ fn l2_visibility(index: &Index<'_>, _calm: &calm::Calm, options: &Options) -> Op
             (Request::Delete { .. }, Outcome::Failed { message, .. }) => load_failed(message),
             _ => false,
         };
+        // Buggify stays on after convergence: a stall (a slow step on some node) may hold the
+        // answer past the caller's patience, as a slow loader may (seed 1250).
+        let stalled = matches!(
+            outcome,
+            Outcome::Failed {
+                kind: FailKind::Timeout,
+                ..
+            }
+        ) && stalls.iter().any(|&(s, e)| s <= ret_us && op.inv_us <= e);
+        let ok = ok || stalled;
         (!ok).then(|| Violation {
             property: "L2",
             rule: "",
@@ -1106,5 +1118,47 @@ mod tests {
         };
         assert_eq!(property(&h(Outcome::Miss), &options()), None);
         assert_eq!(property(&h(value("V:k:0")), &options()), Some("L2"));
+    }
+
+    /// Seed 1250: after convergence the owner's loader ran into its load timeout and a buggify
+    /// stall held the failed load another second before the owner answered; the forwarding
+    /// node gave up first. The stall is the fault; without one, the timeout breaks L2.
+    #[test]
+    fn l2_excuses_a_timeout_only_while_a_stall_held_a_node() {
+        let read = |stall: bool| {
+            let mut h = vec![
+                at(0, started("n1")),
+                at(
+                    1,
+                    invoke(0, "n1", Request::Delete { key: "k".into() }, Phase::L2Write),
+                ),
+                at(2, ret(0, Outcome::Deleted { existed: true })),
+                at(10, invoke(1, "n1", get("k"), Phase::L2Read)),
+            ];
+            if stall {
+                h.push(at(
+                    1_510,
+                    Event::Stalled {
+                        node: "n2".into(),
+                        inc: 1,
+                        point: "before-keep-load".into(),
+                        ms: 1_006,
+                    },
+                ));
+            }
+            h.push(at(
+                2_510,
+                ret(
+                    1,
+                    Outcome::Failed {
+                        kind: FailKind::Timeout,
+                        message: "no answer within 4s".into(),
+                    },
+                ),
+            ));
+            h
+        };
+        assert_eq!(property(&read(false), &options()), Some("L2"));
+        assert_eq!(property(&read(true), &options()), None);
     }
 }
