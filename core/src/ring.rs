@@ -145,19 +145,38 @@ impl Ring {
 
     /// The member owning `key`, or `None` if the ring is empty.
     pub fn owner(&self, key: &[u8]) -> Option<&MemberId> {
-        self.owner_at(ring_hash(key))
+        self.ids.get(self.owner_index(key)?)
+    }
+
+    /// The position in [`Ring::ids`] of the member owning `key`, so a caller that keeps its own
+    /// per-member data in id order finds it without comparing ids. A ring of one member owns
+    /// every key without hashing it.
+    pub fn owner_index(&self, key: &[u8]) -> Option<usize> {
+        match self.ids.len() {
+            0 => None,
+            1 => Some(0),
+            _ => self.owner_index_at(ring_hash(key)),
+        }
     }
 
     /// The member owning ring position `position`: the first point at or after it, wrapping.
     pub fn owner_at(&self, position: u64) -> Option<&MemberId> {
+        self.ids.get(self.owner_index_at(position)?)
+    }
+
+    fn owner_index_at(&self, position: u64) -> Option<usize> {
         let point = self.positions.partition_point(|&p| p < position);
         let point = if point == self.positions.len() {
             0
         } else {
             point
         };
-        let index = *self.owners.get(point)?;
-        self.ids.get(index as usize)
+        self.owners.get(point).map(|&index| index as usize)
+    }
+
+    /// The members' ids in id order (the order [`Ring::owner_index`] refers to).
+    pub fn ids(&self) -> &[MemberId] {
+        &self.ids
     }
 
     /// Whether `id` is on the ring.

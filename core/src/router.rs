@@ -26,6 +26,10 @@ pub struct Router {
     ring: Ring,
     /// Every member on the ring, self included.
     members: BTreeMap<MemberId, Member>,
+    /// The same members in the ring's id order, so a key's owner is found by the ring's index
+    /// (no id comparisons on the request path); and where self is among them.
+    by_index: Vec<Member>,
+    self_index: usize,
 }
 
 impl Router {
@@ -35,6 +39,8 @@ impl Router {
             members: BTreeMap::from([(self_member.id.clone(), self_member.clone())]),
             self_member,
             ring: Ring::new(ring),
+            by_index: Vec::new(),
+            self_index: 0,
         };
         router.sync_ring();
         router
@@ -64,10 +70,17 @@ impl Router {
     /// The member owning `key`.
     pub fn owner(&self, key: &[u8]) -> &Member {
         self.ring
-            .owner(key)
-            .and_then(|id| self.members.get(id))
+            .owner_index(key)
+            .and_then(|index| self.by_index.get(index))
             // Unreachable: self is always on the ring and the ring mirrors `members`.
             .unwrap_or(&self.self_member)
+    }
+
+    /// Whether this node owns `key`, by position on the ring.
+    fn owns(&self, key: &[u8]) -> bool {
+        self.ring
+            .owner_index(key)
+            .is_none_or(|index| index == self.self_index)
     }
 
     /// Where to serve a request for `key`: [`Route::Local`] if this node owns the key or the
@@ -77,17 +90,16 @@ impl Router {
         if forwarded {
             return Route::Local;
         }
-        let owner = self.owner(key);
-        if owner.id == self.self_member.id {
+        if self.owns(key) {
             Route::Local
         } else {
-            Route::Peer(owner.clone())
+            Route::Peer(self.owner(key).clone())
         }
     }
 
     /// Whether `key` is owned by this node.
     pub fn is_local(&self, key: &[u8]) -> bool {
-        self.owner(key).id == self.self_member.id
+        self.owns(key)
     }
 
     /// All members, self included, sorted by id.
@@ -119,6 +131,15 @@ impl Router {
         let members = self.members.keys().map(|id| (id.clone(), MEMBER_WEIGHT));
         let synced = self.ring.set_members(members);
         debug_assert!(synced.is_ok(), "MEMBER_WEIGHT is a valid weight");
+        // The ring's ids are `members`' keys in the same (id) order.
+        self.by_index = self.members.values().cloned().collect();
+        self.self_index = self
+            .ring
+            .ids()
+            .iter()
+            .position(|id| *id == self.self_member.id)
+            .unwrap_or(0);
+        debug_assert!(self.by_index.iter().map(|m| &m.id).eq(self.ring.ids()));
     }
 }
 

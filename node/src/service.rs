@@ -9,6 +9,7 @@ use lcache_transport::{
 
 use crate::metrics::record::{Outcome, Rpc};
 use crate::runtime::Runtime;
+use tokio::time::Instant;
 
 /// Serves the `lcache.v1.Cache` API on behalf of one node.
 #[derive(Debug)]
@@ -37,8 +38,9 @@ impl<T: Transport> CacheHandler for NodeService<T> {
         &self,
         req: GetRequest,
         deadline: Deadline,
+        arrived: Instant,
     ) -> Result<Option<Fetched>, ServiceError> {
-        let timer = self.runtime.metrics.time(Rpc::Get);
+        let timer = self.runtime.metrics.time_from(Rpc::Get, arrived);
         let result = self
             .runtime
             .get(req, deadline, timer.started())
@@ -48,8 +50,13 @@ impl<T: Transport> CacheHandler for NodeService<T> {
         result
     }
 
-    async fn set(&self, req: SetRequest, deadline: Deadline) -> Result<(), ServiceError> {
-        let timer = self.runtime.metrics.time(Rpc::Set);
+    async fn set(
+        &self,
+        req: SetRequest,
+        deadline: Deadline,
+        arrived: Instant,
+    ) -> Result<(), ServiceError> {
+        let timer = self.runtime.metrics.time_from(Rpc::Set, arrived);
         let result = self
             .runtime
             .set(req, deadline, timer.started())
@@ -59,8 +66,13 @@ impl<T: Transport> CacheHandler for NodeService<T> {
         result
     }
 
-    async fn delete(&self, req: DeleteRequest, deadline: Deadline) -> Result<bool, ServiceError> {
-        let timer = self.runtime.metrics.time(Rpc::Delete);
+    async fn delete(
+        &self,
+        req: DeleteRequest,
+        deadline: Deadline,
+        arrived: Instant,
+    ) -> Result<bool, ServiceError> {
+        let timer = self.runtime.metrics.time_from(Rpc::Delete, arrived);
         let result = self
             .runtime
             .delete(req, deadline, timer.started())

@@ -85,7 +85,7 @@ async fn ttl_of(service: &NodeService<SlowOwner>, key: &str) -> Option<Duration>
         forwarded: false,
     };
     let fetched = service
-        .get(req, Deadline::after(Duration::from_secs(5)))
+        .get(req, Deadline::after(Duration::from_secs(5)), Instant::now())
         .await;
     fetched
         .unwrap()

@@ -12,6 +12,7 @@ use std::time::Duration;
 use futures::{Stream, TryStreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::transport::server::{Router, TcpIncoming};
 use tonic::transport::Server;
@@ -39,12 +40,17 @@ pub const SERVICE_NAME: &str = proto::cache_server::SERVICE_NAME;
 /// capped by [`ServerConfig::max_request_timeout`]. The server drops the returned future when the
 /// deadline passes (the caller then sees `CANCELLED`), so a handler needs the deadline only to
 /// budget the calls it makes itself (e.g. forwarding to the owner).
+///
+/// `arrived` is when the front door read the request (for RESP, the pipelined batch it came
+/// in): the start of its latency and the "now" of the node's decisions about it, so the clock
+/// is read once on the way in, not again by the handler.
 pub trait CacheHandler: Send + Sync + 'static {
     /// The value of `req.key`, `Ok(None)` on a miss.
     fn get(
         &self,
         req: GetRequest,
         deadline: Deadline,
+        arrived: Instant,
     ) -> impl Future<Output = Result<Option<Fetched>, ServiceError>> + Send;
 
     /// Stores a value.
@@ -52,6 +58,7 @@ pub trait CacheHandler: Send + Sync + 'static {
         &self,
         req: SetRequest,
         deadline: Deadline,
+        arrived: Instant,
     ) -> impl Future<Output = Result<(), ServiceError>> + Send;
 
     /// Removes a key; `Ok(true)` when the owner held it.
@@ -59,6 +66,7 @@ pub trait CacheHandler: Send + Sync + 'static {
         &self,
         req: DeleteRequest,
         deadline: Deadline,
+        arrived: Instant,
     ) -> impl Future<Output = Result<bool, ServiceError>> + Send;
 
     /// Drops this node's copies of a key another node wrote.
@@ -136,12 +144,7 @@ struct CacheService<H> {
 
 impl<H> CacheService<H> {
     /// The deadline the handler sees: the caller's `grpc-timeout` capped by the server's bound.
-    fn deadline(&self, md: &MetadataMap) -> Deadline {
-        self.deadline_from(md, tokio::time::Instant::now())
-    }
-
-    /// [`Self::deadline`] for a request that arrived at `received` (saves a clock read).
-    fn deadline_from(&self, md: &MetadataMap, received: tokio::time::Instant) -> Deadline {
+    fn deadline_from(&self, md: &MetadataMap, received: Instant) -> Deadline {
         let header = md
             .get("grpc-timeout")
             .and_then(|v| v.to_str().ok())
@@ -187,11 +190,11 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         &self,
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::GetResponse>, Status> {
-        let received = tokio::time::Instant::now();
+        let received = Instant::now();
         let deadline = self.deadline_from(request.metadata(), received);
         let req = GetRequest::try_from(request.into_inner()).map_err(|e| reject("get", e))?;
         let group = req.group.clone();
-        match self.handler.get(req, deadline).await {
+        match self.handler.get(req, deadline, received).await {
             Ok(Some(fetched)) => {
                 let mut response = proto::GetResponse::from(fetched);
                 response.held_ms =
@@ -207,10 +210,11 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         &self,
         request: Request<proto::SetRequest>,
     ) -> Result<Response<proto::SetResponse>, Status> {
-        let deadline = self.deadline(request.metadata());
+        let received = Instant::now();
+        let deadline = self.deadline_from(request.metadata(), received);
         let req = SetRequest::try_from(request.into_inner()).map_err(|e| reject("set", e))?;
         self.handler
-            .set(req, deadline)
+            .set(req, deadline, received)
             .await
             .map_err(|e| reject("set", e))?;
         Ok(Response::new(proto::SetResponse {}))
@@ -220,11 +224,12 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         &self,
         request: Request<proto::DeleteRequest>,
     ) -> Result<Response<proto::DeleteResponse>, Status> {
-        let deadline = self.deadline(request.metadata());
+        let received = Instant::now();
+        let deadline = self.deadline_from(request.metadata(), received);
         let req = DeleteRequest::try_from(request.into_inner()).map_err(|e| reject("delete", e))?;
         let existed = self
             .handler
-            .delete(req, deadline)
+            .delete(req, deadline, received)
             .await
             .map_err(|e| reject("delete", e))?;
         Ok(Response::new(proto::DeleteResponse { existed }))

@@ -143,9 +143,14 @@ impl NodeMetrics {
     /// Starts timing a request of `rpc`; it is recorded as [`Outcome::Cancelled`] unless
     /// [`RequestTimer::finish`] says how it ended.
     pub(crate) fn time(&self, rpc: Rpc) -> RequestTimer<'_> {
+        self.time_from(rpc, Instant::now())
+    }
+
+    /// Times an `rpc` request that arrived at `started` (read by its front door).
+    pub(crate) fn time_from(&self, rpc: Rpc, started: Instant) -> RequestTimer<'_> {
         RequestTimer {
             histograms: &self.requests[rpc as usize],
-            started: Instant::now(),
+            started,
             outcome: Outcome::Cancelled,
         }
     }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::convert::validate_key;
@@ -57,15 +58,17 @@ pub(crate) struct Session<H, IO> {
     id: u64,
     /// `CLIENT SETNAME`.
     name: Option<String>,
-    /// The deadline of the commands being answered: one per batch (the requests one read
-    /// brought in arrived together), so a pipelined command does not read the clock.
+    /// When the commands being answered arrived, and their deadline: one of each per batch
+    /// (the requests one read brought in arrived together), so a pipelined command does not
+    /// read the clock.
+    arrived: Instant,
     deadline: Deadline,
 }
 
 impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     pub(crate) fn new(handler: Arc<H>, door: Arc<FrontDoor>, io: IO, id: u64) -> Self {
         let codec = RespCodec::new(door.config.limits);
-        let deadline = deadline(&door);
+        let (arrived, deadline) = arrival(&door);
         Session {
             handler,
             door,
@@ -77,6 +80,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
             wbuf: BytesMut::with_capacity(READ_CHUNK_BYTES),
             id,
             name: None,
+            arrived,
             deadline,
         }
     }
@@ -139,7 +143,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
                 buf: BytesMut::new(),
             },
         );
-        self.deadline = deadline(&self.door);
+        (self.arrived, self.deadline) = arrival(&self.door);
         let mut pos = 0;
         let mut answered = 0u64;
         let flow = loop {
@@ -185,12 +189,6 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
             self.flush().await?;
         }
         Ok(())
-    }
-
-    /// The deadline handed to the handler: the front door's request timeout (RESP carries none
-    /// of its own) from the arrival of the current batch.
-    fn deadline(&self) -> Deadline {
-        self.deadline
     }
 
     fn reply(&mut self, reply: Reply<'_>) {
@@ -257,7 +255,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 
     async fn get(&mut self, key: &[u8]) {
-        match lookup(&*self.handler, &self.door, key, self.deadline).await {
+        match lookup(&*self.handler, &self.door, key, self.deadline, self.arrived).await {
             Ok(Some(value)) => self.reply(Reply::Bulk(&value)),
             Ok(None) => self.reply(Reply::Nil),
             Err(err) => self.fail(&err),
@@ -280,7 +278,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
             ttl,
             forwarded: false,
         };
-        match self.handler.set(set, self.deadline()).await {
+        match self.handler.set(set, self.deadline, self.arrived).await {
             Ok(()) => self.reply(Reply::Simple("OK")),
             Err(err) => self.fail(&err),
         }
@@ -300,7 +298,11 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
                 key,
                 forwarded: false,
             };
-            match self.handler.delete(delete, self.deadline()).await {
+            match self
+                .handler
+                .delete(delete, self.deadline, self.arrived)
+                .await
+            {
                 Ok(existed) => deleted += i64::from(existed),
                 Err(err) => return self.fail(&err),
             }
@@ -313,7 +315,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     async fn exists(&mut self, request: Args<'_>) {
         let mut found = 0i64;
         for key in request.args_from(1) {
-            match lookup(&*self.handler, &self.door, key, self.deadline).await {
+            match lookup(&*self.handler, &self.door, key, self.deadline, self.arrived).await {
                 Ok(value) => found += i64::from(value.is_some()),
                 Err(err) => return self.fail(&err),
             }
@@ -327,7 +329,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     async fn mget(&mut self, request: Args<'_>) -> io::Result<()> {
         self.reply(Reply::Array(request.len() - 1));
         for key in request.args_from(1) {
-            match lookup(&*self.handler, &self.door, key, self.deadline).await {
+            match lookup(&*self.handler, &self.door, key, self.deadline, self.arrived).await {
                 Ok(Some(value)) => self.reply(Reply::Bulk(&value)),
                 Ok(None) => self.reply(Reply::Nil),
                 Err(err) => self.fail(&err),
@@ -561,10 +563,15 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 }
 
-/// The deadline of a batch of commands that arrived now: the front door's request timeout
+/// A batch of commands arrived now; its deadline is the front door's request timeout from now
 /// (RESP requests carry none of their own). The one place a RESP deadline is made.
-fn deadline(door: &FrontDoor) -> Deadline {
-    Deadline::after(door.config.request_timeout)
+fn arrival(door: &FrontDoor) -> (Instant, Deadline) {
+    let now = Instant::now();
+    let deadline = now.checked_add(door.config.request_timeout).map_or_else(
+        || Deadline::after(door.config.request_timeout),
+        Deadline::at,
+    );
+    (now, deadline)
 }
 
 /// A key copied out of the read buffer, refused if empty (as the gRPC API does).
@@ -580,6 +587,7 @@ async fn lookup<H: CacheHandler>(
     door: &FrontDoor,
     key: &[u8],
     deadline: Deadline,
+    arrived: Instant,
 ) -> Result<Option<Bytes>, ServiceError> {
     let request = GetRequest {
         group: door.config.group.clone(),
@@ -587,7 +595,7 @@ async fn lookup<H: CacheHandler>(
         forwarded: false,
     };
     Ok(handler
-        .get(request, deadline)
+        .get(request, deadline, arrived)
         .await?
         .map(|fetched| fetched.value))
 }

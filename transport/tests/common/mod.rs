@@ -19,6 +19,7 @@ use parking_lot::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{oneshot, Notify};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_stream::wrappers::TcpListenerStream;
 
 /// The group the fake handler knows.
@@ -95,6 +96,7 @@ impl CacheHandler for Fake {
         &self,
         req: GetRequest,
         deadline: Deadline,
+        _arrived: Instant,
     ) -> Result<Option<Fetched>, ServiceError> {
         self.record("get", req.forwarded, deadline);
         self.check(&req.group)?;
@@ -118,14 +120,24 @@ impl CacheHandler for Fake {
         }))
     }
 
-    async fn set(&self, req: SetRequest, deadline: Deadline) -> Result<(), ServiceError> {
+    async fn set(
+        &self,
+        req: SetRequest,
+        deadline: Deadline,
+        _arrived: Instant,
+    ) -> Result<(), ServiceError> {
         self.record("set", req.forwarded, deadline);
         self.check(&req.group)?;
         self.data.lock().insert(req.key, (req.value, req.ttl));
         Ok(())
     }
 
-    async fn delete(&self, req: DeleteRequest, deadline: Deadline) -> Result<bool, ServiceError> {
+    async fn delete(
+        &self,
+        req: DeleteRequest,
+        deadline: Deadline,
+        _arrived: Instant,
+    ) -> Result<bool, ServiceError> {
         self.record("delete", req.forwarded, deadline);
         self.check(&req.group)?;
         Ok(self.data.lock().remove(&req.key).is_some())
