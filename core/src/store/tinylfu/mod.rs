@@ -593,6 +593,49 @@ mod tests {
     /// Bytes of every entry in these tests.
     const SIZE: u64 = 100;
 
+    /// The property tests' reference model shares `percent_of` and `SplitMix` with the policy,
+    /// so they are checked here against independent answers: exact wide arithmetic, and the
+    /// published output of splitmix64 from seed 0 (Vigna's reference implementation).
+    #[test]
+    fn percent_of_is_the_exact_rounded_down_share() {
+        let sizes = [
+            0,
+            1,
+            99,
+            100,
+            101,
+            12_345,
+            1 << 40,
+            u64::MAX / 100,
+            u64::MAX - 1,
+            u64::MAX,
+        ];
+        for bytes in sizes {
+            for percent in [0, 1, 10, 33, 50, 80, 99, 100] {
+                let exact = u128::from(bytes) * u128::from(percent) / 100;
+                assert_eq!(
+                    u128::from(percent_of(bytes, percent)),
+                    exact,
+                    "{percent}% of {bytes}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn splitmix_gives_the_reference_sequence() {
+        let mut rng = SplitMix(0);
+        let got: Vec<u64> = (0..3).map(|_| rng.next_u64()).collect();
+        assert_eq!(
+            got,
+            [
+                0xe220_a839_7b1d_cdaf,
+                0x6e78_9e6a_a1b9_65f4,
+                0x06c4_5d18_8009_454f
+            ]
+        );
+    }
+
     /// A policy with room for `entries` entries, and the store's hit count.
     struct Harness {
         lfu: TinyLfu,
