@@ -42,11 +42,13 @@ fn free_addr() -> String {
 fn keys_owned_by(a: &Member, b: &Member, owner: &str, prefix: &str, n: usize) -> Vec<String> {
     let mut router = Router::new(a.clone(), Default::default());
     router.apply(&[RingChange::Added(b.clone())]);
-    (0..)
+    let keys: Vec<String> = (0..n * 100 + 1_000)
         .map(|i| format!("{prefix}-{i}"))
         .filter(|k| router.owner(k.as_bytes()).id.as_str() == owner)
         .take(n)
-        .collect()
+        .collect();
+    assert_eq!(keys.len(), n, "{owner} owns too few of the keys tried");
+    keys
 }
 
 /// Entries of `value` bytes (and keys about `key` bytes) that overfill a store of `budget`.

@@ -68,11 +68,12 @@ struct Fixture {
 fn fixture_with(settings: GroupSettings, cap: usize) -> Fixture {
     let router = router("a", &["b", "c"]);
     let slots = LoadSlots::new(cap);
+    // Bounded, so a router that never picks `owner` fails here instead of searching forever.
     let key = |owner: &str| {
-        (0..)
+        (0..10_000)
             .map(|i| Bytes::from(format!("key-{i}")))
             .find(|k| router.owner(k).id.as_str() == owner)
-            .unwrap()
+            .unwrap_or_else(|| panic!("no key owned by {owner} among 10,000"))
     };
     let (mine, theirs) = (key("a"), key("b"));
     Fixture {
@@ -808,7 +809,7 @@ fn no_more_loads_than_the_node_cap_and_no_more_waiters_than_the_key_bound() {
         1,
     );
     let (flight, permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
-    let other = (0..)
+    let other = (0..10_000)
         .map(|i| Bytes::from(format!("other-{i}")))
         .find(|k| {
             matches!(
