@@ -177,9 +177,9 @@ pub struct NodeConfig {
     /// Deadline of a client request whose caller gave none (and cap on the ones they give).
     pub request_timeout: Duration,
     /// Transit allowance of a call to a peer: a forwarded get waits for the owner up to
-    /// `load_timeout + peer_timeout`, so a slow but healthy owner (whose loader may take up to
-    /// `load_timeout`) is waited for; a write forwarded to the owner or an invalidation waits up
-    /// to `peer_timeout` plus the owner's own invalidations.
+    /// [`NodeConfig::forward_timeout`], so a slow but healthy owner is waited for; a write
+    /// forwarded to the owner or an invalidation waits up to `peer_timeout` plus the owner's own
+    /// invalidations.
     pub peer_timeout: Duration,
     /// Longest a loader may run before its load counts as failed.
     pub load_timeout: Duration,
@@ -207,9 +207,12 @@ impl NodeConfig {
     /// Default of [`NodeConfig::max_loads`].
     pub const DEFAULT_MAX_LOADS: usize = 256;
 
-    /// How long a forwarded get waits for the key's owner: its load timeout plus transit.
+    /// How long a forwarded get waits for the key's owner: two load timeouts plus transit. The
+    /// owner never runs two loads of one key at once, so a get that arrives after a write
+    /// superseded the load in flight waits for that load to end, then for its own (seed 1305:
+    /// with one load timeout, a healthy owner with a slow loader was given up on early).
     pub fn forward_timeout(&self) -> Duration {
-        self.load_timeout.saturating_add(self.peer_timeout)
+        forward_timeout(self.load_timeout, self.peer_timeout)
     }
 
     /// A node with default limits hosting the `default` group.
@@ -241,4 +244,9 @@ impl NodeConfig {
         self.groups = groups;
         self
     }
+}
+
+/// [`NodeConfig::forward_timeout`] for a load timeout and a peer timeout.
+pub(crate) fn forward_timeout(load: Duration, peer: Duration) -> Duration {
+    load.saturating_mul(2).saturating_add(peer)
 }

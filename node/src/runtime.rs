@@ -61,10 +61,10 @@ pub(crate) struct Timeouts {
 }
 
 impl Timeouts {
-    /// How long a forwarded get waits for the owner (its load plus transit); also the cap of
-    /// a forwarded request's deadline on the owner.
+    /// How long a forwarded get waits for the owner ([`crate::NodeConfig::forward_timeout`]);
+    /// also the cap of a forwarded request's deadline on the owner.
     pub(crate) fn forward(&self) -> Duration {
-        self.load.saturating_add(self.peer)
+        crate::config::forward_timeout(self.load, self.peer)
     }
 }
 
