@@ -160,6 +160,14 @@ impl<W> Shard<W> {
         )
     }
 
+    /// Whether the current flight of `key` is a load running for peers' forwarded gets alone
+    /// (on a node that does not own the key, such a load ignores writes on the owner).
+    fn stray_load(&mut self, key: &Bytes) -> bool {
+        self.flights.current_mut(key).is_some_and(|flight| {
+            flight.kind == Kind::Load && !flight.clients() && flight.state == State::Running
+        })
+    }
+
     /// Joins the current flight of `key`, or starts one of `kind`, for a caller that is a peer
     /// forwarding (`forwarded`) or a client.
     #[allow(clippy::too_many_arguments)]
@@ -173,10 +181,7 @@ impl<W> Shard<W> {
         now: Timestamp,
         waiter: impl FnOnce() -> W,
     ) -> GetStep<E> {
-        let stray_load = self.flights.current_mut(key).is_some_and(|flight| {
-            flight.kind == Kind::Load && !flight.clients() && flight.state == State::Running
-        });
-        if stray_load && !forwarded && matches!(kind, Kind::Fetch { .. }) {
+        if self.stray_load(key) && !forwarded && matches!(kind, Kind::Fetch { .. }) {
             // A load for peers that took this node for the owner ignores writes on the owner:
             // a client of this node asks the owner instead, and that load ends for its peers.
             self.flights.detach(key);
@@ -397,12 +402,19 @@ impl<W> Shard<W> {
     ) -> Completion<W, E> {
         let clients = done.clients();
         let key = done.key;
+        let owner = self.router.owner(&key).clone();
+        let asks_owner = owner.id != *self.router.self_id() && clients;
+        if asks_owner && self.stray_load(&key) {
+            // As in `join`: a client never joins a load made for peers that took this node for
+            // the owner (it ignores writes on the owner); that load ends for its peers alone
+            // (seed 3163).
+            self.flights.detach(&key);
+        }
         if let Some(current) = self.flights.current_mut(&key) {
             current.waiters.append(done.waiters);
             return Completion::default();
         }
-        let owner = self.router.owner(&key).clone();
-        if owner.id != *self.router.self_id() && clients {
+        if asks_owner {
             let (id, _) = self.flights.start_again(
                 key.clone(),
                 Kind::Fetch {

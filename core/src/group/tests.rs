@@ -623,6 +623,38 @@ fn forwarded_requests_for_keys_this_node_does_not_own_never_hop_again() {
     assert_eq!((c.not_owner, c.stray_gets, c.hot_hits), (2, 2, 1));
 }
 
+/// Seed 3163: a client's fetch, detached when this node forwarded a write of the key, came
+/// back expired while a peer-marked get had started a load here (this node does not own the
+/// key): asked again, the client must go to the owner, not join that load (it ignores writes
+/// on the owner, the client's own included).
+#[test]
+fn a_client_asked_again_after_an_expired_fetch_never_joins_a_load_made_for_peers() {
+    let f = fixture();
+    let (fetch, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    f.group.forget(&f.theirs);
+    let (stray, _) = start_load(f.group.get(&f.theirs, true, at(10), || 2));
+    let done = f.group.fetched_for(
+        &fetch,
+        FetchOutcome::Answered(Ok(Some(value("v", Some(50))))),
+        at(80),
+        |_| false,
+    );
+    let Some(Work::Fetch { flight, owner }) = done.start else {
+        panic!("the client asks the owner again, got {:?}", done.start);
+    };
+    assert_eq!(owner.id.as_str(), "b");
+    let done = f
+        .group
+        .loaded(&stray, LoadOutcome::Value(value("stray", None)), at(81));
+    assert_eq!(delivered(&done), vec![(vec![2], some("stray"))]);
+    let done = f.group.fetched(
+        &flight,
+        FetchOutcome::Answered(Ok(Some(value("v2", None)))),
+        at(82),
+    );
+    assert_eq!(delivered(&done), vec![(vec![1], some("v2"))]);
+}
+
 #[test]
 fn a_ring_change_keeps_a_racing_load_out_of_the_main_store() {
     let f = fixture();
