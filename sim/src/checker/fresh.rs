@@ -506,7 +506,14 @@ pub(crate) fn s8_no_resurrection(
         let w_ret = w.ret_us().unwrap_or(0);
         // A copy its node kept after the write (a load that started before it, held by a
         // stall past it, whose invalidation the fault lost) lives a hot lifetime from then.
-        let copy_from = fresh.kept_here_at(g).map_or(w_ret, |kept| kept.max(w_ret));
+        // The same for a fetch the reading node sent before the write and held past it (seed
+        // 2638).
+        let kept = fresh
+            .kept_here_at(g)
+            .into_iter()
+            .chain(fresh.fetch_flight_end(g.node, g.request.key(), w.inv_us))
+            .max();
+        let copy_from = kept.map_or(w_ret, |kept| kept.max(w_ret));
         let hot_copy = options.hot.is_some()
             && g.inv_us < copy_from + hot_us + SLACK_US
             && !calm.clean(w.inv_us, ret_us);
@@ -804,6 +811,21 @@ mod tests {
         assert!(rules(&stalled_hot_load(400, 1_100), &o).contains(&"no-stale-read"));
         // Kept at 170 ms, before the write (201 ms): the lifetime counts from the write.
         assert!(rules(&stalled_hot_load(10, 900), &o).contains(&"no-stale-read"));
+    }
+
+    #[test]
+    fn s8_counts_a_hot_copys_lifetime_from_when_a_stalled_fetch_kept_it() {
+        let o = options(true);
+        let read_at = |get_ms: u64| {
+            let mut h = stalled_fetch(400);
+            let n = h.len();
+            h[n - 2].at_us = get_ms * 1_000;
+            h[n - 1].at_us = get_ms * 1_000 + 1_000;
+            rules(&h, &o)
+        };
+        // Kept at 552 ms, a hot lifetime of 500 ms: a get at 900 ms may still see the copy.
+        assert!(!read_at(900).contains(&"no-stale-read"));
+        assert!(read_at(1_100).contains(&"no-stale-read"));
     }
 
     #[test]
