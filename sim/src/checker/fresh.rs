@@ -33,7 +33,7 @@ use crate::history::{micros, Event, FailKind, LoadResult, Outcome, PeerMethod, R
 use crate::options::Options;
 
 use super::calm::Calm;
-use super::{lifetime_us, Index, Op, Origin, Violation};
+use super::{lifetime_us, Index, Op, Origin, PointStalls, Violation};
 
 /// A failed write may still be applied this long after it failed (held links, queues).
 pub const IN_FLIGHT_GRACE_US: u64 = 6_000_000;
@@ -71,10 +71,10 @@ struct Fresh<'i, 'a> {
     views: Vec<(u64, &'a str, Vec<String>)>,
     /// When a node stopped serving (crashed or stopped), in order.
     downs: Vec<(u64, &'a str)>,
-    /// Buggify stalls before keeping a fetched value: when, on which node, until when (µs).
-    fetch_stalls: Vec<(u64, &'a str, u64)>,
-    /// Buggify stalls before keeping a loaded value: when, on which node, until when (µs).
-    load_stalls: Vec<(u64, &'a str, u64)>,
+    /// Buggify stalls before keeping a fetched value.
+    fetch_stalls: PointStalls<'a>,
+    /// Buggify stalls before keeping a loaded value.
+    load_stalls: PointStalls<'a>,
     rings: std::cell::RefCell<BTreeMap<Vec<String>, lcache_core::ring::Ring>>,
 }
 
@@ -95,8 +95,6 @@ impl<'i, 'a> Fresh<'i, 'a> {
         let mut evictions = Vec::new();
         let mut views = Vec::new();
         let mut downs = Vec::new();
-        let mut fetch_stalls = Vec::new();
-        let mut load_stalls = Vec::new();
         let mut seen: BTreeMap<(&str, u64), u64> = BTreeMap::new();
         for (_, entry) in index.events() {
             match &entry.event {
@@ -120,16 +118,6 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 }
                 Event::Fault(crate::faults::FaultAction::Crash(node))
                 | Event::NodeStopped { node, .. } => downs.push((entry.at_us, node.as_str())),
-                Event::Stalled {
-                    node, point, ms, ..
-                } if point == FETCH_STALL_POINT => {
-                    fetch_stalls.push((entry.at_us, node.as_str(), entry.at_us + ms * 1_000));
-                }
-                Event::Stalled {
-                    node, point, ms, ..
-                } if point == LOAD_STALL_POINT => {
-                    load_stalls.push((entry.at_us, node.as_str(), entry.at_us + ms * 1_000));
-                }
                 _ => {}
             }
         }
@@ -141,8 +129,8 @@ impl<'i, 'a> Fresh<'i, 'a> {
             evictions,
             views,
             downs,
-            fetch_stalls,
-            load_stalls,
+            fetch_stalls: PointStalls::of(index, FETCH_STALL_POINT),
+            load_stalls: PointStalls::of(index, LOAD_STALL_POINT),
             rings: Default::default(),
         }
     }
@@ -224,16 +212,7 @@ impl<'i, 'a> Fresh<'i, 'a> {
                     && c.at_us < before_us
                     && !c.failed
             })
-            .filter_map(|c| {
-                let answered = c.ret_us?;
-                let stalled = self
-                    .fetch_stalls
-                    .iter()
-                    .filter(|&&(at, n, _)| n == node && at >= answered && at <= answered + SLACK_US)
-                    .map(|&(_, _, until)| until)
-                    .max();
-                Some(stalled.map_or(answered, |until| until.max(answered)))
-            })
+            .filter_map(|c| Some(self.fetch_stalls.held_until(node, c.ret_us?)))
             .max()
     }
 
@@ -246,20 +225,10 @@ impl<'i, 'a> Fresh<'i, 'a> {
         };
         match self.index.origins.get(&(g.request.key(), value.as_str()))? {
             Origin::Load { node, end_us, .. } if *node == g.node => {
-                Some(self.load_kept_at(node, *end_us))
+                Some(self.load_stalls.held_until(node, *end_us))
             }
             _ => None,
         }
-    }
-
-    /// When a load on `node` that ended at `end_us` was kept and delivered to its callers: at
-    /// its end, or later if the node stalled (buggify) between the end and keeping it.
-    fn load_kept_at(&self, node: &str, end_us: u64) -> u64 {
-        self.load_stalls
-            .iter()
-            .filter(|&&(at, n, _)| n == node && at >= end_us && at <= end_us + SLACK_US)
-            .map(|&(_, _, until)| until)
-            .fold(end_us, u64::max)
     }
 
     /// The owner of `key` in the last view recorded at or before `at_us` by a node still
@@ -344,9 +313,9 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 ..
             }) if *start_us < w.inv_us
                 && !clean
-                && g.inv_us <= self.load_kept_at(node, *end_us)
+                && g.inv_us <= self.load_stalls.held_until(node, *end_us)
                 && w.ret_us()
-                    .is_some_and(|t| t < self.load_kept_at(node, *end_us)) =>
+                    .is_some_and(|t| t < self.load_stalls.held_until(node, *end_us)) =>
             {
                 Verdict::Fresh
             }
@@ -666,6 +635,18 @@ mod tests {
         assert!(rules(&h, &o).contains(&"no-stale-read"));
     }
 
+    /// n1 (which took the new write) dropped its invalidation of n2.
+    fn n1_dropped_an_invalidation_at_200_ms() -> Entry {
+        at(
+            200,
+            Event::Dropped {
+                node: "n1".into(),
+                inc: 1,
+                point: "drop-invalidation".into(),
+            },
+        )
+    }
+
     /// `history` where n2 fetched `k` from n1 before the new write and stalled `stall_ms`
     /// between the answer and keeping it, the write's invalidation of n2 was dropped, and the
     /// get on n2 joined that fetch and got the old value when the stall ended.
@@ -709,17 +690,7 @@ mod tests {
             ],
         );
         let write = h.len() - 4;
-        h.insert(
-            write + 1,
-            at(
-                200,
-                Event::Dropped {
-                    node: "n1".into(),
-                    inc: 1,
-                    point: "drop-invalidation".into(),
-                },
-            ),
-        );
+        h.insert(write + 1, n1_dropped_an_invalidation_at_200_ms());
         h
     }
 
@@ -779,17 +750,7 @@ mod tests {
             ],
         );
         let write = h.len() - 4;
-        h.insert(
-            write + 1,
-            at(
-                200,
-                Event::Dropped {
-                    node: "n1".into(),
-                    inc: 1,
-                    point: "drop-invalidation".into(),
-                },
-            ),
-        );
+        h.insert(write + 1, n1_dropped_an_invalidation_at_200_ms());
         h
     }
 

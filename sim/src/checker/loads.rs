@@ -20,7 +20,7 @@ use crate::node_host::RING_VNODES;
 use crate::options::Options;
 
 use super::calm::Calm;
-use super::{Index, Violation};
+use super::{Index, PointStalls, Violation};
 
 /// Whether a load of `key` ran (on any node) at instant `at_us`.
 pub(crate) fn load_running(index: &Index<'_>, key: &str, at_us: u64) -> bool {
@@ -86,15 +86,14 @@ fn cap(index: &Index<'_>, options: &Options) -> Option<Violation> {
 }
 
 /// Whether a load of `key` on `node` starting at `at_us` is the fallback of a fetch that failed
-/// outside a clean window and was held until now by a buggify stall before keeping its answer
+/// outside a clean window, held until now at most by a buggify stall before keeping its answer
 /// (seed 2389: a fetch sent at start-up, before the owner listened, stalled 1 s into the clean
 /// window).
 fn falls_back_from_before(
     index: &Index<'_>,
     calm: &Calm,
-    node: &str,
-    key: &str,
-    at_us: u64,
+    fetch_stalls: &PointStalls<'_>,
+    (node, key, at_us): (&str, &str, u64),
 ) -> bool {
     const SLACK_US: u64 = 5_000;
     index.peer_calls.iter().any(|c| {
@@ -105,14 +104,7 @@ fn falls_back_from_before(
             && c.ret_us.is_some_and(|failed_us| {
                 failed_us <= at_us
                     && !calm.clean(failed_us, failed_us)
-                    && index.events().any(|(_, entry)| {
-                        matches!(&entry.event, Event::Stalled { node: n, point, ms, .. }
-                            if n == node
-                                && point == "before-keep-fetch"
-                                && entry.at_us >= failed_us
-                                && entry.at_us <= failed_us + SLACK_US
-                                && entry.at_us + ms * 1_000 + SLACK_US >= at_us)
-                    })
+                    && fetch_stalls.held_until(node, failed_us) + SLACK_US >= at_us
             })
     })
 }
@@ -120,6 +112,7 @@ fn falls_back_from_before(
 fn amplification(index: &Index<'_>, calm: &Calm) -> Option<Violation> {
     let mut views: BTreeMap<&str, Vec<String>> = BTreeMap::new();
     let mut rings = BTreeMap::new();
+    let fetch_stalls = PointStalls::of(index, "before-keep-fetch");
     for (i, entry) in index.events() {
         match &entry.event {
             Event::View { node, members, .. } => {
@@ -138,7 +131,7 @@ fn amplification(index: &Index<'_>, calm: &Calm) -> Option<Violation> {
                 };
                 if owner == *node
                     || asked_as_peer(index, node, key, at)
-                    || falls_back_from_before(index, calm, node, key, at)
+                    || falls_back_from_before(index, calm, &fetch_stalls, (node, key, at))
                 {
                     continue;
                 }

@@ -725,6 +725,40 @@ pub(crate) fn stalls(index: &Index<'_>) -> Vec<(u64, u64)> {
         .collect()
 }
 
+/// How long after a step ends a buggify stall may still start and belong to it (ms clocks).
+const STALL_SLACK_US: u64 = 5_000;
+
+/// Buggify stalls at one fault point: when each began, on which node, until when (µs).
+#[derive(Debug, Default)]
+pub(crate) struct PointStalls<'a>(Vec<(u64, &'a str, u64)>);
+
+impl<'a> PointStalls<'a> {
+    /// The stalls recorded at `point` (e.g. `before-keep-fetch`).
+    pub(crate) fn of(index: &Index<'a>, point: &str) -> Self {
+        PointStalls(
+            index
+                .events()
+                .filter_map(|(_, entry)| match &entry.event {
+                    Event::Stalled {
+                        node, point: p, ms, ..
+                    } if p == point => Some((entry.at_us, node.as_str(), entry.at_us + ms * 1_000)),
+                    _ => None,
+                })
+                .collect(),
+        )
+    }
+
+    /// When a step of `node` that ended at `end_us` (a load, a fetch's answer) took effect:
+    /// then, or when a stall at this point that began right after it ended.
+    pub(crate) fn held_until(&self, node: &str, end_us: u64) -> u64 {
+        self.0
+            .iter()
+            .filter(|&&(at, n, _)| n == node && at >= end_us && at <= end_us + STALL_SLACK_US)
+            .map(|&(_, _, until)| until)
+            .fold(end_us, u64::max)
+    }
+}
+
 /// The host of a client label (`c1.0` → `c1`).
 pub(crate) fn client_host(label: &str) -> &str {
     label.split('.').next().unwrap_or(label)
