@@ -106,6 +106,14 @@ fn max_entries(budget: u64) -> usize {
         .min(PREALLOCATED_ENTRIES_MAX)
 }
 
+/// Entries one store can index (32-bit entry indices keep the TinyLFU policy's nodes within
+/// two cache lines); a store's budget must not let it reach this many.
+pub const MAX_STORE_ENTRIES: usize = u32::MAX as usize;
+
+/// Largest budget of one store (one shard): about 1.5 TiB, so that even entries of the smallest
+/// charge stay below [`MAX_STORE_ENTRIES`].
+pub const MAX_STORE_BUDGET: u64 = (MAX_STORE_ENTRIES as u64) * ENTRY_OVERHEAD - 1;
+
 /// Largest table a store sizes up front (a store is one shard of a group, so this is per shard).
 pub const PREALLOCATED_ENTRIES_MAX: usize = 1 << 20;
 
@@ -322,6 +330,13 @@ impl Store {
     pub fn new(config: StoreConfig) -> Result<Store, StoreError> {
         if config.budget_bytes == 0 {
             return Err(StoreError::InvalidConfig("budget_bytes must be > 0".into()));
+        }
+        if config.budget_bytes / ENTRY_OVERHEAD >= MAX_STORE_ENTRIES as u64 {
+            return Err(StoreError::InvalidConfig(format!(
+                "budget_bytes {} could hold {} entries or more; one store indexes fewer \
+                 (at most {} bytes per store, i.e. per shard)",
+                config.budget_bytes, MAX_STORE_ENTRIES, MAX_STORE_BUDGET
+            )));
         }
         config.policy.validate()?;
         let most = max_entries(config.budget_bytes);

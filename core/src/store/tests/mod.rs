@@ -95,6 +95,21 @@ fn config_is_validated() {
         Store::new(config(0, Policy::Lru)),
         Err(StoreError::InvalidConfig(_))
     ));
+    // A budget that could hold 2^32 - 1 entries of the smallest charge is refused (entry
+    // indices are 32-bit), whatever the policy.
+    for policy in [Policy::TinyLfu, Policy::Lru, Policy::lru2()] {
+        for budget in [MAX_STORE_BUDGET + 1, u64::MAX] {
+            let err = Store::new(config(budget, policy)).expect_err("budget over the bound");
+            assert!(
+                matches!(&err, StoreError::InvalidConfig(m) if m.contains("per shard")),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(
+        (MAX_STORE_BUDGET + 1) / ENTRY_OVERHEAD,
+        MAX_STORE_ENTRIES as u64
+    );
     for bad in [0, 100, 255] {
         let policy = Policy::Lru2 {
             protected_percent: bad,

@@ -82,7 +82,7 @@ use hashbrown::HashTable;
 use super::tiers::{Access, Entry};
 use crate::time::Timestamp;
 use ghost::{Ghost, Record};
-use queues::{Queue, Queues, NIL};
+use queues::{Link, Queue, Queues, NIL};
 use sketch::Sketch;
 pub use sketch::MAX_COUNT;
 
@@ -171,7 +171,7 @@ impl SplitMix {
 #[derive(Debug)]
 pub(super) struct TinyLfu {
     queues: Queues,
-    index: HashTable<usize>,
+    index: HashTable<Link>,
     hasher: KeyHasher,
     /// Bytes of all entries (queues and pending candidates).
     bytes: u64,
@@ -231,8 +231,11 @@ impl TinyLfu {
     fn find(&self, key: &[u8], hash: u64) -> Option<usize> {
         let nodes = &self.queues.nodes;
         self.index
-            .find(hash, |&i| nodes[i].hash == hash && nodes[i].key == key)
-            .copied()
+            .find(hash, |&i| {
+                let node = &nodes[i.index()];
+                node.hash == hash && node.key == key
+            })
+            .map(|&i| i.index())
     }
 
     /// Number of entries.
@@ -311,7 +314,8 @@ impl TinyLfu {
             .nodes
             .insert(queues::Node::new(hash, key, entry, tick));
         let nodes = &self.queues.nodes;
-        self.index.insert_unique(hash, i, |&j| nodes[j].hash);
+        self.index
+            .insert_unique(hash, Link::to(i), |&j| nodes[j.index()].hash);
         self.bytes += size;
         self.queues.push_tail(Queue::Window, i);
         if self.len() > self.peak {
@@ -459,7 +463,7 @@ impl TinyLfu {
             if head != keep {
                 return (head != NIL).then_some(head);
             }
-            let next = self.queues.nodes[head].next;
+            let next = self.queues.nodes[head].next();
             return (next != NIL).then_some(next);
         }
     }
@@ -539,7 +543,7 @@ impl TinyLfu {
         self.queues.unlink(i);
         let node = self.queues.nodes.remove(i);
         self.bytes -= node.entry.size;
-        if let Ok(slot) = self.index.find_entry(node.hash, |&j| j == i) {
+        if let Ok(slot) = self.index.find_entry(node.hash, |&j| j == Link::to(i)) {
             slot.remove();
         }
         (node.key, node.entry)
@@ -558,7 +562,7 @@ impl TinyLfu {
             for i in self.queues.iter(list) {
                 let node = &self.queues.nodes[i];
                 assert_eq!(node.queue, queue, "node in the wrong list");
-                assert_eq!(node.prev, prev, "broken back link");
+                assert_eq!(node.prev(), prev, "broken back link");
                 assert!(node.hits() <= MAX_HITS);
                 assert!(node.seen() <= self.tick, "last use in the future");
                 assert_eq!(self.find(&node.key, node.hash), Some(i), "index disagrees");

@@ -11,9 +11,41 @@ use slab::Slab;
 
 use super::MAX_HITS;
 use crate::store::tiers::Entry;
+use crate::store::MAX_STORE_ENTRIES;
 
 /// No entry index: the end of a queue.
 pub(super) const NIL: usize = usize::MAX;
+
+/// An entry index in 32 bits (`u32::MAX` is [`NIL`]), in links and index slots: a node then
+/// fits two cache lines and a slot four bytes. A store never holds
+/// [`MAX_STORE_ENTRIES`] entries (its budget is capped), so every index fits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Link(u32);
+
+impl Link {
+    /// No entry.
+    pub(super) const NIL: Link = Link(u32::MAX);
+
+    /// The link to entry `i` (or [`Link::NIL`] for [`NIL`]); indices are below [`MAX_ENTRIES`].
+    pub(super) fn to(i: usize) -> Link {
+        debug_assert!(
+            i < MAX_STORE_ENTRIES || i == NIL,
+            "entry index {i} beyond the bound"
+        );
+        // Below `u32::MAX` by the store's entry bound (its budget is capped so that it can
+        // never hold `MAX_ENTRIES` entries); NIL maps to `u32::MAX`.
+        Link(u32::try_from(i).unwrap_or(u32::MAX))
+    }
+
+    /// The entry index ([`NIL`] for [`Link::NIL`]).
+    pub(super) fn index(self) -> usize {
+        if self == Link::NIL {
+            NIL
+        } else {
+            self.0 as usize
+        }
+    }
+}
 
 /// Which queue an entry is in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,15 +62,18 @@ pub(super) enum Queue {
 
 /// One stored entry with its queue links. Laid out so that what every lookup reads (hash, key,
 /// value, expiry) comes first, and what hits on other threads write (the hit count and the
-/// last-use tick) after it.
+/// last-use tick) after it; aligned to a cache line and 128 bytes long, so that a node spans
+/// exactly two lines (with 64-bit links it took 136 bytes and often three).
 #[derive(Debug)]
-#[repr(C)]
+#[repr(C, align(64))]
 pub(super) struct Node {
     pub(super) hash: u64,
     pub(super) key: Bytes,
     pub(super) entry: Entry,
-    pub(super) prev: usize,
-    pub(super) next: usize,
+    /// Previous entry in the queue ([`NIL`] at the head), as a [`Link`].
+    prev: Link,
+    /// Next entry in the queue ([`NIL`] at the tail), as a [`Link`].
+    next: Link,
     /// Tick of the last access (insert, replacement or hit), refreshed by hits under a shared
     /// lock at a granularity (see the policy's docs).
     seen: AtomicU64,
@@ -54,12 +89,23 @@ impl Node {
             hash,
             key,
             entry,
-            prev: NIL,
-            next: NIL,
+            prev: Link::NIL,
+            next: Link::NIL,
             seen: AtomicU64::new(tick),
             queue: Queue::Candidate,
             hits: AtomicU8::new(0),
         }
+    }
+
+    /// The previous entry in its queue ([`NIL`] at the head).
+    #[cfg(test)]
+    pub(super) fn prev(&self) -> usize {
+        self.prev.index()
+    }
+
+    /// The next entry in its queue ([`NIL`] at the tail).
+    pub(super) fn next(&self) -> usize {
+        self.next.index()
     }
 
     pub(super) fn hits(&self) -> u8 {
@@ -173,11 +219,11 @@ impl Queues {
         list.len += 1;
         list.bytes += size;
         if old_tail != NIL {
-            self.nodes[old_tail].next = i;
+            self.nodes[old_tail].next = Link::to(i);
         }
         let node = &mut self.nodes[i];
-        node.prev = old_tail;
-        node.next = NIL;
+        node.prev = Link::to(old_tail);
+        node.next = Link::NIL;
     }
 
     /// Links the unlinked entry `i` at the head of `queue` (or just marks it a candidate).
@@ -195,18 +241,23 @@ impl Queues {
         list.len += 1;
         list.bytes += size;
         if old_head != NIL {
-            self.nodes[old_head].prev = i;
+            self.nodes[old_head].prev = Link::to(i);
         }
         let node = &mut self.nodes[i];
-        node.prev = NIL;
-        node.next = old_head;
+        node.prev = Link::NIL;
+        node.next = Link::to(old_head);
     }
 
     /// Unlinks entry `i` from its queue (a candidate is in none).
     pub(super) fn unlink(&mut self, i: usize) {
         let (queue, prev, next, size) = {
             let node = &self.nodes[i];
-            (node.queue, node.prev, node.next, node.entry.size)
+            (
+                node.queue,
+                node.prev.index(),
+                node.next.index(),
+                node.entry.size,
+            )
         };
         let Some(list) = self.list_mut(queue) else {
             return;
@@ -220,14 +271,14 @@ impl Queues {
         list.len -= 1;
         list.bytes -= size;
         if prev != NIL {
-            self.nodes[prev].next = next;
+            self.nodes[prev].next = Link::to(next);
         }
         if next != NIL {
-            self.nodes[next].prev = prev;
+            self.nodes[next].prev = Link::to(prev);
         }
         let node = &mut self.nodes[i];
-        node.prev = NIL;
-        node.next = NIL;
+        node.prev = Link::NIL;
+        node.next = Link::NIL;
     }
 
     /// Moves entry `i` from its queue to the tail of `queue`.
@@ -255,7 +306,7 @@ impl Queues {
                 return None;
             }
             let i = at;
-            at = self.nodes[i].next;
+            at = self.nodes[i].next();
             Some(i)
         })
     }
@@ -273,5 +324,27 @@ impl Queues {
         self.window = List::EMPTY;
         self.probation = List::EMPTY;
         self.protected = List::EMPTY;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_fills_exactly_two_cache_lines_in_the_slab() {
+        // A lookup reads the node's hash, key, value and expiry: aligned to a cache line and
+        // at most two lines long, a node never straddles a third line.
+        assert_eq!(std::mem::align_of::<Node>(), 64);
+        assert_eq!(std::mem::size_of::<Node>(), 128);
+    }
+
+    #[test]
+    fn links_round_trip_entry_indices_and_nil() {
+        for i in [0, 1, 4_096, MAX_STORE_ENTRIES - 1] {
+            assert_eq!(Link::to(i).index(), i);
+        }
+        assert_eq!(Link::to(NIL), Link::NIL);
+        assert_eq!(Link::NIL.index(), NIL);
     }
 }
