@@ -97,9 +97,11 @@ pub const ENTRY_OVERHEAD: u64 = 384;
 pub const DEFAULT_PROTECTED_PERCENT: u8 = 80;
 
 /// Most entries a store of `budget` bytes can ever hold (each costs at least
-/// [`ENTRY_OVERHEAD`]), capped at [`PREALLOCATED_ENTRIES_MAX`]. Tables are sized for it up front:
-/// a table that grows by doubling would otherwise hold up to twice the slots it uses, memory
-/// no budget accounts for; sized up front, only the slots in use are ever touched.
+/// [`ENTRY_OVERHEAD`]), capped at [`PREALLOCATED_ENTRIES_MAX`]. Entry slabs and lists are sized
+/// for it up front: they fill from the front, so only the slots in use are ever touched, and a
+/// table that grows by doubling would otherwise hold up to twice the slots it uses. The TinyLFU
+/// policy's hash index starts smaller (see `tinylfu::INDEX_PRESIZE_DIVISOR`): keys hash all over
+/// a hash table, so one sized for the smallest entries is sparse for real ones.
 fn max_entries(budget: u64) -> usize {
     usize::try_from(budget / ENTRY_OVERHEAD + 1)
         .unwrap_or(usize::MAX)
