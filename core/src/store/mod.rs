@@ -88,7 +88,7 @@ use tinylfu::TinyLfu;
 ///
 /// Measured, not guessed: `core/tests/entry_cost.rs` fills stores of every policy past their
 /// budgets through an instrumented allocator and fails if an entry takes more than this (worst
-/// case measured on x86_64: ≈ 326 B, a TinyLFU entry with a lifetime in a small store); the
+/// case measured on x86_64: ≈ 335 B, a TinyLFU entry with a lifetime in a small store); the
 /// rest is room for the allocator's size classes. Constant, so accounting is identical on every
 /// platform.
 pub const ENTRY_OVERHEAD: u64 = 384;
@@ -97,11 +97,11 @@ pub const ENTRY_OVERHEAD: u64 = 384;
 pub const DEFAULT_PROTECTED_PERCENT: u8 = 80;
 
 /// Most entries a store of `budget` bytes can ever hold (each costs at least
-/// [`ENTRY_OVERHEAD`]), capped at [`PREALLOCATED_ENTRIES_MAX`]. Entry slabs and lists are sized
-/// for it up front: they fill from the front, so only the slots in use are ever touched, and a
-/// table that grows by doubling would otherwise hold up to twice the slots it uses. The TinyLFU
-/// policy's hash index starts smaller (see `tinylfu::INDEX_PRESIZE_DIVISOR`): keys hash all over
-/// a hash table, so one sized for the smallest entries is sparse for real ones.
+/// [`ENTRY_OVERHEAD`]), capped at [`PREALLOCATED_ENTRIES_MAX`]. The TinyLFU policy's entry slab
+/// is sized for it up front: it fills from the front, so only the slots in use are ever touched,
+/// and one that grew by doubling would move every entry. Hash tables are not (see
+/// `tinylfu::INDEX_PRESIZE_DIVISOR` and the LRU lists in `tiers.rs`): keys hash all over a
+/// table, so one sized for the smallest entries is sparse for real ones.
 fn max_entries(budget: u64) -> usize {
     usize::try_from(budget / ENTRY_OVERHEAD + 1)
         .unwrap_or(usize::MAX)
@@ -351,7 +351,6 @@ impl Store {
             Policy::Lru | Policy::Lru2 { .. } => Engine::Tiers(Tiers::new(
                 config.policy.protected_budget(config.budget_bytes),
                 config.hash_seed,
-                most,
             )),
         };
         Ok(Store {

@@ -67,14 +67,12 @@ type List = LruCache<Bytes, Entry, FixedState>;
 /// Makes the protected list's hasher differ from probation's.
 const PROTECTED_SEED_TWEAK: u64 = 0x9e37_79b9_7f4a_7c15;
 
-/// A list sized up front for `max_entries` (its own count bound is never reached: the store's
-/// byte budget evicts first, since no entry costs less than the overhead).
-fn new_list(hash_seed: u64, max_entries: usize) -> List {
-    let hasher = FixedState::with_seed(hash_seed);
-    match std::num::NonZeroUsize::new(max_entries.saturating_add(1)) {
-        Some(cap) => LruCache::with_hasher(cap, hasher),
-        None => LruCache::unbounded_with_hasher(hasher),
-    }
+/// An empty list without a count bound (the store's byte budget evicts) whose table grows with
+/// its entries: one sized up front for the most entries the budget allows was mostly empty for
+/// real entry sizes (and LRU2 sized two of them so), which spread hot keys over more cache lines
+/// (measured: LRU2 / quick_cache 0.67 -> 0.82 at 1 thread, 0.60 -> 0.71 at 2, paired bench).
+fn new_list(hash_seed: u64) -> List {
+    LruCache::unbounded_with_hasher(FixedState::with_seed(hash_seed))
 }
 
 /// The probation and protected lists with their byte counts.
@@ -90,15 +88,10 @@ pub(super) struct Tiers {
 
 impl Tiers {
     /// Empty lists; `protected_budget` is `None` for plain LRU.
-    pub(super) fn new(protected_budget: Option<u64>, hash_seed: u64, max_entries: usize) -> Self {
-        let protected_entries = if protected_budget.is_some() {
-            max_entries
-        } else {
-            0
-        };
+    pub(super) fn new(protected_budget: Option<u64>, hash_seed: u64) -> Self {
         Tiers {
-            probation: new_list(hash_seed, max_entries),
-            protected: new_list(hash_seed ^ PROTECTED_SEED_TWEAK, protected_entries),
+            probation: new_list(hash_seed),
+            protected: new_list(hash_seed ^ PROTECTED_SEED_TWEAK),
             probation_bytes: 0,
             protected_bytes: 0,
             protected_budget,
