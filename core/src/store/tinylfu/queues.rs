@@ -26,14 +26,15 @@ impl Link {
     /// No entry.
     pub(super) const NIL: Link = Link(u32::MAX);
 
-    /// The link to entry `i` (or [`Link::NIL`] for [`NIL`]); indices are below [`MAX_ENTRIES`].
+    /// The link to entry `i` (or [`Link::NIL`] for [`NIL`]); indices are below
+    /// [`MAX_STORE_ENTRIES`].
     pub(super) fn to(i: usize) -> Link {
         debug_assert!(
             i < MAX_STORE_ENTRIES || i == NIL,
             "entry index {i} beyond the bound"
         );
         // Below `u32::MAX` by the store's entry bound (its budget is capped so that it can
-        // never hold `MAX_ENTRIES` entries); NIL maps to `u32::MAX`.
+        // never hold `MAX_STORE_ENTRIES` entries); NIL maps to `u32::MAX`.
         Link(u32::try_from(i).unwrap_or(u32::MAX))
     }
 
