@@ -12,7 +12,7 @@ use crate::history::{Event, FailKind, Outcome};
 use crate::options::Options;
 
 use super::calm::Calm;
-use super::{Index, Violation};
+use super::{Index, Violation, RELAYED};
 
 /// A refusal's answer reaches its caller within this much of the node counting it.
 const TRANSIT_US: u64 = 100_000;
@@ -72,9 +72,6 @@ fn violation(entry: usize, message: String) -> Violation {
     }
 }
 
-/// How a node's message names the owner whose refusal it relays.
-const RELAYED: &str = "owner `";
-
 /// Refusals by `node` since `since` that callers received before `at - TRANSIT_US`, before
 /// `at + TRANSIT_US`, and requests to it sent before `at` whose answer nobody saw (requests
 /// answered after `since` count, whenever they were sent).
@@ -129,6 +126,8 @@ fn refusals(index: &Index<'_>, node: &str, since: u64, at: u64) -> (u64, u64, u6
             continue;
         }
         match call.ret_us {
+            // The owner's refusal, relayed by the peer: counted by the owner.
+            Some(_) if call.relayed => {}
             Some(t) if call.refused => {
                 before += u64::from(t + TRANSIT_US < at);
                 after += u64::from(t <= at + TRANSIT_US);
@@ -145,7 +144,7 @@ fn refusals(index: &Index<'_>, node: &str, since: u64, at: u64) -> (u64, u64, u6
 mod tests {
     use crate::checker::check_all;
     use crate::checker::test_support::at;
-    use crate::history::{Entry, Event, FailKind, Outcome, Phase, Request};
+    use crate::history::{Entry, Event, FailKind, Outcome, PeerMethod, Phase, Request};
     use crate::options::{Mutation, Options};
 
     fn stats(rejected: u64) -> Event {
@@ -220,6 +219,62 @@ mod tests {
         assert!(rules(2).is_empty());
         assert_eq!(rules(0), vec!["rejected-count"], "uncounted");
         assert_eq!(rules(4), vec!["rejected-count"], "counted twice");
+    }
+
+    /// n2 forwards a get to n1 at `ms`; n1 answers 5 ms later with `result`.
+    fn peer_get(call: u64, ms: u64, result: &str) -> [Entry; 2] {
+        [
+            at(
+                ms,
+                Event::PeerCall {
+                    node: "n2".into(),
+                    inc: 1,
+                    call,
+                    peer: "n1".into(),
+                    method: PeerMethod::Get,
+                    key: "k".into(),
+                    forwarded: true,
+                },
+            ),
+            at(
+                ms + 5,
+                Event::PeerReturn {
+                    node: "n2".into(),
+                    inc: 1,
+                    call,
+                    result: result.into(),
+                },
+            ),
+        ]
+    }
+
+    #[test]
+    fn a_peers_relay_of_the_owners_refusal_is_counted_by_the_owner() {
+        // Seeds 6030 and 6039: n2 forwarded a get to n1, which did not own the key in its view;
+        // the get rode on n1's fetch of the key from the owner n3, which refused it. n1 relays
+        // n3's refusal and does not count it (n3 does).
+        let o = Options::from_seed(1, Mutation::None);
+        let rules = |result: &str, rejected: u64| {
+            let mut h = vec![at(
+                0,
+                Event::NodeStarted {
+                    node: "n1".into(),
+                    inc: 1,
+                },
+            )];
+            h.extend(peer_get(0, 10, result));
+            h.push(at(500, stats(rejected)));
+            check_all(&h, &o)
+                .into_iter()
+                .filter(|v| v.property == "C1")
+                .count()
+        };
+        let relayed = "peer n1 (n1:9000) out of resources: overloaded: owner `n3`: overloaded: \
+                       2 requests already in flight";
+        let own = "peer n1 (n1:9000) out of resources: overloaded: 2 requests already in flight";
+        assert_eq!(rules(relayed, 0), 0, "the owner's refusal, relayed");
+        assert_eq!(rules(own, 0), 1, "n1's own refusal, uncounted");
+        assert_eq!(rules(own, 1), 0, "n1's own refusal, counted");
     }
 
     #[test]

@@ -151,6 +151,9 @@ pub(crate) struct Load<'a> {
     pub(crate) end: Option<(usize, u64, &'a LoadResult)>,
 }
 
+/// How a node's error message names the owner whose refusal it relays.
+pub(crate) const RELAYED: &str = "owner `";
+
 /// One peer call a node made.
 #[derive(Debug)]
 pub(crate) struct PeerCall<'a> {
@@ -163,6 +166,10 @@ pub(crate) struct PeerCall<'a> {
     pub(crate) ret_us: Option<u64>,
     /// The peer refused it for a limit (`RESOURCE_EXHAUSTED`).
     pub(crate) refused: bool,
+    /// The refusal was the owner's, relayed by the peer: a forwarded get that found a fetch of
+    /// its key to the owner in flight there rode along on it (no extra call), and the owner,
+    /// not the peer, counted the refusal (seeds 6030, 6039).
+    pub(crate) relayed: bool,
     /// It failed (any error).
     pub(crate) failed: bool,
 }
@@ -280,6 +287,7 @@ impl<'a> Index<'a> {
                         key,
                         ret_us: None,
                         refused: false,
+                        relayed: false,
                         failed: false,
                     });
                 }
@@ -293,6 +301,7 @@ impl<'a> Index<'a> {
                         let c = &mut peer_calls[c];
                         c.ret_us = Some(entry.at_us);
                         c.refused = result.contains("out of resources");
+                        c.relayed = c.refused && result.contains(RELAYED);
                         c.failed = result != "ok" && result != "miss";
                     }
                 }
