@@ -130,7 +130,7 @@ fn amplification(index: &Index<'_>, calm: &Calm) -> Option<Violation> {
                     continue;
                 };
                 if owner == *node
-                    || asked_as_peer(index, node, key, at)
+                    || asked_as_peer(index, node, key, (i, at))
                     || falls_back_from_before(index, calm, &fetch_stalls, (node, key, at))
                 {
                     continue;
@@ -155,22 +155,29 @@ fn amplification(index: &Index<'_>, calm: &Calm) -> Option<Violation> {
 /// to the node like any message.
 const GAVE_UP_SLACK_US: u64 = 100_000;
 
-/// Whether `node` was serving a request for `key` marked forwarded at `at_us`: from a client
-/// claiming to be a peer, or from a peer.
-fn asked_as_peer(index: &Index<'_>, node: &str, key: &str, at_us: u64) -> bool {
+/// Hosts' clocks may differ by up to a simulation tick (each host's time advances as it runs
+/// its share of a step), so an event one host records after another's may carry an earlier
+/// time.
+const HOST_SKEW_US: u64 = 5_000;
+
+/// Whether `node` was serving a request for `key` marked forwarded when it recorded history
+/// entry `at` (at `at_us`): from a client claiming to be a peer, or from a peer. "Sent before"
+/// is by record order, not by the hosts' times (seed 5434: a peer's call stamped 1.055 s by its
+/// sender, the load it caused stamped 1.052 s by the receiver).
+fn asked_as_peer(index: &Index<'_>, node: &str, key: &str, (at, at_us): (usize, u64)) -> bool {
     let from_client = index.ops.values().any(|op| {
         op.as_peer
             && op.node == node
             && op.request.key() == key
-            && op.inv_us <= at_us
+            && op.inv < at
             && op.ret_us().is_none_or(|t| t + GAVE_UP_SLACK_US >= at_us)
     });
     let from_peer = index.peer_calls.iter().any(|c| {
         c.peer == node
             && c.key == key
             && c.method == PeerMethod::Get
-            && c.at_us <= at_us
-            && c.ret_us.is_none_or(|t| t >= at_us)
+            && c.at < at
+            && c.ret_us.is_none_or(|t| t + HOST_SKEW_US >= at_us)
     });
     from_client || from_peer
 }
@@ -250,7 +257,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use crate::checker::check_all;
-    use crate::history::{Entry, Event, FailKind, LoadResult, Outcome, Phase, Request};
+    use crate::history::{Entry, Event, FailKind, LoadResult, Outcome, PeerMethod, Phase, Request};
     use crate::options::{Mutation, Options};
 
     fn cluster() -> Vec<Entry> {
@@ -301,6 +308,47 @@ mod tests {
         assert!(rules(&h, &o).is_empty());
         h.push(at(20, load(other, "k", 0, 1)));
         assert_eq!(rules(&h, &o), vec!["one-load-per-miss"]);
+    }
+
+    /// Seed 5434: a fetch routed while views disagreed, held by a stall, reached a node that does
+    /// not own the key in the clean window, which served it by a load (a forwarded get never
+    /// hops again). Its sender stamped the call 3 ms after the receiver stamped the load, though
+    /// the call was recorded first (host clocks differ within a tick). A load recorded before
+    /// any such call is still flagged.
+    #[test]
+    fn a_load_for_a_peers_get_recorded_after_the_call_is_excused_across_host_clocks() {
+        let o = Options::from_seed(1, Mutation::None);
+        let members = vec!["n1".to_owned(), "n2".to_owned()];
+        let owner = super::owner(&mut BTreeMap::new(), &members, "k").unwrap_or_default();
+        let other = if owner == "n1" { "n2" } else { "n1" };
+        let call = at(
+            1_055,
+            Event::PeerCall {
+                node: owner.clone(),
+                inc: 1,
+                call: 0,
+                peer: other.into(),
+                method: PeerMethod::Get,
+                key: "k".into(),
+                forwarded: true,
+            },
+        );
+        // S9 alone (F1 has its own view of a forward to a non-owner).
+        let s9 = |h: &[Entry]| -> Vec<&'static str> {
+            check_all(h, &o)
+                .into_iter()
+                .filter(|v| v.property == "S9")
+                .map(|v| v.rule)
+                .collect()
+        };
+        let mut h = cluster();
+        h.push(call.clone());
+        h.push(at(1_052, load(other, "k", 0, 1)));
+        assert!(s9(&h).is_empty(), "{:?}", s9(&h));
+        let mut h = cluster();
+        h.push(at(1_052, load(other, "k", 0, 1)));
+        h.push(call);
+        assert_eq!(s9(&h), vec!["one-load-per-miss"]);
     }
 
     /// Seed 2389: a non-owner's fetch failed while views still disagreed (start-up), a buggify
