@@ -140,8 +140,10 @@ impl<W> Shard<W> {
         self.counters.misses += 1;
         if forwarded {
             // A peer thinks this node owns the key; it does not in its own view. Serve it without
-            // a second hop (views disagree only for a while): a local load, answered but not
-            // kept unless a client of this node waits on it too.
+            // a second call (views disagree only for a while): a local load, answered but not
+            // kept unless a client of this node waits on it too — or, if a flight of the key
+            // already runs here (its clients' fetch from the owner), that flight's answer, the
+            // owner's, refusal included (sim seeds 6030, 6039).
             self.counters.stray_gets += 1;
             if !rules.has_loader {
                 return GetStep::Reply(Ok(None));
