@@ -198,10 +198,14 @@ impl<'i, 'a> Fresh<'i, 'a> {
         })
     }
 
-    /// The latest instant a fetch of `key` that `node` sent before `before_us` may have answered
-    /// the callers waiting on it: the answer's return, or later if the node stalled (buggify)
-    /// between that answer and keeping it. `None`: no such fetch answered.
-    fn fetch_flight_end(&self, node: &str, key: &str, before_us: u64) -> Option<u64> {
+    /// The latest instant a fetch of `key` by `node` that may have carried the value from before
+    /// the write `w` could have answered the callers waiting on it: the answer's return, or
+    /// later if the node stalled (buggify) between that answer and keeping it. Such a fetch was
+    /// sent before `w` started, or answered before `w` was acknowledged (the owner had not
+    /// applied it yet: seed 7883, a fetch sent while a slow write was in flight). `None`: no
+    /// such fetch answered.
+    fn fetch_flight_end(&self, node: &str, key: &str, w: &Op<'_>) -> Option<u64> {
+        let acked_us = w.ret_us();
         self.index
             .peer_calls
             .iter()
@@ -209,8 +213,10 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 c.node == node
                     && c.key == key
                     && c.method == PeerMethod::Get
-                    && c.at_us < before_us
                     && !c.failed
+                    && (c.at_us < w.inv_us
+                        || c.ret_us
+                            .is_some_and(|r| acked_us.is_some_and(|acked| r < acked)))
             })
             .filter_map(|c| Some(self.fetch_stalls.held_until(node, c.ret_us?)))
             .max()
@@ -283,11 +289,12 @@ impl<'i, 'a> Fresh<'i, 'a> {
                 return Verdict::Fresh;
             }
         }
-        // The same, for a fetch the reading node sent before the write and held past it (a
-        // buggify stall between the answer and keeping it): whatever the value's origin.
+        // The same, for a fetch that may have carried the older value (sent before the write,
+        // or answered before the write was acknowledged) and that the reading node held past
+        // it (a buggify stall between the answer and keeping it): whatever the value's origin.
         if !clean
             && self
-                .fetch_flight_end(g.node, key, w.inv_us)
+                .fetch_flight_end(g.node, key, w)
                 .is_some_and(|end| g.inv_us <= end && w.ret_us().is_some_and(|t| t < end))
         {
             return Verdict::Fresh;
@@ -475,12 +482,12 @@ pub(crate) fn s8_no_resurrection(
         let w_ret = w.ret_us().unwrap_or(0);
         // A copy its node kept after the write (a load that started before it, held by a
         // stall past it, whose invalidation the fault lost) lives a hot lifetime from then.
-        // The same for a fetch the reading node sent before the write and held past it (seed
-        // 2638).
+        // The same for a fetch of the older value the reading node held past it (seeds 2638,
+        // 7883).
         let kept = fresh
             .kept_here_at(g)
             .into_iter()
-            .chain(fresh.fetch_flight_end(g.node, g.request.key(), w.inv_us))
+            .chain(fresh.fetch_flight_end(g.node, g.request.key(), w))
             .max();
         let copy_from = kept.map_or(w_ret, |kept| kept.max(w_ret));
         let hot_copy = options.hot.is_some()
@@ -692,6 +699,64 @@ mod tests {
         let write = h.len() - 4;
         h.insert(write + 1, n1_dropped_an_invalidation_at_200_ms());
         h
+    }
+
+    /// Seed 7883: a slow write (200–260 ms) whose invalidation of n2 was dropped; n2 fetched `k`
+    /// while it was in flight (210 ms) and got the old value before the owner applied the new
+    /// one (212 ms), then stalled `stall_ms` before keeping it; a get on n2 at 300 ms, after the
+    /// write was acknowledged, joined that fetch.
+    fn fetch_during_a_slow_write(stall_ms: u64) -> Vec<Entry> {
+        let fetch = |ms, event| at(ms, event);
+        let mut h = cluster();
+        h.extend([
+            at(100, invoke(0, "c1.0", "n1", set("S:k:old"))),
+            at(101, ret(0, Outcome::Stored)),
+            at(200, invoke(1, "c1.0", "n1", set("S:k:new"))),
+            n1_dropped_an_invalidation_at_200_ms(),
+            fetch(
+                210,
+                Event::PeerCall {
+                    node: "n2".into(),
+                    inc: 1,
+                    call: 1,
+                    peer: "n1".into(),
+                    method: crate::history::PeerMethod::Get,
+                    key: "k".into(),
+                    forwarded: true,
+                },
+            ),
+            fetch(
+                212,
+                Event::PeerReturn {
+                    node: "n2".into(),
+                    inc: 1,
+                    call: 1,
+                    result: "ok".into(),
+                },
+            ),
+            at(
+                212,
+                Event::Stalled {
+                    node: "n2".into(),
+                    inc: 1,
+                    point: "before-keep-fetch".into(),
+                    ms: stall_ms,
+                },
+            ),
+            at(260, ret(1, Outcome::Stored)),
+            at(300, invoke(2, "c2.0", "n2", get())),
+            at(301.max(213 + stall_ms), ret(2, value("S:k:old"))),
+        ]);
+        h
+    }
+
+    #[test]
+    fn s8_excuses_joining_a_fetch_answered_during_a_slow_write_and_held_past_it() {
+        let o = options(false);
+        // The flight ended at 612 ms, after the write's ack (260) and the get's start (300).
+        assert!(!rules(&fetch_during_a_slow_write(400), &o).contains(&"no-stale-read"));
+        // It ended at 232 ms, before the ack: the get at 300 ms asked afresh and must see it.
+        assert!(rules(&fetch_during_a_slow_write(20), &o).contains(&"no-stale-read"));
     }
 
     #[test]
