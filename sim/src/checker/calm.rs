@@ -176,16 +176,8 @@ fn overlaps(spans: &[(u64, u64)], from: u64, to: u64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::checker::test_support::{at, started};
+    use crate::checker::test_support::{at, started, view};
     use crate::options::Mutation;
-
-    fn view(node: &str, members: &[&str]) -> Event {
-        Event::View {
-            node: node.into(),
-            inc: 1,
-            members: members.iter().map(|m| ((*m).to_owned(), 1)).collect(),
-        }
-    }
 
     #[test]
     fn views_faults_and_the_data_path_decide_calm() {

@@ -524,7 +524,7 @@ pub(crate) fn s8_no_resurrection(
 #[cfg(test)]
 mod tests {
     use crate::checker::check_all;
-    use crate::checker::test_support::{self, at, ret};
+    use crate::checker::test_support::{self, at, ret, view};
     use crate::history::{Entry, Event, Outcome, Phase, Request};
     use crate::options::{Mutation, Options};
 
@@ -553,27 +553,10 @@ mod tests {
 
     /// Two nodes that agree on the view from the start.
     fn cluster() -> Vec<Entry> {
-        let mut h = Vec::new();
-        for n in ["n1", "n2"] {
-            h.push(at(
-                0,
-                Event::NodeStarted {
-                    node: n.into(),
-                    inc: 1,
-                },
-            ));
-        }
-        for n in ["n1", "n2"] {
-            h.push(at(
-                1,
-                Event::View {
-                    node: n.into(),
-                    inc: 1,
-                    members: vec![("n1".into(), 1), ("n2".into(), 1)],
-                },
-            ));
-        }
-        h
+        let nodes = ["n1", "n2"];
+        let started = nodes.map(|n| at(0, test_support::started(n)));
+        let views = nodes.map(|n| at(1, view(n, &nodes)));
+        started.into_iter().chain(views).collect()
     }
 
     fn options(hot: bool) -> Options {
@@ -654,67 +637,12 @@ mod tests {
         )
     }
 
-    /// `history` where n2 fetched `k` from n1 before the new write and stalled `stall_ms`
-    /// between the answer and keeping it, the write's invalidation of n2 was dropped, and the
-    /// get on n2 joined that fetch and got the old value when the stall ended.
-    fn stalled_fetch(stall_ms: u64) -> Vec<Entry> {
-        let mut h = history("c2.0", "n2", "S:k:old");
-        let get_ret = h.len() - 1;
-        h[get_ret].at_us = 560_000;
-        h.splice(
-            4..4,
-            [
-                at(
-                    150,
-                    Event::PeerCall {
-                        node: "n2".into(),
-                        inc: 1,
-                        call: 1,
-                        peer: "n1".into(),
-                        method: crate::history::PeerMethod::Get,
-                        key: "k".into(),
-                        forwarded: true,
-                    },
-                ),
-                at(
-                    152,
-                    Event::PeerReturn {
-                        node: "n2".into(),
-                        inc: 1,
-                        call: 1,
-                        result: "ok".into(),
-                    },
-                ),
-                at(
-                    152,
-                    Event::Stalled {
-                        node: "n2".into(),
-                        inc: 1,
-                        point: "before-keep-fetch".into(),
-                        ms: stall_ms,
-                    },
-                ),
-            ],
-        );
-        let write = h.len() - 4;
-        h.insert(write + 1, n1_dropped_an_invalidation_at_200_ms());
-        h
-    }
-
-    /// Seed 7883: a slow write (200–260 ms) whose invalidation of n2 was dropped; n2 fetched `k`
-    /// while it was in flight (210 ms) and got the old value before the owner applied the new
-    /// one (212 ms), then stalled `stall_ms` before keeping it; a get on n2 at 300 ms, after the
-    /// write was acknowledged, joined that fetch.
-    fn fetch_during_a_slow_write(stall_ms: u64) -> Vec<Entry> {
-        let fetch = |ms, event| at(ms, event);
-        let mut h = cluster();
-        h.extend([
-            at(100, invoke(0, "c1.0", "n1", set("S:k:old"))),
-            at(101, ret(0, Outcome::Stored)),
-            at(200, invoke(1, "c1.0", "n1", set("S:k:new"))),
-            n1_dropped_an_invalidation_at_200_ms(),
-            fetch(
-                210,
+    /// n2 fetches `k` from n1 at `ms`, gets the answer 2 ms later and stalls `stall_ms` before
+    /// keeping it.
+    fn n2_fetches_k_and_stalls(ms: u64, stall_ms: u64) -> [Entry; 3] {
+        [
+            at(
+                ms,
                 Event::PeerCall {
                     node: "n2".into(),
                     inc: 1,
@@ -725,8 +653,8 @@ mod tests {
                     forwarded: true,
                 },
             ),
-            fetch(
-                212,
+            at(
+                ms + 2,
                 Event::PeerReturn {
                     node: "n2".into(),
                     inc: 1,
@@ -735,7 +663,7 @@ mod tests {
                 },
             ),
             at(
-                212,
+                ms + 2,
                 Event::Stalled {
                     node: "n2".into(),
                     inc: 1,
@@ -743,6 +671,36 @@ mod tests {
                     ms: stall_ms,
                 },
             ),
+        ]
+    }
+
+    /// `history` where n2 fetched `k` from n1 before the new write and stalled `stall_ms`
+    /// between the answer and keeping it, the write's invalidation of n2 was dropped, and the
+    /// get on n2 joined that fetch and got the old value when the stall ended.
+    fn stalled_fetch(stall_ms: u64) -> Vec<Entry> {
+        let mut h = history("c2.0", "n2", "S:k:old");
+        let get_ret = h.len() - 1;
+        h[get_ret].at_us = 560_000;
+        h.splice(4..4, n2_fetches_k_and_stalls(150, stall_ms));
+        let write = h.len() - 4;
+        h.insert(write + 1, n1_dropped_an_invalidation_at_200_ms());
+        h
+    }
+
+    /// Seed 7883: a slow write (200–260 ms) whose invalidation of n2 was dropped; n2 fetched `k`
+    /// while it was in flight (210 ms) and got the old value before the owner applied the new
+    /// one (212 ms), then stalled `stall_ms` before keeping it; a get on n2 at 300 ms, after the
+    /// write was acknowledged, joined that fetch.
+    fn fetch_during_a_slow_write(stall_ms: u64) -> Vec<Entry> {
+        let mut h = cluster();
+        h.extend([
+            at(100, invoke(0, "c1.0", "n1", set("S:k:old"))),
+            at(101, ret(0, Outcome::Stored)),
+            at(200, invoke(1, "c1.0", "n1", set("S:k:new"))),
+            n1_dropped_an_invalidation_at_200_ms(),
+        ]);
+        h.extend(n2_fetches_k_and_stalls(210, stall_ms));
+        h.extend([
             at(260, ret(1, Outcome::Stored)),
             at(300, invoke(2, "c2.0", "n2", get())),
             at(301.max(213 + stall_ms), ret(2, value("S:k:old"))),

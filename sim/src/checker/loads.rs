@@ -253,7 +253,7 @@ fn panic_escaped(index: &Index<'_>) -> Option<Violation> {
 
 #[cfg(test)]
 mod tests {
-    use crate::checker::test_support::{at, invoke, ret};
+    use crate::checker::test_support::{at, invoke, ret, started, view};
     use std::collections::BTreeMap;
 
     use crate::checker::check_all;
@@ -263,21 +263,8 @@ mod tests {
     fn cluster() -> Vec<Entry> {
         let mut h = Vec::new();
         for n in ["n1", "n2"] {
-            h.push(at(
-                0,
-                Event::NodeStarted {
-                    node: n.into(),
-                    inc: 1,
-                },
-            ));
-            h.push(at(
-                1,
-                Event::View {
-                    node: n.into(),
-                    inc: 1,
-                    members: vec![("n1".into(), 1), ("n2".into(), 1)],
-                },
-            ));
+            h.push(at(0, started(n)));
+            h.push(at(1, view(n, &["n1", "n2"])));
         }
         h
     }
@@ -394,14 +381,7 @@ mod tests {
                 },
             ));
             for n in ["n1", "n2"] {
-                h.push(at(
-                    5,
-                    Event::View {
-                        node: n.into(),
-                        inc: 1,
-                        members: vec![("n1".into(), 1), ("n2".into(), 1)],
-                    },
-                ));
+                h.push(at(5, view(n, &["n1", "n2"])));
             }
             h.sort_by_key(|e| e.at_us);
             h.push(at(failed_ms + 1_000, load(other, "k", 0, 1)));

@@ -43,3 +43,12 @@ pub(crate) fn started(node: &str) -> Event {
         inc: 1,
     }
 }
+
+/// `node` (incarnation 1) records a view of `members` (each incarnation 1).
+pub(crate) fn view(node: &str, members: &[&str]) -> Event {
+    Event::View {
+        node: node.into(),
+        inc: 1,
+        members: members.iter().map(|m| ((*m).to_owned(), 1)).collect(),
+    }
+}

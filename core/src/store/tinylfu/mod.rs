@@ -120,7 +120,7 @@ pub const SWEEP_STEPS: usize = 4;
 /// `max_entries`, it was sparse (38 % full in `cargo bench -p lcache-core --bench throughput`,
 /// whose entries are charged 492 bytes), so hot keys' slots spread over twice the cache lines;
 /// grown, it is 44-88 % full. Growing costs a pause under the shard's write lock proportional to
-/// its entries (165 ms measured when a store passed two million), as it always did past
+/// its entries (165 ms in a one-off timing when a store passed two million), as it always did past
 /// [`super::PREALLOCATED_ENTRIES_MAX`].
 pub const INDEX_PRESIZE_DIVISOR: usize = 4;
 
@@ -552,7 +552,8 @@ impl TinyLfu {
         self.queues.unlink(i);
         let node = self.queues.nodes.remove(i);
         self.bytes -= node.entry.size;
-        if let Ok(slot) = self.index.find_entry(node.hash, |&j| j == Link::to(i)) {
+        let link = Link::to(i);
+        if let Ok(slot) = self.index.find_entry(node.hash, |&j| j == link) {
             slot.remove();
         }
         (node.key, node.entry)

@@ -333,7 +333,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_node_fills_exactly_two_cache_lines_in_the_slab() {
+    fn a_node_is_aligned_to_a_cache_line_and_two_lines_long() {
         // A lookup reads the node's hash, key, value and expiry: aligned to a cache line and
         // at most two lines long, a node never straddles a third line.
         assert_eq!(std::mem::align_of::<Node>(), 64);
