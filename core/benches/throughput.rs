@@ -14,6 +14,12 @@
 //! a noisy machine: the two caches run alternately, [`PAIRED_ROUNDS`] rounds of [`PAIRED_PASSES`]
 //! passes each, and the ratio is taken round by round, so a drift of the machine's speed moves
 //! both sides of a ratio alike. It prints the median and the spread of the rounds' ratios.
+//!
+//! With `LCACHE_THROUGHPUT_PROFILE=lcache_tinylfu` (or `quick_cache`) it runs one cache's passes
+//! without timing them, for an instruction count that does not depend on the machine's load:
+//! `LCACHE_THROUGHPUT_PROFILE=lcache_tinylfu valgrind --tool=callgrind
+//! --toggle-collect='*measured_passes*' target/release/deps/throughput-<hash>` (instructions
+//! per op = the total / 300,000).
 
 // Benchmark setup panics on impossible configurations; that is the right failure in a bench.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout)]
@@ -200,7 +206,47 @@ fn paired_ratios(workload: &Workload) {
     }
 }
 
+/// The passes a [`PROFILE_ENV`] run measures: a function of its own, so that
+/// `valgrind --tool=callgrind --toggle-collect='*measured_passes*'` counts only them.
+#[inline(never)]
+fn measured_passes(workload: &Workload, cache: &impl BenchCache) {
+    for _ in 0..PROFILE_PASSES {
+        black_box(workload.run(cache, &workload.ops));
+    }
+}
+
+/// Environment variable that turns the bench into a profiling run of one cache
+/// (`lcache_tinylfu` or `quick_cache`): one warm-up pass, then [`PROFILE_PASSES`] passes in
+/// [`measured_passes`], no timing. Counting instructions this way (callgrind) gives the same
+/// figure on every run, where times on this shared machine move by tens of percent.
+const PROFILE_ENV: &str = "LCACHE_THROUGHPUT_PROFILE";
+/// Passes of a profiling run after its warm-up.
+const PROFILE_PASSES: usize = 3;
+
+/// A profiling run (see [`PROFILE_ENV`]).
+fn profile(cache: &str) {
+    let workload = Workload::new();
+    let budget = workload.budget();
+    match cache {
+        "lcache_tinylfu" => {
+            let tinylfu = Lcache::new(budget, Policy::TinyLfu, DEFAULT_SHARDS);
+            workload.run(&tinylfu, &workload.ops);
+            measured_passes(&workload, &tinylfu);
+        }
+        "quick_cache" => {
+            let quick = QuickCache::new(budget, (KEYS / 2) as usize, None);
+            workload.run(&quick, &workload.ops);
+            measured_passes(&workload, &quick);
+        }
+        other => panic!("{PROFILE_ENV}={other}: expected lcache_tinylfu or quick_cache"),
+    }
+}
+
 fn main() {
+    if let Ok(cache) = std::env::var(PROFILE_ENV) {
+        profile(&cache);
+        return;
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let benchmarking = args.iter().any(|a| a == "--bench");
     let filter = args.iter().find(|a| !a.starts_with('-'));

@@ -29,6 +29,7 @@ pub use ring::{Ring, RingConfig, RingError};
 pub use router::{Route, Router};
 pub use sharded::{ShardedStore, ShardedStoreConfig};
 pub use store::{
-    Eviction, EvictionReason, Lookup, Policy, SharedGet, Store, StoreConfig, StoreError, StoreStats,
+    Eviction, EvictionReason, Evictions, Lookup, Policy, SharedGet, Store, StoreConfig, StoreError,
+    StoreStats,
 };
 pub use time::Timestamp;

@@ -28,8 +28,8 @@ use bytes::Bytes;
 use parking_lot::RwLock;
 
 use crate::store::{
-    entry_size, Eviction, KeyHasher, Lookup, Policy, SharedGet, Store, StoreConfig, StoreError,
-    StoreStats,
+    entry_size, Eviction, Evictions, KeyHasher, Lookup, Policy, SharedGet, Store, StoreConfig,
+    StoreError, StoreStats,
 };
 use crate::time::Timestamp;
 
@@ -170,7 +170,7 @@ impl ShardedStore {
         value: Bytes,
         expires_at: Option<Timestamp>,
         now: Timestamp,
-    ) -> Result<Vec<Eviction>, StoreError> {
+    ) -> Result<Evictions, StoreError> {
         let size = entry_size(key.len(), value.len());
         if size > self.max_entry {
             return Err(StoreError::EntryTooLarge {

@@ -222,16 +222,19 @@ impl TinyLfuModel {
 
     // --- accesses -----------------------------------------------------------------------
 
-    /// A hit on the entry at `(q, i)`: `h + 1`, its last use (at the granule) and the sketch.
+    /// A hit on the entry at `(q, i)`: its last use (at the granule); and, unless `h` is already
+    /// `MAX_HITS`, `h + 1` and the sketch.
     fn record_hit(&mut self, q: Q, i: usize) {
         let (tick, granule) = (self.tick, self.granule);
         let entry = &mut self.list(q)[i];
-        entry.hits = (entry.hits + 1).min(MAX_HITS);
         if tick.saturating_sub(entry.seen) >= granule {
             entry.seen = tick;
         }
-        let hash = entry.hash;
-        self.count(hash);
+        if entry.hits < MAX_HITS {
+            entry.hits += 1;
+            let hash = entry.hash;
+            self.count(hash);
+        }
     }
 
     /// Whether `e` has been idle beyond the dead horizon.

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use bytes::Bytes;
 use lcache_core::store::entry_size;
 use lcache_core::{
-    EvictionReason, Policy, ShardedStore, ShardedStoreConfig, StoreError, Timestamp,
+    EvictionReason, Evictions, Policy, ShardedStore, ShardedStoreConfig, StoreError, Timestamp,
 };
 use lcache_proptests::sharded_model::ShardedModel;
 use proptest::prelude::*;
@@ -100,7 +100,7 @@ proptest! {
                 Op::Insert(k, len, ttl) => {
                     let at = ttl.map(|ms| Timestamp::from_millis(now_ms + ms));
                     let v = value(len, step);
-                    let got = store.insert(key(k), v.clone(), at, now);
+                    let got = store.insert(key(k), v.clone(), at, now).map(Evictions::into_vec);
                     let want = model.insert(key(k), v, at, now);
                     prop_assert_eq!(got, want, "step {}: insert", step);
                 }

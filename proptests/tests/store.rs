@@ -3,7 +3,7 @@
 
 use bytes::Bytes;
 use lcache_core::store::{entry_size, ENTRY_OVERHEAD};
-use lcache_core::{Policy, SharedGet, Store, StoreConfig, Timestamp};
+use lcache_core::{Evictions, Policy, SharedGet, Store, StoreConfig, Timestamp};
 use lcache_proptests::store_model::StoreModel;
 use proptest::prelude::*;
 
@@ -158,7 +158,9 @@ fn check_seeded(
                 }
                 let value = Bytes::from(value);
                 let at = deadline(expiry, now_ms);
-                let got = store.insert(key.clone(), value.clone(), at, now);
+                let got = store
+                    .insert(key.clone(), value.clone(), at, now)
+                    .map(Evictions::into_vec);
                 let want = model.insert(key, value, at, now);
                 prop_assert_eq!(got, want, "step {}: insert", step);
             }

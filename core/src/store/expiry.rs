@@ -17,12 +17,10 @@ pub(super) struct ExpiryIndex {
 }
 
 impl ExpiryIndex {
-    /// Records that the entry `key` (insert number `seq`) expires at `expires_at`, if it expires.
-    pub(super) fn insert(&mut self, expires_at: Option<Timestamp>, seq: u64, key: Bytes) {
-        if let Some(at) = expires_at {
-            let previous = self.by_deadline.insert((at, seq), key);
-            debug_assert!(previous.is_none(), "insert sequence numbers are unique");
-        }
+    /// Records that the entry `key` (insert number `seq`) expires at `at`.
+    pub(super) fn insert(&mut self, at: Timestamp, seq: u64, key: Bytes) {
+        let previous = self.by_deadline.insert((at, seq), key);
+        debug_assert!(previous.is_none(), "insert sequence numbers are unique");
     }
 
     /// Forgets the record made by [`ExpiryIndex::insert`] with the same arguments.
@@ -73,10 +71,10 @@ mod tests {
     #[test]
     fn pops_earliest_first_then_by_sequence() {
         let mut index = ExpiryIndex::default();
-        index.insert(at(30), 0, Bytes::from_static(b"c"));
-        index.insert(at(10), 2, Bytes::from_static(b"b"));
-        index.insert(at(10), 1, Bytes::from_static(b"a"));
-        index.insert(None, 3, Bytes::from_static(b"never"));
+        let t = Timestamp::from_millis;
+        index.insert(t(30), 0, Bytes::from_static(b"c"));
+        index.insert(t(10), 2, Bytes::from_static(b"b"));
+        index.insert(t(10), 1, Bytes::from_static(b"a"));
         assert_eq!(index.len(), 3);
 
         let now = Timestamp::from_millis(20);
@@ -93,8 +91,9 @@ mod tests {
     #[test]
     fn remove_forgets_one_record() {
         let mut index = ExpiryIndex::default();
-        index.insert(at(5), 0, Bytes::from_static(b"a"));
-        index.insert(at(5), 1, Bytes::from_static(b"b"));
+        let t = Timestamp::from_millis;
+        index.insert(t(5), 0, Bytes::from_static(b"a"));
+        index.insert(t(5), 1, Bytes::from_static(b"b"));
         index.remove(at(5), 0);
         index.remove(None, 7);
         assert!(index.contains(Timestamp::from_millis(5), 1, b"b"));

@@ -257,6 +257,10 @@ impl KeyHasher {
     }
 }
 
+/// The entries one call removed, in order: inline up to two (an insert usually evicts none or
+/// one), so reporting them costs no heap allocation on the insert path.
+pub type Evictions = smallvec::SmallVec<[Eviction; 2]>;
+
 /// An entry removed by the store itself, reported so callers can count or log it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eviction {
@@ -400,6 +404,7 @@ impl Store {
 
     /// [`Store::get_shared`] given the key's hash from a [`KeyHasher`] with this store's
     /// [`StoreConfig::hash_seed`], for a caller that already hashed the key (to choose a shard).
+    #[inline]
     pub fn get_shared_hashed(&self, key: &[u8], hash: u64, now: Timestamp) -> SharedGet {
         let access = match &self.engine {
             Engine::TinyLfu(lfu) => lfu.access_hashed(key, hash, now),
@@ -444,7 +449,7 @@ impl Store {
         value: Bytes,
         expires_at: Option<Timestamp>,
         now: Timestamp,
-    ) -> Result<Vec<Eviction>, StoreError> {
+    ) -> Result<Evictions, StoreError> {
         let size = entry_size(key.len(), value.len());
         if size > self.budget {
             return Err(StoreError::EntryTooLarge {
@@ -454,7 +459,7 @@ impl Store {
         }
         if expires_at.is_some_and(|at| at <= now) {
             self.remove(&key);
-            return Ok(Vec::new());
+            return Ok(Evictions::new());
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -464,7 +469,10 @@ impl Store {
             size,
             seq,
         };
-        self.expiry.insert(expires_at, seq, key.clone());
+        if let Some(at) = expires_at {
+            // Only entries with a deadline are indexed (and pay for a second handle on the key).
+            self.expiry.insert(at, seq, key.clone());
+        }
         self.counters.inserts += 1;
         match &mut self.engine {
             Engine::Tiers(tiers) => {
@@ -639,11 +647,11 @@ impl Store {
 
     /// LRU and LRU2: evicts capacity victims until the store fits its budget, never the entry
     /// under `keep`.
-    fn evict_to_budget(&mut self, keep: &[u8]) -> Vec<Eviction> {
+    fn evict_to_budget(&mut self, keep: &[u8]) -> Evictions {
         let Engine::Tiers(tiers) = &mut self.engine else {
-            return Vec::new();
+            return Evictions::new();
         };
-        let mut evicted = Vec::new();
+        let mut evicted = Evictions::new();
         while tiers.bytes() > self.budget {
             let Some((key, entry)) = tiers.pop_victim(keep) else {
                 debug_assert!(
@@ -665,8 +673,8 @@ impl Store {
 
     /// TinyLFU: removes expired entries while over budget, then lets the policy evict; never the
     /// entry `keep` (just stored, so not expired).
-    fn evict_tinylfu(&mut self, keep: usize, now: Timestamp) -> Vec<Eviction> {
-        let mut evicted = Vec::new();
+    fn evict_tinylfu(&mut self, keep: usize, now: Timestamp) -> Evictions {
+        let mut evicted = Evictions::new();
         while self.bytes() > self.budget {
             let Some(eviction) = self.pop_expired(now) else {
                 break;

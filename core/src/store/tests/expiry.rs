@@ -126,7 +126,7 @@ fn capacity_eviction_of_expired_entry_is_capacity() {
         .unwrap();
     check(&s);
     assert_eq!(
-        evicted,
+        evicted.into_vec(),
         vec![Eviction {
             key: b("old"),
             bytes: UNIT,

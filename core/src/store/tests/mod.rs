@@ -36,7 +36,7 @@ fn put(store: &mut Store, key: &str) -> Vec<Eviction> {
         .insert(b(key), value_for(key, UNIT), None, T0)
         .unwrap();
     check(store);
-    evicted
+    evicted.into_vec()
 }
 
 fn keys(evictions: &[Eviction]) -> Vec<&[u8]> {

@@ -31,9 +31,11 @@
 //! - **Idle, dead.** `idle(e) = T - seen(e)` (0 if negative). With the horizon `D` (in
 //!   hundredths of `peak`, initially [`HORIZON_MAX`]), `e` is *dead* if
 //!   `100 * idle(e) > D * peak`.
-//! - **Hit.** `h = min(h + 1, MAX_HITS)`; `seen = T'` if `T' - seen >= g`, where `T'` and `g`
-//!   are those of the latest insert; the key's sketch counters go up by one. Nothing else
-//!   changes (a hit needs only a shared lock).
+//! - **Hit.** `seen = T'` if `T' - seen >= g`, where `T'` and `g` are those of the latest
+//!   insert; if `h < MAX_HITS`, `h = h + 1` and the key's sketch counters go up by one (hits
+//!   beyond the policy's [`MAX_HITS`] between two of its looks at the entry are not counted in
+//!   the sketch either: a hot entry's hit then writes nothing, and its counters stay where its
+//!   earlier hits put them). Nothing else changes (a hit needs only a shared lock).
 //! - **Insert.** First, if `T` is at least `S` past the tick at which the sketch was last
 //!   halved, it is halved (aging). A replacement sets the value, `h = min(h + 1, MAX_HITS)`,
 //!   `seen = T` and stays where it is. A new key is looked up in the ghost (`ghost.rs`) and its
@@ -275,6 +277,7 @@ impl TinyLfu {
     }
 
     /// [`TinyLfu::access`] with the key's hash ([`TinyLfu::hash`]) already known.
+    #[inline]
     pub(super) fn access_hashed(&self, key: &[u8], hash: u64, now: Timestamp) -> Access {
         debug_assert_eq!(hash, self.hash(key), "the hash of this store's KeyHasher");
         let Some(i) = self.find(key, hash) else {
@@ -284,9 +287,10 @@ impl TinyLfu {
         if node.entry.is_expired(now) {
             return Access::Expired;
         }
-        node.record_hit();
         node.touch(self.tick, self.granule);
-        self.sketch.increment(hash);
+        if node.record_hit() {
+            self.sketch.increment(hash);
+        }
         Access::Hit {
             value: node.entry.value.clone(),
             expires_at: node.entry.expires_at,

@@ -117,15 +117,16 @@ impl Node {
         *self.hits.get_mut() = hits;
     }
 
-    /// Raises the hit count by one (to [`MAX_HITS`]): one compare-exchange, skipped at the
-    /// maximum; a concurrent hit may make it a no-op.
-    pub(super) fn record_hit(&self) {
+    /// Raises the hit count by one unless it is at [`MAX_HITS`]; returns whether it did. A plain
+    /// load and store, not a read-modify-write (which on x86 is a full barrier waiting for the
+    /// lookup's cache misses): a concurrent hit may make it a no-op, never a wrong count.
+    pub(super) fn record_hit(&self) -> bool {
         let hits = self.hits.load(Ordering::Relaxed);
         if hits < MAX_HITS {
-            let _ =
-                self.hits
-                    .compare_exchange(hits, hits + 1, Ordering::Relaxed, Ordering::Relaxed);
+            self.hits.store(hits + 1, Ordering::Relaxed);
+            return true;
         }
+        false
     }
 
     /// Tick of the last recorded access.
