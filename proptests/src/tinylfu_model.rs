@@ -357,9 +357,11 @@ impl TinyLfuModel {
             e.expires_at = expires_at;
             e.size = size;
             e.seq = seq;
-            e.hits = (e.hits + 1).min(MAX_HITS);
             e.seen = tick;
-            self.count(hash);
+            if e.hits < MAX_HITS {
+                e.hits += 1;
+                self.count(hash);
+            }
         } else {
             self.take_ghost(hash);
             self.window.push(LfuEntry {

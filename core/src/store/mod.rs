@@ -257,9 +257,9 @@ impl KeyHasher {
     }
 }
 
-/// The entries one call removed, in order: inline up to two (an insert usually evicts none or
-/// one), so reporting them costs no heap allocation on the insert path.
-pub type Evictions = smallvec::SmallVec<[Eviction; 2]>;
+/// The entries one call removed, in order: one inline (an insert of entries of similar sizes
+/// evicts none or one), so reporting them usually costs no heap allocation.
+pub type Evictions = smallvec::SmallVec<[Eviction; 1]>;
 
 /// An entry removed by the store itself, reported so callers can count or log it.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -37,15 +37,16 @@
 //!   the sketch either: a hot entry's hit then writes nothing, and its counters stay where its
 //!   earlier hits put them). Nothing else changes (a hit needs only a shared lock).
 //! - **Insert.** First, if `T` is at least `S` past the tick at which the sketch was last
-//!   halved, it is halved (aging). A replacement sets the value, `h = min(h + 1, MAX_HITS)`,
-//!   `seen = T` and stays where it is. A new key is looked up in the ghost (`ghost.rs`) and its
+//!   halved, it is halved (aging). A replacement sets the value and `seen = T`, stays where it
+//!   is, and counts as a hit does: if `h < MAX_HITS`, `h = h + 1` and the key's sketch counters
+//!   go up by one. A new key is looked up in the ghost (`ghost.rs`) and its
 //!   record taken out; if found, the horizon moves: with `d` and `o` the ghost's remaining
 //!   records marked dead and not, a dead record raises `D` by
 //!   `HORIZON_STEP * max(1, o / max(d, 1))`, any other lowers it by
 //!   `HORIZON_STEP * max(1, d / max(o, 1))` (integer divisions), within
 //!   `[`[`HORIZON_MIN`]`, `[`HORIZON_MAX`]`]`. The key enters W's tail with `h = 0`,
 //!   `seen = T`; `peak`, `g` and, if `peak` outgrew it, the [sketch](Sketch) (which then restarts
-//!   from zero) grow. Either way the key's sketch counters go up by one.
+//!   from zero) grow, and the key's sketch counters go up by one.
 //! - **Window overflow.** While W is over its budget: W's head, if it is the entry just stored,
 //!   or if `h > 0` while fewer than `n` such moves were made in this overflow (`n` = W's length
 //!   when it started), gets `h = 0` and goes to W's tail (stop instead if it is W's only
@@ -239,6 +240,7 @@ impl TinyLfu {
         self.hasher.hash(key)
     }
 
+    #[inline]
     fn find(&self, key: &[u8], hash: u64) -> Option<usize> {
         let nodes = &self.queues.nodes;
         self.index
@@ -313,9 +315,10 @@ impl TinyLfu {
             let old = self.queues.resize(i, entry);
             self.bytes = self.bytes - old_size + new_size;
             let node = &mut self.queues.nodes[i];
-            node.record_hit();
             node.set_seen(tick);
-            self.sketch.increment(hash);
+            if node.record_hit() {
+                self.sketch.increment(hash);
+            }
             return (i, Some(old));
         }
         if let Some(record) = self.ghost.take(hash) {
@@ -352,6 +355,10 @@ impl TinyLfu {
     /// Evicts until the store fits its budget, never the entry `keep` (the one just stored).
     /// Calls `evicted` with each evicted entry, in order.
     pub(super) fn evict(&mut self, keep: usize, mut evicted: impl FnMut(Bytes, Entry)) {
+        if self.bytes <= self.budget && self.queues.window.bytes <= self.window_budget {
+            // Nothing to move and nothing to evict: the common case of a replacement.
+            return;
+        }
         let mut candidates = std::mem::take(&mut self.candidates);
         candidates.clear();
         self.drain_window(keep, &mut candidates);
