@@ -178,7 +178,14 @@ impl ShardedStore {
                 budget: self.max_entry,
             });
         }
-        self.shard(&key).write().insert(key, value, expires_at, now)
+        let hash = self.hasher.hash(&key);
+        let shard = &self.shards[self.shard_of_hash(hash)];
+        // What the insert displaced is dropped after the lock is released (a value's last
+        // handle may free it).
+        let inserted = shard
+            .write()
+            .insert_hashed(key, hash, value, expires_at, now)?;
+        Ok(inserted.evicted)
     }
 
     /// [`Store::remove`] on the key's shard.

@@ -261,6 +261,15 @@ impl KeyHasher {
 /// evicts none or one), so reporting them usually costs no heap allocation.
 pub type Evictions = smallvec::SmallVec<[Eviction; 1]>;
 
+/// What one insert displaced ([`Store::insert_hashed`]).
+#[derive(Debug, Default)]
+pub struct Inserted {
+    /// The entries evicted to make room, in order.
+    pub evicted: Evictions,
+    /// The value the insert replaced, if the key was present.
+    pub replaced: Option<Bytes>,
+}
+
 /// An entry removed by the store itself, reported so callers can count or log it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Eviction {
@@ -450,6 +459,23 @@ impl Store {
         expires_at: Option<Timestamp>,
         now: Timestamp,
     ) -> Result<Evictions, StoreError> {
+        let hash = self.hasher.hash(&key);
+        self.insert_hashed(key, hash, value, expires_at, now)
+            .map(|inserted| inserted.evicted)
+    }
+
+    /// [`Store::insert`] given the key's hash from a [`KeyHasher`] with this store's
+    /// [`StoreConfig::hash_seed`], for a caller that already hashed the key (to choose a shard).
+    /// It also hands back what the insert displaced, for the caller to drop after releasing its
+    /// lock on the store.
+    pub fn insert_hashed(
+        &mut self,
+        key: Bytes,
+        hash: u64,
+        value: Bytes,
+        expires_at: Option<Timestamp>,
+        now: Timestamp,
+    ) -> Result<Inserted, StoreError> {
         let size = entry_size(key.len(), value.len());
         if size > self.budget {
             return Err(StoreError::EntryTooLarge {
@@ -459,7 +485,7 @@ impl Store {
         }
         if expires_at.is_some_and(|at| at <= now) {
             self.remove(&key);
-            return Ok(Evictions::new());
+            return Ok(Inserted::default());
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -476,17 +502,25 @@ impl Store {
         self.counters.inserts += 1;
         match &mut self.engine {
             Engine::Tiers(tiers) => {
-                if let Some(old) = tiers.insert(key.clone(), entry) {
+                let replaced = tiers.insert(key.clone(), entry).map(|old| {
                     self.expiry.remove(old.expires_at, old.seq);
-                }
-                Ok(self.evict_to_budget(&key))
+                    old.value
+                });
+                Ok(Inserted {
+                    evicted: self.evict_to_budget(&key),
+                    replaced,
+                })
             }
             Engine::TinyLfu(lfu) => {
-                let (keep, old) = lfu.insert(key, entry, self.hits.get());
-                if let Some(old) = old {
+                let (keep, old) = lfu.insert(key, hash, entry, self.hits.get());
+                let replaced = old.map(|old| {
                     self.expiry.remove(old.expires_at, old.seq);
-                }
-                Ok(self.evict_tinylfu(keep, now))
+                    old.value
+                });
+                Ok(Inserted {
+                    evicted: self.evict_tinylfu(keep, now),
+                    replaced,
+                })
             }
         }
     }

@@ -257,6 +257,35 @@ fn replace_counts_as_access_and_updates_accounting() {
 }
 
 #[test]
+fn insert_hashed_hands_back_the_replaced_value_and_the_evictions() {
+    for policy in [Policy::Lru, Policy::lru2(), Policy::TinyLfu] {
+        let mut s = store(2, policy);
+        let hash = |s: &Store, key: &str| s.hasher.hash(key.as_bytes());
+        let first = s
+            .insert_hashed(b("a"), hash(&s, "a"), value_for("a", UNIT), None, T0)
+            .unwrap();
+        assert!(
+            first.replaced.is_none() && first.evicted.is_empty(),
+            "{policy:?}"
+        );
+        let newer = Bytes::from(vec![b'2'; 7]);
+        let second = s
+            .insert_hashed(b("a"), hash(&s, "a"), newer.clone(), None, T0)
+            .unwrap();
+        assert_eq!(second.replaced, Some(value_for("a", UNIT)), "{policy:?}");
+        assert!(second.evicted.is_empty());
+        assert_eq!(s.peek(b"a", T0).map(|l| l.value), Some(newer));
+        put(&mut s, "b");
+        let evicting = s
+            .insert_hashed(b("c"), hash(&s, "c"), value_for("c", UNIT), None, T0)
+            .unwrap();
+        assert!(evicting.replaced.is_none());
+        assert_eq!(evicting.evicted.len(), 1, "{policy:?}");
+        check(&s);
+    }
+}
+
+#[test]
 fn growing_replace_evicts_others_never_itself() {
     let mut s = store(3, Policy::Lru);
     for k in ["a", "b", "c"] {

@@ -301,7 +301,14 @@ impl TinyLfu {
 
     /// Stores `entry` under `key` (see the module docs) given the store's hit count, and returns
     /// the entry's index (for [`TinyLfu::evict`]) and the entry it replaced.
-    pub(super) fn insert(&mut self, key: Bytes, entry: Entry, hits: u64) -> (usize, Option<Entry>) {
+    pub(super) fn insert(
+        &mut self,
+        key: Bytes,
+        hash: u64,
+        entry: Entry,
+        hits: u64,
+    ) -> (usize, Option<Entry>) {
+        debug_assert_eq!(hash, self.hash(&key), "the hash of this store's KeyHasher");
         let tick = hits + self.inserts;
         self.tick = tick;
         if tick - self.aged_at >= SAMPLE_FACTOR * self.peak.max(1) as u64 {
@@ -309,7 +316,6 @@ impl TinyLfu {
             self.aged_at = tick;
         }
         self.inserts += 1;
-        let hash = self.hash(&key);
         if let Some(i) = self.find(&key, hash) {
             let (old_size, new_size) = (self.queues.nodes[i].entry.size, entry.size);
             let old = self.queues.resize(i, entry);
@@ -687,7 +693,8 @@ mod tests {
                 seq: 0,
             };
             let key = Bytes::copy_from_slice(key.as_bytes());
-            let (i, _) = self.lfu.insert(key, entry, self.hits);
+            let hash = self.lfu.hash(&key);
+            let (i, _) = self.lfu.insert(key, hash, entry, self.hits);
             self.lfu.evict(i, |_, _| {});
             self.lfu.check_invariants();
             false
