@@ -722,10 +722,16 @@ impl<W> Shard<W> {
         if let Err(step) = self.write_route(&key, forwarded) {
             return step;
         }
-        let existed = self.main.peek(&key, now).is_some();
-        if let Err(err) = self.main.insert(key.clone(), value, expiry(now, ttl), now) {
-            return WriteStep::TooLarge(err);
-        }
+        let hash = self.main.hash_key(&key);
+        let inserted =
+            match self
+                .main
+                .insert_hashed(key.clone(), hash, value, expiry(now, ttl), now)
+            {
+                Ok(inserted) => inserted,
+                Err(err) => return WriteStep::TooLarge(err),
+            };
+        let existed = inserted.replaced_valid(now);
         self.drop_copies(&key);
         self.counters.writes += 1;
         WriteStep::Applied {

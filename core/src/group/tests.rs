@@ -961,3 +961,27 @@ fn the_group_reports_its_settings_forgets_keys_and_sweeps_what_expired() {
     assert_eq!(g.group.sweep(at(200), 16), 1);
     assert_eq!(g.group.sweep(at(300), 16), 0);
 }
+
+#[test]
+fn a_write_reports_whether_the_owner_held_a_valid_value() {
+    let f = fixture();
+    let existed = |step: WriteStep| match step {
+        WriteStep::Applied { existed, .. } => existed,
+        other => panic!("expected applied, got {other:?}"),
+    };
+    let set = |v: &'static str, ttl_ms: Option<u64>, now: u64| {
+        let ttl = ttl_ms.map(Duration::from_millis);
+        f.group.set(
+            f.mine.clone(),
+            Bytes::from_static(v.as_bytes()),
+            ttl,
+            false,
+            at(now),
+        )
+    };
+    assert!(!existed(set("v1", Some(10), 0)), "nothing was held");
+    assert!(existed(set("v2", Some(10), 5)), "v1 was valid until 10");
+    assert!(!existed(set("v3", None, 15)), "v2 expired at 15");
+    assert!(existed(f.group.delete(&f.mine, false, at(20))));
+    assert!(!existed(f.group.delete(&f.mine, false, at(21))));
+}

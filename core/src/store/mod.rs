@@ -266,8 +266,18 @@ pub type Evictions = smallvec::SmallVec<[Eviction; 1]>;
 pub struct Inserted {
     /// The entries evicted to make room, in order.
     pub evicted: Evictions,
-    /// The value the insert replaced, if the key was present.
-    pub replaced: Option<Bytes>,
+    /// The entry the insert replaced (or removed, for a deadline already passed), expired or
+    /// not, if the key was present.
+    pub replaced: Option<Lookup>,
+}
+
+impl Inserted {
+    /// Whether the insert displaced an entry still valid at `now`.
+    pub fn replaced_valid(&self, now: Timestamp) -> bool {
+        self.replaced
+            .as_ref()
+            .is_some_and(|old| old.expires_at.is_none_or(|at| at > now))
+    }
 }
 
 /// An entry removed by the store itself, reported so callers can count or log it.
@@ -464,6 +474,11 @@ impl Store {
             .map(|inserted| inserted.evicted)
     }
 
+    /// The hash of `key` that [`Store::insert_hashed`] and [`Store::get_shared_hashed`] take.
+    pub fn hash_key(&self, key: &[u8]) -> u64 {
+        self.hasher.hash(key)
+    }
+
     /// [`Store::insert`] given the key's hash from a [`KeyHasher`] with this store's
     /// [`StoreConfig::hash_seed`], for a caller that already hashed the key (to choose a shard).
     /// It also hands back what the insert displaced, for the caller to drop after releasing its
@@ -484,8 +499,17 @@ impl Store {
             });
         }
         if expires_at.is_some_and(|at| at <= now) {
-            self.remove(&key);
-            return Ok(Inserted::default());
+            let replaced = self.take(&key).map(|(_, old)| {
+                self.expiry.remove(old.expires_at, old.seq);
+                Lookup {
+                    value: old.value,
+                    expires_at: old.expires_at,
+                }
+            });
+            return Ok(Inserted {
+                evicted: Evictions::new(),
+                replaced,
+            });
         }
         let seq = self.next_seq;
         self.next_seq += 1;
@@ -504,7 +528,10 @@ impl Store {
             Engine::Tiers(tiers) => {
                 let replaced = tiers.insert(key.clone(), entry).map(|old| {
                     self.expiry.remove(old.expires_at, old.seq);
-                    old.value
+                    Lookup {
+                        value: old.value,
+                        expires_at: old.expires_at,
+                    }
                 });
                 Ok(Inserted {
                     evicted: self.evict_to_budget(&key),
@@ -515,7 +542,10 @@ impl Store {
                 let (keep, old) = lfu.insert(key, hash, entry, self.hits.get());
                 let replaced = old.map(|old| {
                     self.expiry.remove(old.expires_at, old.seq);
-                    old.value
+                    Lookup {
+                        value: old.value,
+                        expires_at: old.expires_at,
+                    }
                 });
                 Ok(Inserted {
                     evicted: self.evict_tinylfu(keep, now),

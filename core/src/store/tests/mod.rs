@@ -260,7 +260,7 @@ fn replace_counts_as_access_and_updates_accounting() {
 fn insert_hashed_hands_back_the_replaced_value_and_the_evictions() {
     for policy in [Policy::Lru, Policy::lru2(), Policy::TinyLfu] {
         let mut s = store(2, policy);
-        let hash = |s: &Store, key: &str| s.hasher.hash(key.as_bytes());
+        let hash = |s: &Store, key: &str| s.hash_key(key.as_bytes());
         let first = s
             .insert_hashed(b("a"), hash(&s, "a"), value_for("a", UNIT), None, T0)
             .unwrap();
@@ -272,7 +272,9 @@ fn insert_hashed_hands_back_the_replaced_value_and_the_evictions() {
         let second = s
             .insert_hashed(b("a"), hash(&s, "a"), newer.clone(), None, T0)
             .unwrap();
-        assert_eq!(second.replaced, Some(value_for("a", UNIT)), "{policy:?}");
+        let replaced = second.replaced.as_ref().map(|old| old.value.clone());
+        assert_eq!(replaced, Some(value_for("a", UNIT)), "{policy:?}");
+        assert!(second.replaced_valid(T0));
         assert!(second.evicted.is_empty());
         assert_eq!(s.peek(b"a", T0).map(|l| l.value), Some(newer));
         put(&mut s, "b");
