@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use lcache_core::group::{
     FetchOutcome, Fetched, FlightRef, GetStep, Group, GroupSettings, LoadOutcome, LoadSlots,
-    Refusal, Reply, Work, WriteStep,
+    Refusal, Reply, UnappliedSet, Work, WriteStep,
 };
 use lcache_core::{Member, MemberId, Policy, RingChange, RingConfig, Router, Timestamp};
 
@@ -180,7 +180,7 @@ impl Node {
     fn set(&mut self, key: Bytes, value: Bytes, forwarded: bool, done: Sender<()>) {
         match self
             .group
-            .set(key.clone(), value.clone(), None, forwarded, self.now())
+            .set(key.clone(), value, None, forwarded, self.now())
         {
             WriteStep::Applied { peers, .. } => {
                 for peer in peers {
@@ -194,7 +194,10 @@ impl Node {
                 }
                 let _ = done.send(());
             }
-            WriteStep::Forward { owner } => {
+            WriteStep::Forward {
+                owner,
+                write: UnappliedSet { value, .. },
+            } => {
                 // Forward, and acknowledge once the owner did; the owner's invalidation of this
                 // node arrives on this node's inbox, so wait for the ack on a helper thread.
                 let to = self.peers[&owner.id].clone();

@@ -1,12 +1,18 @@
 //! Latency histograms recorded with atomics: no lock on the path that records, a consistent
 //! enough read for exporters (Prometheus) that walk them.
 //!
+//! A histogram keeps one copy of its counts per [stripe](crate::stripe): a thread with a stripe
+//! of its own records with plain loads and stores (no locked instruction on the request path),
+//! others add atomically to a shared copy, and a read sums the copies.
+//!
 //! The buckets are fixed ([`BUCKET_BOUNDS_SECONDS`]): from 100 µs (a local hit served over
 //! loopback) to 10 s (the longest default load timeout). A duration is given by the caller, so
 //! nothing here reads a clock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+
+use crate::stripe::{owned_stripe, OWNED_STRIPES};
 
 /// Upper bounds of the buckets, in seconds (a `+Inf` bucket follows them).
 pub const BUCKET_BOUNDS_SECONDS: [f64; 16] = [
@@ -34,12 +40,28 @@ const BOUNDS_NANOS: [u64; 16] = [
     10_000_000_000,
 ];
 
-/// A histogram of durations: one atomic count per bucket (plus `+Inf`) and the sum.
-#[derive(Debug, Default)]
+/// A histogram of durations: a count per bucket (plus `+Inf`) and the sum, kept per stripe.
+#[derive(Debug)]
 pub struct LatencyHistogram {
+    /// One copy per owned stripe, then the shared one.
+    stripes: Box<[Counts]>,
+}
+
+/// One stripe's counts, alone on its cache lines.
+#[derive(Debug, Default)]
+#[repr(align(64))]
+struct Counts {
     /// Observations per bucket, not cumulative; the last one is `+Inf`.
     buckets: [AtomicU64; BOUNDS_NANOS.len() + 1],
     sum_nanos: AtomicU64,
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        LatencyHistogram {
+            stripes: (0..=OWNED_STRIPES).map(|_| Counts::default()).collect(),
+        }
+    }
 }
 
 /// What a [`LatencyHistogram`] held when it was read.
@@ -57,17 +79,42 @@ pub struct LatencySnapshot {
 }
 
 impl LatencyHistogram {
-    /// Records one duration (three relaxed atomic additions).
+    /// Records one duration: two plain load-and-stores on this thread's stripe, or two relaxed
+    /// atomic additions for a thread without one.
     pub fn observe(&self, elapsed: Duration) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
-        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-        self.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+        match owned_stripe().and_then(|stripe| self.stripes.get(stripe)) {
+            Some(counts) => {
+                // This thread is the only writer of its stripe.
+                let add = |cell: &AtomicU64, n: u64| {
+                    cell.store(
+                        cell.load(Ordering::Relaxed).wrapping_add(n),
+                        Ordering::Relaxed,
+                    );
+                };
+                add(&counts.buckets[bucket], 1);
+                add(&counts.sum_nanos, nanos);
+            }
+            None => {
+                let shared = &self.stripes[OWNED_STRIPES];
+                shared.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+                shared.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Observations in bucket `i` (the last one is `+Inf`), over every stripe.
+    fn bucket(&self, i: usize) -> u64 {
+        self.stripes
+            .iter()
+            .map(|counts| counts.buckets[i].load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add)
     }
 
     /// Observations so far.
     pub fn count(&self) -> u64 {
-        self.buckets.iter().map(|b| b.load(Ordering::Relaxed)).sum()
+        (0..=BOUNDS_NANOS.len()).map(|i| self.bucket(i)).sum()
     }
 
     /// The histogram now (each bucket read on its own: observations made during the read may
@@ -75,14 +122,19 @@ impl LatencyHistogram {
     pub fn snapshot(&self) -> LatencySnapshot {
         let buckets: Vec<(f64, u64)> = BUCKET_BOUNDS_SECONDS
             .iter()
-            .zip(&self.buckets)
-            .map(|(bound, bucket)| (*bound, bucket.load(Ordering::Relaxed)))
+            .enumerate()
+            .map(|(i, bound)| (*bound, self.bucket(i)))
             .collect();
-        let beyond = self.buckets[BOUNDS_NANOS.len()].load(Ordering::Relaxed);
+        let beyond = self.bucket(BOUNDS_NANOS.len());
         let count = buckets.iter().map(|(_, n)| n).sum::<u64>() + beyond;
+        let sum_nanos = self
+            .stripes
+            .iter()
+            .map(|counts| counts.sum_nanos.load(Ordering::Relaxed))
+            .fold(0, u64::wrapping_add);
         LatencySnapshot {
             count,
-            sum_seconds: self.sum_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+            sum_seconds: sum_nanos as f64 / 1e9,
             buckets,
         }
     }
@@ -121,6 +173,31 @@ mod tests {
         );
         let expected = 0.0001 + 0.000101 + 0.003 + 60.0;
         assert!((s.sum_seconds - expected).abs() < 1e-9, "{}", s.sum_seconds);
+    }
+
+    #[test]
+    fn observations_from_more_threads_than_stripes_are_all_counted() {
+        let h = LatencyHistogram::default();
+        std::thread::scope(|scope| {
+            for t in 0..3 * OWNED_STRIPES as u64 {
+                let h = &h;
+                scope.spawn(move || {
+                    for _ in 0..1_000 {
+                        h.observe(Duration::from_micros(50 + t));
+                    }
+                });
+            }
+        });
+        let s = h.snapshot();
+        let threads = 3 * OWNED_STRIPES as u64;
+        assert_eq!(s.count, threads * 1_000);
+        assert_eq!(
+            s.buckets[0].1,
+            threads * 1_000,
+            "every observation is under 100 µs"
+        );
+        let micros: u64 = (0..threads).map(|t| 50 + t).sum();
+        assert!((s.sum_seconds - micros as f64 * 1_000.0 / 1e6).abs() < 1e-6);
     }
 
     #[test]

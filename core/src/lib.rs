@@ -20,6 +20,7 @@ pub mod ring;
 pub mod router;
 pub mod sharded;
 pub mod store;
+mod stripe;
 pub mod time;
 
 pub use limits::{check_group_name, LimitError, Limits};

@@ -157,7 +157,7 @@ impl<T: Transport> Runtime<T> {
         deadline: Deadline,
         arrived: Instant,
     ) -> Reply<RequestError> {
-        let group = self.group(&request.group)?.clone();
+        let group = self.group(&request.group)?;
         let _permit = self.admit(&group, request.forwarded)?;
         if let Err(err) = self.limits.check_key(&request.key) {
             return Self::invalid(&group, err.into());
@@ -174,7 +174,7 @@ impl<T: Transport> Runtime<T> {
         deadline: Deadline,
         arrived: Instant,
     ) -> Result<(), RequestError> {
-        let group = self.group(&request.group)?.clone();
+        let group = self.group(&request.group)?;
         let _permit = self.admit(&group, request.forwarded)?;
         let checked = self
             .limits
@@ -203,7 +203,7 @@ impl<T: Transport> Runtime<T> {
         deadline: Deadline,
         arrived: Instant,
     ) -> Result<bool, RequestError> {
-        let group = self.group(&request.group)?.clone();
+        let group = self.group(&request.group)?;
         let _permit = self.admit(&group, request.forwarded)?;
         if let Err(err) = self.limits.check_key(&request.key) {
             return Self::invalid(&group, err.into());

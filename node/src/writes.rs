@@ -12,7 +12,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::future::join_all;
 use lcache_core::counters::bump;
-use lcache_core::group::WriteStep;
+use lcache_core::group::{UnappliedSet, WriteStep};
 use lcache_core::member::Member;
 use lcache_core::Timestamp;
 use lcache_transport::{
@@ -48,16 +48,26 @@ impl<T: Transport> Runtime<T> {
         deadline: Deadline,
     ) -> Result<(), RequestError> {
         let now = self.after_stall(Point::BeforeApply, now).await;
-        let step = group.core.set(
-            request.key.clone(),
-            request.value.clone(),
-            request.ttl,
-            request.forwarded,
-            now,
+        let SetRequest {
+            group: name,
+            key,
+            value,
+            ttl,
+            forwarded,
+        } = request;
+        // The key and value move into the store; a forward gets them back.
+        let step = group.core.set(key, value, ttl, forwarded, now).map_write(
+            |UnappliedSet { key, value }| {
+                Write::Set(SetRequest {
+                    group: name,
+                    key,
+                    value,
+                    ttl,
+                    forwarded,
+                })
+            },
         );
-        self.carry_out(group, step, Write::Set(request), deadline)
-            .await
-            .map(drop)
+        self.carry_out(group, step, deadline).await.map(drop)
     }
 
     /// Serves a delete; true if the owner held the key.
@@ -69,27 +79,36 @@ impl<T: Transport> Runtime<T> {
         deadline: Deadline,
     ) -> Result<bool, RequestError> {
         let now = self.after_stall(Point::BeforeApply, now).await;
-        let step = group.core.delete(&request.key, request.forwarded, now);
-        self.carry_out(group, step, Write::Delete(request), deadline)
-            .await
+        let step = group
+            .core
+            .delete(&request.key, request.forwarded, now)
+            .map_write(|()| Write::Delete(request));
+        self.carry_out(group, step, deadline).await
     }
 
     /// Carries out what the group decided about a write.
     async fn carry_out(
         &self,
         group: &GroupState,
-        step: WriteStep,
-        write: Write,
+        step: WriteStep<Write>,
         deadline: Deadline,
     ) -> Result<bool, RequestError> {
         match step {
-            WriteStep::Applied { existed, peers } => {
+            WriteStep::Applied {
+                existed,
+                peers,
+                key,
+            } => {
+                debug_assert!(key.is_some() || peers.is_empty(), "peers without the key");
                 self.stall(Point::BeforeInvalidate).await;
-                self.invalidate_peers(group, write.key(), &peers, deadline)
-                    .await;
+                if let Some(key) = key {
+                    self.invalidate_peers(group, &key, &peers, deadline).await;
+                }
                 Ok(existed)
             }
-            WriteStep::Forward { owner } => self.forward(group, write, &owner, deadline).await,
+            WriteStep::Forward { owner, write } => {
+                self.forward(group, write, &owner, deadline).await
+            }
             WriteStep::NotOwner { owner } => Err(RequestError::NotOwner {
                 owner: owner.to_string(),
             }),

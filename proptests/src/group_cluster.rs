@@ -561,7 +561,7 @@ impl Cluster {
                 self.applied(key, &value, set, peers);
                 None
             }
-            WriteStep::Forward { owner } => Some(self.node_of(&owner.id)),
+            WriteStep::Forward { owner, .. } => Some(self.node_of(&owner.id)),
             WriteStep::NotOwner { owner } => {
                 return Err(format!("a client write was refused: owner {owner}"))
             }
@@ -595,7 +595,10 @@ impl Cluster {
     ) -> WriteStep {
         let k = key_bytes(key);
         if is_set {
-            self.groups[node].set(k, Bytes::from(value.to_owned()), ttl, forwarded, self.now())
+            // What a forward hands back is not needed: the model sends the owner its own copy.
+            self.groups[node]
+                .set(k, Bytes::from(value.to_owned()), ttl, forwarded, self.now())
+                .map_write(drop)
         } else {
             self.groups[node].delete(&k, forwarded, self.now())
         }

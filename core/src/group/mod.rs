@@ -59,7 +59,7 @@ pub use load_slots::{LoadPermit, LoadSlots};
 pub use stats::{AtomicGroupCounters, GroupCounters, GroupStats, NodeStats, Tier, TierStats};
 pub use steps::{
     Completion, Delivery, FetchOutcome, Fetched, FlightRef, GetStep, LoadOutcome, Refusal, Reply,
-    Work, WriteStep,
+    UnappliedSet, Work, WriteStep,
 };
 
 use crate::hash::shard_hash_seeded;
@@ -351,7 +351,7 @@ impl<W, E> Group<W, E> {
         ttl: Option<Duration>,
         forwarded: bool,
         now: Timestamp,
-    ) -> WriteStep {
+    ) -> WriteStep<UnappliedSet> {
         let ttl = ttl.or(self.rules.default_ttl);
         self.shard(&key).lock().set(key, value, ttl, forwarded, now)
     }

@@ -12,11 +12,11 @@ use super::load_slots::LoadSlots;
 use super::stats::GroupCounters;
 use super::steps::{
     Completion, Delivery, FetchOutcome, Fetched, FlightRef, GetStep, LoadOutcome, Refusal, Reply,
-    Work, WriteStep,
+    UnappliedSet, Work, WriteStep,
 };
 use crate::member::Member;
 use crate::router::Router;
-use crate::store::{Lookup, Store};
+use crate::store::{entry_size, Lookup, Store, StoreError};
 use crate::time::Timestamp;
 
 /// How many times a flight asks the owner again when the value it got expired on its way (the
@@ -697,6 +697,7 @@ impl<W> Shard<W> {
         }
         Err(WriteStep::Forward {
             owner: owner.clone(),
+            write: (),
         })
     }
 
@@ -710,7 +711,18 @@ impl<W> Shard<W> {
             .collect()
     }
 
-    /// A set of `key` (`ttl` already resolved against the group default).
+    /// After a write of `key` applied here: drops every other copy of it, counts the write, and
+    /// names the members to invalidate, with the key to name (`Some` iff there are any).
+    fn wrote(&mut self, key: &Bytes) -> (Vec<Member>, Option<Bytes>) {
+        self.drop_copies(key);
+        self.counters.writes += 1;
+        let peers = self.peers();
+        let named = (!peers.is_empty()).then(|| key.clone());
+        (peers, named)
+    }
+
+    /// A set of `key` (`ttl` already resolved against the group default): the key and value are
+    /// moved into the store, or handed back to be forwarded.
     pub(super) fn set(
         &mut self,
         key: Bytes,
@@ -718,25 +730,31 @@ impl<W> Shard<W> {
         ttl: Option<Duration>,
         forwarded: bool,
         now: Timestamp,
-    ) -> WriteStep {
+    ) -> WriteStep<UnappliedSet> {
         if let Err(step) = self.write_route(&key, forwarded) {
-            return step;
+            return step.map_write(|()| UnappliedSet { key, value });
         }
+        let size = entry_size(key.len(), value.len());
+        if size > self.main.budget() {
+            return WriteStep::TooLarge(StoreError::EntryTooLarge {
+                size,
+                budget: self.main.budget(),
+            });
+        }
+        // Copies first, so that the key can move into the store afterwards.
+        let (peers, named) = self.wrote(&key);
         let hash = self.main.hash_key(&key);
-        let inserted =
-            match self
-                .main
-                .insert_hashed(key.clone(), hash, value, expiry(now, ttl), now)
-            {
-                Ok(inserted) => inserted,
-                Err(err) => return WriteStep::TooLarge(err),
-            };
-        let existed = inserted.replaced_valid(now);
-        self.drop_copies(&key);
-        self.counters.writes += 1;
-        WriteStep::Applied {
-            existed,
-            peers: self.peers(),
+        match self
+            .main
+            .insert_hashed(key, hash, value, expiry(now, ttl), now)
+        {
+            Ok(inserted) => WriteStep::Applied {
+                existed: inserted.replaced_valid(now),
+                peers,
+                key: named,
+            },
+            // Not expected: the entry was checked to fit the store.
+            Err(err) => WriteStep::TooLarge(err),
         }
     }
 
@@ -747,11 +765,11 @@ impl<W> Shard<W> {
         }
         let existed = self.main.peek(key, now).is_some();
         self.main.remove(key);
-        self.drop_copies(key);
-        self.counters.writes += 1;
+        let (peers, named) = self.wrote(key);
         WriteStep::Applied {
             existed,
-            peers: self.peers(),
+            peers,
+            key: named,
         }
     }
 

@@ -151,9 +151,12 @@ pub enum FetchOutcome<E> {
     Unreachable(E),
 }
 
-/// What to do with a set or delete.
+/// What to do with a set or delete. `W` is what the write handed over and gets back when it was
+/// not applied here, to send on: a set's key and value ([`UnappliedSet`]), nothing for a delete
+/// (which only lends its key). A set thus moves its key and value into the store instead of
+/// copying them (a first copy of a freshly received value allocates).
 #[derive(Debug)]
-pub enum WriteStep {
+pub enum WriteStep<W = ()> {
     /// Applied here, the key's owner. Send an invalidation of the key to each of `peers` (every
     /// other live member) and acknowledge when those calls have completed or timed out.
     Applied {
@@ -161,6 +164,8 @@ pub enum WriteStep {
         existed: bool,
         /// Members to invalidate.
         peers: Vec<Member>,
+        /// The key to name in the invalidations: `Some` whenever `peers` is not empty.
+        key: Option<Bytes>,
     },
     /// Send the write to the key's owner (marked as forwarded). Whatever its outcome, then call
     /// [`Group::forget`](super::Group::forget) for the key and relay the owner's answer: a write
@@ -168,6 +173,8 @@ pub enum WriteStep {
     Forward {
         /// The key's owner.
         owner: Member,
+        /// What the write handed over, to send to the owner.
+        write: W,
     },
     /// A forwarded write for a key this node does not own: refuse it (retryable), never apply it.
     NotOwner {
@@ -176,4 +183,36 @@ pub enum WriteStep {
     },
     /// The value can never fit the store (larger than a shard's budget).
     TooLarge(StoreError),
+}
+
+impl<W> WriteStep<W> {
+    /// The same step with `f` applied to what a forward hands back.
+    pub fn map_write<V>(self, f: impl FnOnce(W) -> V) -> WriteStep<V> {
+        match self {
+            WriteStep::Applied {
+                existed,
+                peers,
+                key,
+            } => WriteStep::Applied {
+                existed,
+                peers,
+                key,
+            },
+            WriteStep::Forward { owner, write } => WriteStep::Forward {
+                owner,
+                write: f(write),
+            },
+            WriteStep::NotOwner { owner } => WriteStep::NotOwner { owner },
+            WriteStep::TooLarge(err) => WriteStep::TooLarge(err),
+        }
+    }
+}
+
+/// A set's key and value, handed back because the set is not applied here (to be forwarded).
+#[derive(Debug)]
+pub struct UnappliedSet {
+    /// The key.
+    pub key: Bytes,
+    /// The value.
+    pub value: Bytes,
 }

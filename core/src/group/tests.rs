@@ -243,10 +243,15 @@ fn a_write_detaches_the_load_in_flight_so_the_writer_reads_its_write() {
         at(1),
     );
     match step {
-        WriteStep::Applied { existed, peers } => {
+        WriteStep::Applied {
+            existed,
+            peers,
+            key,
+        } => {
             assert!(!existed);
             let ids: Vec<_> = peers.iter().map(|m| m.id.as_str()).collect();
             assert_eq!(ids, ["b", "c"]);
+            assert_eq!(key.as_ref(), Some(&f.mine), "the key to invalidate");
         }
         other => panic!("expected applied, got {other:?}"),
     }
@@ -592,7 +597,8 @@ fn forwarded_requests_for_keys_this_node_does_not_own_never_hop_again() {
     assert!(matches!(
         f.group
             .set(f.theirs.clone(), Bytes::from_static(b"x"), None, false, at(0)),
-        WriteStep::Forward { owner } if owner.id.as_str() == "b"
+        WriteStep::Forward { owner, write } if owner.id.as_str() == "b"
+            && write.key == f.theirs && write.value == Bytes::from_static(b"x")
     ));
     // A forwarded get is served here with a local load, answered but not kept: a write on the
     // owner may already have invalidated every copy, and nothing would drop this one.
@@ -965,7 +971,7 @@ fn the_group_reports_its_settings_forgets_keys_and_sweeps_what_expired() {
 #[test]
 fn a_write_reports_whether_the_owner_held_a_valid_value() {
     let f = fixture();
-    let existed = |step: WriteStep| match step {
+    let existed = |step: WriteStep<UnappliedSet>| match step {
         WriteStep::Applied { existed, .. } => existed,
         other => panic!("expected applied, got {other:?}"),
     };
@@ -982,6 +988,11 @@ fn a_write_reports_whether_the_owner_held_a_valid_value() {
     assert!(!existed(set("v1", Some(10), 0)), "nothing was held");
     assert!(existed(set("v2", Some(10), 5)), "v1 was valid until 10");
     assert!(!existed(set("v3", None, 15)), "v2 expired at 15");
-    assert!(existed(f.group.delete(&f.mine, false, at(20))));
-    assert!(!existed(f.group.delete(&f.mine, false, at(21))));
+    let deleted = |now| {
+        f.group
+            .delete(&f.mine, false, at(now))
+            .map_write(|()| unreachable!())
+    };
+    assert!(existed(deleted(20)));
+    assert!(!existed(deleted(21)));
 }
