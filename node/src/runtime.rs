@@ -158,12 +158,12 @@ impl<T: Transport> Runtime<T> {
         arrived: Instant,
     ) -> Reply<RequestError> {
         let group = self.group(&request.group)?;
-        let _permit = self.admit(&group, request.forwarded)?;
+        let _permit = self.admit(group, request.forwarded)?;
         if let Err(err) = self.limits.check_key(&request.key) {
-            return Self::invalid(&group, err.into());
+            return Self::invalid(group, err.into());
         }
         let (now, deadline) = self.arrival(deadline, request.forwarded, arrived);
-        self.serve_get(&group, request.key, request.forwarded, now, deadline)
+        self.serve_get(group, request.key, request.forwarded, now, deadline)
             .await
     }
 
@@ -175,17 +175,17 @@ impl<T: Transport> Runtime<T> {
         arrived: Instant,
     ) -> Result<(), RequestError> {
         let group = self.group(&request.group)?;
-        let _permit = self.admit(&group, request.forwarded)?;
+        let _permit = self.admit(group, request.forwarded)?;
         let checked = self
             .limits
             .check_key(&request.key)
             .and_then(|()| self.limits.check_value(&request.value));
         if let Err(err) = checked {
-            return Self::invalid(&group, err.into());
+            return Self::invalid(group, err.into());
         }
         if request.ttl == Some(Duration::ZERO) {
             return Self::invalid(
-                &group,
+                group,
                 RequestError::TooLarge {
                     group: request.group,
                     reason: "a TTL must be longer than zero".into(),
@@ -193,7 +193,7 @@ impl<T: Transport> Runtime<T> {
             );
         }
         let (now, deadline) = self.arrival(deadline, request.forwarded, arrived);
-        self.serve_set(&group, request, now, deadline).await
+        self.serve_set(group, request, now, deadline).await
     }
 
     /// Serves a delete.
@@ -204,12 +204,12 @@ impl<T: Transport> Runtime<T> {
         arrived: Instant,
     ) -> Result<bool, RequestError> {
         let group = self.group(&request.group)?;
-        let _permit = self.admit(&group, request.forwarded)?;
+        let _permit = self.admit(group, request.forwarded)?;
         if let Err(err) = self.limits.check_key(&request.key) {
-            return Self::invalid(&group, err.into());
+            return Self::invalid(group, err.into());
         }
         let (now, deadline) = self.arrival(deadline, request.forwarded, arrived);
-        self.serve_delete(&group, request, now, deadline).await
+        self.serve_delete(group, request, now, deadline).await
     }
 
     /// Serves an invalidation from a key's owner. Not subject to admission: it only drops
