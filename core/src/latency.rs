@@ -82,8 +82,15 @@ impl LatencyHistogram {
     /// Records one duration: two plain load-and-stores on this thread's stripe, or two relaxed
     /// atomic additions for a thread without one.
     pub fn observe(&self, elapsed: Duration) {
+        self.observe_many(elapsed, 1);
+    }
+
+    /// Records `count` observations of the same duration (the requests of one pipelined batch)
+    /// at the cost of one.
+    pub fn observe_many(&self, elapsed: Duration, count: u64) {
         let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
         let bucket = BOUNDS_NANOS.partition_point(|bound| *bound < nanos);
+        let total = nanos.saturating_mul(count);
         match owned_stripe().and_then(|stripe| self.stripes.get(stripe)) {
             Some(counts) => {
                 // This thread is the only writer of its stripe.
@@ -93,13 +100,13 @@ impl LatencyHistogram {
                         Ordering::Relaxed,
                     );
                 };
-                add(&counts.buckets[bucket], 1);
-                add(&counts.sum_nanos, nanos);
+                add(&counts.buckets[bucket], count);
+                add(&counts.sum_nanos, total);
             }
             None => {
                 let shared = &self.stripes[OWNED_STRIPES];
-                shared.buckets[bucket].fetch_add(1, Ordering::Relaxed);
-                shared.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
+                shared.buckets[bucket].fetch_add(count, Ordering::Relaxed);
+                shared.sum_nanos.fetch_add(total, Ordering::Relaxed);
             }
         }
     }
@@ -159,6 +166,7 @@ mod tests {
         h.observe(Duration::from_micros(101)); // le 0.00025
         h.observe(Duration::from_millis(3)); // le 0.005
         h.observe(Duration::from_secs(60)); // +Inf only
+        h.observe_many(Duration::from_millis(3), 0); // nothing
         let s = h.snapshot();
         assert_eq!(s.count, 4);
         assert_eq!(h.count(), 4);
@@ -198,6 +206,17 @@ mod tests {
         );
         let micros: u64 = (0..threads).map(|t| 50 + t).sum();
         assert!((s.sum_seconds - micros as f64 * 1_000.0 / 1e6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_batch_counts_as_its_observations_one_by_one() {
+        let (batch, one_by_one) = (LatencyHistogram::default(), LatencyHistogram::default());
+        batch.observe_many(Duration::from_micros(300), 16);
+        for _ in 0..16 {
+            one_by_one.observe(Duration::from_micros(300));
+        }
+        assert_eq!(batch.snapshot(), one_by_one.snapshot());
+        assert_eq!(batch.count(), 16);
     }
 
     #[test]

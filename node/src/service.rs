@@ -7,9 +7,12 @@ use lcache_transport::{
     ServiceError, SetRequest, Transport,
 };
 
-use crate::metrics::record::{Outcome, Rpc};
-use crate::runtime::Runtime;
+use std::time::Duration;
+
+use lcache_transport::observe::{Outcome, Rpc};
 use tokio::time::Instant;
+
+use crate::runtime::Runtime;
 
 /// Serves the `lcache.v1.Cache` API on behalf of one node.
 #[derive(Debug)]
@@ -31,8 +34,8 @@ impl<T> NodeService<T> {
     }
 }
 
-/// Each request is timed into the node's metrics (by RPC and outcome; a request dropped before
-/// it answered counts as cancelled).
+/// The front doors time each request and report it through [`CacheHandler::observe`] into the
+/// node's metrics (by RPC and outcome).
 impl<T: Transport> CacheHandler for NodeService<T> {
     async fn get(
         &self,
@@ -40,14 +43,10 @@ impl<T: Transport> CacheHandler for NodeService<T> {
         deadline: Deadline,
         arrived: Instant,
     ) -> Result<Option<Fetched>, ServiceError> {
-        let timer = self.runtime.metrics.time_from(Rpc::Get, arrived);
-        let result = self
-            .runtime
-            .get(req, deadline, timer.started())
+        self.runtime
+            .get(req, deadline, arrived)
             .await
-            .map_err(Into::into);
-        timer.finish(Outcome::of(&result, Option::is_none));
-        result
+            .map_err(Into::into)
     }
 
     async fn set(
@@ -56,14 +55,10 @@ impl<T: Transport> CacheHandler for NodeService<T> {
         deadline: Deadline,
         arrived: Instant,
     ) -> Result<(), ServiceError> {
-        let timer = self.runtime.metrics.time_from(Rpc::Set, arrived);
-        let result = self
-            .runtime
-            .set(req, deadline, timer.started())
+        self.runtime
+            .set(req, deadline, arrived)
             .await
-            .map_err(Into::into);
-        timer.finish(Outcome::of(&result, |_| false));
-        result
+            .map_err(Into::into)
     }
 
     async fn delete(
@@ -72,27 +67,24 @@ impl<T: Transport> CacheHandler for NodeService<T> {
         deadline: Deadline,
         arrived: Instant,
     ) -> Result<bool, ServiceError> {
-        let timer = self.runtime.metrics.time_from(Rpc::Delete, arrived);
-        let result = self
-            .runtime
-            .delete(req, deadline, timer.started())
+        self.runtime
+            .delete(req, deadline, arrived)
             .await
-            .map_err(Into::into);
-        timer.finish(Outcome::of(&result, |_| false));
-        result
+            .map_err(Into::into)
     }
 
     async fn invalidate(&self, req: InvalidateRequest) -> Result<(), ServiceError> {
-        let timer = self.runtime.metrics.time(Rpc::Invalidate);
-        let result = self.runtime.invalidate(req).map_err(Into::into);
-        timer.finish(Outcome::of(&result, |_| false));
-        result
+        self.runtime.invalidate(req).map_err(Into::into)
     }
 
     async fn stats(&self, group: Option<String>) -> Result<NodeStats, ServiceError> {
-        let timer = self.runtime.metrics.time(Rpc::Stats);
-        let result = self.runtime.stats(group.as_deref()).map_err(Into::into);
-        timer.finish(Outcome::of(&result, |_| false));
-        result
+        self.runtime.stats(group.as_deref()).map_err(Into::into)
+    }
+
+    fn observe(&self, rpc: Rpc, outcome: Outcome, elapsed: Duration, count: u64) {
+        self.runtime
+            .metrics
+            .requests(rpc, outcome)
+            .observe_many(elapsed, count);
     }
 }

@@ -102,12 +102,16 @@ impl<T: Transport> Runtime<T> {
                 debug_assert!(key.is_some() || peers.is_empty(), "peers without the key");
                 self.stall(Point::BeforeInvalidate).await;
                 if let Some(key) = key {
-                    self.invalidate_peers(group, &key, &peers, deadline).await;
+                    // Boxed, like the forward below: an async function holds the largest future
+                    // it awaits, every caller up the chain holds it again, and each moves it
+                    // once; with the transport's calls inline, a pipelined RESP `SET` spent more
+                    // time copying futures than storing its value.
+                    Box::pin(self.invalidate_peers(group, &key, &peers, deadline)).await;
                 }
                 Ok(existed)
             }
             WriteStep::Forward { owner, write } => {
-                self.forward(group, write, &owner, deadline).await
+                Box::pin(self.forward(group, write, &owner, deadline)).await
             }
             WriteStep::NotOwner { owner } => Err(RequestError::NotOwner {
                 owner: owner.to_string(),

@@ -7,11 +7,12 @@ mod common;
 
 use std::time::Duration;
 
-use common::echo_loader;
+use common::{echo_loader, Scrape};
 use lcache_core::member::{Member, MemberId};
 use lcache_core::membership::RingChange;
 use lcache_core::router::Router;
 use lcache_discovery::StaticDiscovery;
+use lcache_node::metrics::Metrics;
 use lcache_node::server::RespFrontDoor;
 use lcache_node::{GroupConfig, Node, NodeConfig, ShutdownReport, DEFAULT_GROUP};
 use lcache_transport::resp::{RequestLimits, RespConfig};
@@ -33,6 +34,7 @@ struct RespNode {
     member: Member,
     resp_addr: String,
     grpc: CacheClient,
+    metrics: Metrics,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<ShutdownReport, ServeError>>>,
 }
@@ -67,6 +69,7 @@ async fn start(
         .await
         .unwrap();
         let resp_addr = resp.local_addr().unwrap().to_string();
+        let metrics = node.metrics();
         let door = RespFrontDoor {
             listener: resp,
             config: adjust(RespConfig {
@@ -91,6 +94,7 @@ async fn start(
             member: member.clone(),
             resp_addr,
             grpc,
+            metrics,
             stop: Some(stop),
             task: Some(task),
         });
@@ -416,6 +420,43 @@ async fn a_pipeline_is_answered_in_order() {
         .unwrap();
     let expected = b"$2\r\nv7\r\n+PONG\r\n-ERR unknown command 'nope', with args beginning with: \r\n$1\r\nx\r\n";
     assert_eq!(read_n(&mut raw, expected.len()).await, expected);
+    nodes[0].stop().await;
+}
+
+#[tokio::test]
+async fn pipelined_commands_are_each_counted_in_the_request_metrics() {
+    let mut nodes = start(&["solo"], DEFAULT_GROUP, |c| c).await;
+    let mut conn = nodes[0].redis().await;
+    let mut pipe = redis::pipe();
+    for i in 0..100 {
+        pipe.cmd("SET").arg(format!("m{i}")).arg("v").ignore();
+        pipe.cmd("GET").arg(format!("m{i}")).ignore();
+    }
+    pipe.cmd("GET").arg("m-missing").ignore();
+    pipe.cmd("DEL").arg("m1").arg("m-missing").ignore();
+    pipe.cmd("MGET").arg("m2").arg("m3").ignore();
+    pipe.cmd("INFO").ignore();
+    let () = tokio::time::timeout(PATIENCE, pipe.query_async(&mut conn))
+        .await
+        .unwrap()
+        .unwrap();
+    // The scrape after the answers: every command of the batches is already counted.
+    let scrape = Scrape::parse(&nodes[0].metrics.encode());
+    let count = |rpc: &str, outcome: &str| {
+        let labels = [("rpc", rpc), ("outcome", outcome)];
+        scrape.value("lcache_request_duration_seconds_count", &labels)
+    };
+    assert_eq!(count("set", "ok"), 100.0);
+    assert_eq!(count("get", "ok"), 102.0, "100 GETs and two MGET keys");
+    assert_eq!(count("get", "miss"), 1.0);
+    assert_eq!(count("delete", "ok"), 2.0, "one per key");
+    assert_eq!(count("stats", "ok"), 1.0);
+    let inf = [("rpc", "set"), ("outcome", "ok"), ("le", "+Inf")];
+    assert_eq!(
+        scrape.get("lcache_request_duration_seconds_bucket", &inf),
+        Some(100.0)
+    );
+    assert!(scrape.value("lcache_request_duration_seconds_sum", &inf[..2]) > 0.0);
     nodes[0].stop().await;
 }
 

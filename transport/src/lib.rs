@@ -21,6 +21,7 @@ mod error;
 mod h2channel;
 mod io;
 pub mod limits;
+pub mod observe;
 pub mod proto;
 pub mod resp;
 mod server;

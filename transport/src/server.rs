@@ -26,6 +26,7 @@ use crate::deadline::Deadline;
 use crate::error::{ServeError, ServiceError};
 use crate::io::{BoxError, ServerIo};
 use crate::limits::{ConnectionSlots, RequestBytesLayer};
+use crate::observe::{Outcome, RequestTimer, Rpc};
 use crate::proto;
 use crate::proto::cache_server::{Cache, CacheServer};
 use crate::tls::{tls_incoming, TlsConfig};
@@ -80,6 +81,13 @@ pub trait CacheHandler: Send + Sync + 'static {
         &self,
         group: Option<String>,
     ) -> impl Future<Output = Result<NodeStats, ServiceError>> + Send;
+
+    /// `count` requests of `rpc` that ended with `outcome` were answered `elapsed` after they
+    /// arrived: the front doors time what they serve and report it here (see
+    /// [`crate::observe`]). By default nothing is recorded.
+    fn observe(&self, rpc: Rpc, outcome: Outcome, elapsed: Duration, count: u64) {
+        let _ = (rpc, outcome, elapsed, count);
+    }
 }
 
 /// Settings of the gRPC server.
@@ -191,17 +199,28 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         request: Request<proto::GetRequest>,
     ) -> Result<Response<proto::GetResponse>, Status> {
         let received = Instant::now();
+        let timer = RequestTimer::start(&*self.handler, Rpc::Get, received);
         let deadline = self.deadline_from(request.metadata(), received);
-        let req = GetRequest::try_from(request.into_inner()).map_err(|e| reject("get", e))?;
-        let group = req.group.clone();
-        match self.handler.get(req, deadline, received).await {
-            Ok(Some(fetched)) => {
+        let req = GetRequest::try_from(request.into_inner());
+        let result = match req {
+            Ok(req) => {
+                let group = req.group.clone();
+                self.handler
+                    .get(req, deadline, received)
+                    .await
+                    .map(|found| (found, group))
+            }
+            Err(err) => Err(err),
+        };
+        timer.finish(Outcome::of(&result, |(found, _)| found.is_none()));
+        match result {
+            Ok((Some(fetched), _)) => {
                 let mut response = proto::GetResponse::from(fetched);
                 response.held_ms =
                     u64::try_from(received.elapsed().as_millis()).unwrap_or(u64::MAX);
                 Ok(Response::new(response))
             }
-            Ok(None) => Err(miss_status(&group)),
+            Ok((None, group)) => Err(miss_status(&group)),
             Err(e) => Err(reject("get", e)),
         }
     }
@@ -211,12 +230,14 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         request: Request<proto::SetRequest>,
     ) -> Result<Response<proto::SetResponse>, Status> {
         let received = Instant::now();
+        let timer = RequestTimer::start(&*self.handler, Rpc::Set, received);
         let deadline = self.deadline_from(request.metadata(), received);
-        let req = SetRequest::try_from(request.into_inner()).map_err(|e| reject("set", e))?;
-        self.handler
-            .set(req, deadline, received)
-            .await
-            .map_err(|e| reject("set", e))?;
+        let result = match SetRequest::try_from(request.into_inner()) {
+            Ok(req) => self.handler.set(req, deadline, received).await,
+            Err(err) => Err(err),
+        };
+        timer.finish(Outcome::of(&result, |_| false));
+        result.map_err(|e| reject("set", e))?;
         Ok(Response::new(proto::SetResponse {}))
     }
 
@@ -225,13 +246,14 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         request: Request<proto::DeleteRequest>,
     ) -> Result<Response<proto::DeleteResponse>, Status> {
         let received = Instant::now();
+        let timer = RequestTimer::start(&*self.handler, Rpc::Delete, received);
         let deadline = self.deadline_from(request.metadata(), received);
-        let req = DeleteRequest::try_from(request.into_inner()).map_err(|e| reject("delete", e))?;
-        let existed = self
-            .handler
-            .delete(req, deadline, received)
-            .await
-            .map_err(|e| reject("delete", e))?;
+        let result = match DeleteRequest::try_from(request.into_inner()) {
+            Ok(req) => self.handler.delete(req, deadline, received).await,
+            Err(err) => Err(err),
+        };
+        timer.finish(Outcome::of(&result, |_| false));
+        let existed = result.map_err(|e| reject("delete", e))?;
         Ok(Response::new(proto::DeleteResponse { existed }))
     }
 
@@ -239,12 +261,13 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         &self,
         request: Request<proto::InvalidateRequest>,
     ) -> Result<Response<proto::InvalidateResponse>, Status> {
-        let req = InvalidateRequest::try_from(request.into_inner())
-            .map_err(|e| reject("invalidate", e))?;
-        self.handler
-            .invalidate(req)
-            .await
-            .map_err(|e| reject("invalidate", e))?;
+        let timer = RequestTimer::start(&*self.handler, Rpc::Invalidate, Instant::now());
+        let result = match InvalidateRequest::try_from(request.into_inner()) {
+            Ok(req) => self.handler.invalidate(req).await,
+            Err(err) => Err(err),
+        };
+        timer.finish(Outcome::of(&result, |_| false));
+        result.map_err(|e| reject("invalidate", e))?;
         Ok(Response::new(proto::InvalidateResponse {}))
     }
 
@@ -252,12 +275,13 @@ impl<H: CacheHandler> Cache for CacheService<H> {
         &self,
         request: Request<proto::StatsRequest>,
     ) -> Result<Response<proto::StatsResponse>, Status> {
-        let group = stats_filter(request.into_inner()).map_err(|e| reject("stats", e))?;
-        let stats = self
-            .handler
-            .stats(group)
-            .await
-            .map_err(|e| reject("stats", e))?;
+        let timer = RequestTimer::start(&*self.handler, Rpc::Stats, Instant::now());
+        let result = match stats_filter(request.into_inner()) {
+            Ok(group) => self.handler.stats(group).await,
+            Err(err) => Err(err),
+        };
+        timer.finish(Outcome::of(&result, |_| false));
+        let stats = result.map_err(|e| reject("stats", e))?;
         Ok(Response::new(stats.into()))
     }
 }

@@ -16,8 +16,8 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 
-use super::record::{Outcome, Rpc};
 use crate::runtime::Runtime;
+use lcache_transport::observe::{Outcome, Rpc};
 
 /// Reads the discovery's session state at scrape time.
 pub(crate) type SessionProbe = Arc<dyn Fn() -> SessionState + Send + Sync>;

@@ -19,6 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::convert::validate_key;
 use crate::deadline::Deadline;
 use crate::error::ServiceError;
+use crate::observe::{BatchTimer, Outcome, Rpc};
 use crate::resp::codec::{Args, Parsed, Reply, RespCodec};
 use crate::resp::commands::{self, parse_integer, quoted, CommandError, Op, Spec, COMMANDS};
 use crate::resp::door::{FrontDoor, REDIS_COMPAT_VERSION};
@@ -48,7 +49,7 @@ struct Input {
 }
 
 /// The state of one client connection.
-pub(crate) struct Session<H, IO> {
+pub(crate) struct Session<H: CacheHandler, IO> {
     handler: Arc<H>,
     door: Arc<FrontDoor>,
     io: IO,
@@ -63,6 +64,17 @@ pub(crate) struct Session<H, IO> {
     /// read the clock.
     arrived: Instant,
     deadline: Deadline,
+    /// The requests of the batch being answered, reported to the handler with one clock read
+    /// once their answers are written.
+    timings: BatchTimer,
+}
+
+/// A session dropped mid-batch (its task cancelled) reports what it served, and the request it
+/// was serving as cancelled.
+impl<H: CacheHandler, IO> Drop for Session<H, IO> {
+    fn drop(&mut self) {
+        self.timings.abandon(&*self.handler, self.arrived);
+    }
 }
 
 impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
@@ -82,6 +94,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
             name: None,
             arrived,
             deadline,
+            timings: BatchTimer::default(),
         }
     }
 
@@ -102,6 +115,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
         loop {
             let flow = self.answer_buffered().await?;
             self.flush().await?;
+            self.timings.report(&*self.handler, self.arrived);
             if flow == Flow::Close {
                 return Ok(());
             }
@@ -255,7 +269,15 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 
     async fn get(&mut self, key: &[u8]) {
-        match lookup(&*self.handler, &self.door, key, self.deadline, self.arrived).await {
+        let found = lookup(
+            &*self.handler,
+            &self.door,
+            &mut self.timings,
+            key,
+            (self.deadline, self.arrived),
+        )
+        .await;
+        match found {
             Ok(Some(value)) => self.reply(Reply::Bulk(&value)),
             Ok(None) => self.reply(Reply::Nil),
             Err(err) => self.fail(&err),
@@ -267,18 +289,22 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
             Ok(ttl) => ttl,
             Err(err) => return self.refuse(&err),
         };
-        let key = match self.key(request.arg(1)) {
-            Ok(key) => key,
-            Err(err) => return self.fail(&err),
+        self.timings.begin(Rpc::Set);
+        let result = match self.key(request.arg(1)) {
+            Ok(key) => {
+                let set = SetRequest {
+                    group: self.door.config.group.clone(),
+                    key,
+                    value: Bytes::copy_from_slice(request.arg(2)),
+                    ttl,
+                    forwarded: false,
+                };
+                self.handler.set(set, self.deadline, self.arrived).await
+            }
+            Err(err) => Err(err),
         };
-        let set = SetRequest {
-            group: self.door.config.group.clone(),
-            key,
-            value: Bytes::copy_from_slice(request.arg(2)),
-            ttl,
-            forwarded: false,
-        };
-        match self.handler.set(set, self.deadline, self.arrived).await {
+        self.timings.end(Rpc::Set, Outcome::of(&result, |_| false));
+        match result {
             Ok(()) => self.reply(Reply::Simple("OK")),
             Err(err) => self.fail(&err),
         }
@@ -289,20 +315,23 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     async fn del(&mut self, request: Args<'_>) {
         let mut deleted = 0i64;
         for key in request.args_from(1) {
-            let key = match self.key(key) {
-                Ok(key) => key,
-                Err(err) => return self.fail(&err),
+            self.timings.begin(Rpc::Delete);
+            let result = match self.key(key) {
+                Ok(key) => {
+                    let delete = DeleteRequest {
+                        group: self.door.config.group.clone(),
+                        key,
+                        forwarded: false,
+                    };
+                    self.handler
+                        .delete(delete, self.deadline, self.arrived)
+                        .await
+                }
+                Err(err) => Err(err),
             };
-            let delete = DeleteRequest {
-                group: self.door.config.group.clone(),
-                key,
-                forwarded: false,
-            };
-            match self
-                .handler
-                .delete(delete, self.deadline, self.arrived)
-                .await
-            {
+            self.timings
+                .end(Rpc::Delete, Outcome::of(&result, |_| false));
+            match result {
                 Ok(existed) => deleted += i64::from(existed),
                 Err(err) => return self.fail(&err),
             }
@@ -315,7 +344,15 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     async fn exists(&mut self, request: Args<'_>) {
         let mut found = 0i64;
         for key in request.args_from(1) {
-            match lookup(&*self.handler, &self.door, key, self.deadline, self.arrived).await {
+            let value = lookup(
+                &*self.handler,
+                &self.door,
+                &mut self.timings,
+                key,
+                (self.deadline, self.arrived),
+            )
+            .await;
+            match value {
                 Ok(value) => found += i64::from(value.is_some()),
                 Err(err) => return self.fail(&err),
             }
@@ -329,7 +366,15 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     async fn mget(&mut self, request: Args<'_>) -> io::Result<()> {
         self.reply(Reply::Array(request.len() - 1));
         for key in request.args_from(1) {
-            match lookup(&*self.handler, &self.door, key, self.deadline, self.arrived).await {
+            let value = lookup(
+                &*self.handler,
+                &self.door,
+                &mut self.timings,
+                key,
+                (self.deadline, self.arrived),
+            )
+            .await;
+            match value {
                 Ok(Some(value)) => self.reply(Reply::Bulk(&value)),
                 Ok(None) => self.reply(Reply::Nil),
                 Err(err) => self.fail(&err),
@@ -340,7 +385,11 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     }
 
     async fn info(&mut self, request: Args<'_>) {
-        let stats = match self.handler.stats(None).await {
+        self.timings.begin(Rpc::Stats);
+        let result = self.handler.stats(None).await;
+        self.timings
+            .end(Rpc::Stats, Outcome::of(&result, |_| false));
+        let stats = match result {
             Ok(stats) => stats,
             Err(err) => return self.fail(&err),
         };
@@ -585,19 +634,24 @@ fn copy_key(door: &FrontDoor, key: &[u8]) -> Result<Bytes, ServiceError> {
 async fn lookup<H: CacheHandler>(
     handler: &H,
     door: &FrontDoor,
+    timings: &mut BatchTimer,
     key: &[u8],
-    deadline: Deadline,
-    arrived: Instant,
+    (deadline, arrived): (Deadline, Instant),
 ) -> Result<Option<Bytes>, ServiceError> {
-    let request = GetRequest {
-        group: door.config.group.clone(),
-        key: copy_key(door, key)?,
-        forwarded: false,
+    timings.begin(Rpc::Get);
+    let result = match copy_key(door, key) {
+        Ok(key) => {
+            let request = GetRequest {
+                group: door.config.group.clone(),
+                key,
+                forwarded: false,
+            };
+            handler.get(request, deadline, arrived).await
+        }
+        Err(err) => Err(err),
     };
-    Ok(handler
-        .get(request, deadline, arrived)
-        .await?
-        .map(|fetched| fetched.value))
+    timings.end(Rpc::Get, Outcome::of(&result, Option::is_none));
+    Ok(result?.map(|fetched| fetched.value))
 }
 
 /// The error reply for a handler's error: its first word is a code a client library can act on
