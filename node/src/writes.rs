@@ -67,7 +67,17 @@ impl<T: Transport> Runtime<T> {
                 })
             },
         );
-        self.carry_out(group, step, deadline).await.map(drop)
+        match step {
+            WriteStep::Applied {
+                peers, key: None, ..
+            } if peers.is_empty() => {
+                self.stall(Point::BeforeInvalidate).await;
+                Ok(())
+            }
+            step => Box::pin(self.carry_out(group, step, deadline))
+                .await
+                .map(drop),
+        }
     }
 
     /// Serves a delete; true if the owner held the key.
@@ -83,10 +93,25 @@ impl<T: Transport> Runtime<T> {
             .core
             .delete(&request.key, request.forwarded, now)
             .map_write(|()| Write::Delete(request));
-        self.carry_out(group, step, deadline).await
+        match step {
+            WriteStep::Applied {
+                existed,
+                peers,
+                key: None,
+            } if peers.is_empty() => {
+                self.stall(Point::BeforeInvalidate).await;
+                Ok(existed)
+            }
+            step => Box::pin(self.carry_out(group, step, deadline)).await,
+        }
     }
 
-    /// Carries out what the group decided about a write.
+    /// Carries out what the group decided about a write when it needs more than the stall
+    /// before invalidations (peers to invalidate, an owner to forward to, an error). Callers box
+    /// it and finish the common write (applied here, no peer) themselves: an async function
+    /// holds its arguments (twice, as rustc lays them out) and the largest future it awaits,
+    /// every caller up the chain holds it again, and each moves it once; with this inline, a
+    /// pipelined RESP `SET` spent about as much time copying futures as storing its value.
     async fn carry_out(
         &self,
         group: &GroupState,
@@ -102,16 +127,12 @@ impl<T: Transport> Runtime<T> {
                 debug_assert!(key.is_some() || peers.is_empty(), "peers without the key");
                 self.stall(Point::BeforeInvalidate).await;
                 if let Some(key) = key {
-                    // Boxed, like the forward below: an async function holds the largest future
-                    // it awaits, every caller up the chain holds it again, and each moves it
-                    // once; with the transport's calls inline, a pipelined RESP `SET` spent more
-                    // time copying futures than storing its value.
-                    Box::pin(self.invalidate_peers(group, &key, &peers, deadline)).await;
+                    self.invalidate_peers(group, &key, &peers, deadline).await;
                 }
                 Ok(existed)
             }
             WriteStep::Forward { owner, write } => {
-                Box::pin(self.forward(group, write, &owner, deadline)).await
+                self.forward(group, write, &owner, deadline).await
             }
             WriteStep::NotOwner { owner } => Err(RequestError::NotOwner {
                 owner: owner.to_string(),
