@@ -265,18 +265,32 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
 
     /// A key copied out of the read buffer, refused if empty (as the gRPC API does).
     fn key(&self, key: &[u8]) -> Result<Bytes, ServiceError> {
-        copy_key(&self.door, key)
+        validate_key(&self.door.config.group, key)?;
+        Ok(Bytes::copy_from_slice(key))
+    }
+
+    /// The value of `key` in the front door's group: `Some`, `None` on a miss (timed into the
+    /// batch as one get).
+    async fn lookup(&mut self, key: &[u8]) -> Result<Option<Bytes>, ServiceError> {
+        self.timings.begin(Rpc::Get);
+        let result = match self.key(key) {
+            Ok(key) => {
+                let request = GetRequest {
+                    group: self.door.config.group.clone(),
+                    key,
+                    forwarded: false,
+                };
+                self.handler.get(request, self.deadline, self.arrived).await
+            }
+            Err(err) => Err(err),
+        };
+        self.timings
+            .end(Rpc::Get, Outcome::of(&result, Option::is_none));
+        Ok(result?.map(|fetched| fetched.value))
     }
 
     async fn get(&mut self, key: &[u8]) {
-        let found = lookup(
-            &*self.handler,
-            &self.door,
-            &mut self.timings,
-            key,
-            (self.deadline, self.arrived),
-        )
-        .await;
+        let found = self.lookup(key).await;
         match found {
             Ok(Some(value)) => self.reply(Reply::Bulk(&value)),
             Ok(None) => self.reply(Reply::Nil),
@@ -344,14 +358,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     async fn exists(&mut self, request: Args<'_>) {
         let mut found = 0i64;
         for key in request.args_from(1) {
-            let value = lookup(
-                &*self.handler,
-                &self.door,
-                &mut self.timings,
-                key,
-                (self.deadline, self.arrived),
-            )
-            .await;
+            let value = self.lookup(key).await;
             match value {
                 Ok(value) => found += i64::from(value.is_some()),
                 Err(err) => return self.fail(&err),
@@ -366,14 +373,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     async fn mget(&mut self, request: Args<'_>) -> io::Result<()> {
         self.reply(Reply::Array(request.len() - 1));
         for key in request.args_from(1) {
-            let value = lookup(
-                &*self.handler,
-                &self.door,
-                &mut self.timings,
-                key,
-                (self.deadline, self.arrived),
-            )
-            .await;
+            let value = self.lookup(key).await;
             match value {
                 Ok(Some(value)) => self.reply(Reply::Bulk(&value)),
                 Ok(None) => self.reply(Reply::Nil),
@@ -621,37 +621,6 @@ fn arrival(door: &FrontDoor) -> (Instant, Deadline) {
         Deadline::at,
     );
     (now, deadline)
-}
-
-/// A key copied out of the read buffer, refused if empty (as the gRPC API does).
-fn copy_key(door: &FrontDoor, key: &[u8]) -> Result<Bytes, ServiceError> {
-    validate_key(&door.config.group, key)?;
-    Ok(Bytes::copy_from_slice(key))
-}
-
-/// The value of `key` in the front door's group: `Some`, `None` on a miss. A free function
-/// borrowing only the handler and the settings, so a session's IO need not be `Sync`.
-async fn lookup<H: CacheHandler>(
-    handler: &H,
-    door: &FrontDoor,
-    timings: &mut BatchTimer,
-    key: &[u8],
-    (deadline, arrived): (Deadline, Instant),
-) -> Result<Option<Bytes>, ServiceError> {
-    timings.begin(Rpc::Get);
-    let result = match copy_key(door, key) {
-        Ok(key) => {
-            let request = GetRequest {
-                group: door.config.group.clone(),
-                key,
-                forwarded: false,
-            };
-            handler.get(request, deadline, arrived).await
-        }
-        Err(err) => Err(err),
-    };
-    timings.end(Rpc::Get, Outcome::of(&result, Option::is_none));
-    Ok(result?.map(|fetched| fetched.value))
 }
 
 /// The error reply for a handler's error: its first word is a code a client library can act on
