@@ -10,7 +10,8 @@
 # Knobs (environment): DURATION (measured time per round, default 3s), WARMUP (1s), ROUNDS (3),
 # CONNECTIONS (32), WORKERS (concurrent workers sharing the connections, default CONNECTIONS;
 # memcached keeps one connection per worker), KEYS (100000), THREADS (generator threads, 1),
-# SEED (1), SCENARIOS (space-separated lcache-bench --scenario specs), TARGETS (subset of:
+# SEED (1), LCACHE_THREADS (tokio worker threads of every lcache-node; default the runtime's, one
+# per CPU), SCENARIOS (space-separated lcache-bench --scenario specs), TARGETS (subset of:
 # lcache-1 lcache-resp lcache-3 redis memcached), OUT (target/bench-vs.md), TIME_LIMIT (seconds the
 # generator may run in all, 900).
 # Time per backend per scenario: ROUNDS x (WARMUP + DURATION) plus the preload, about 15 s by
@@ -26,6 +27,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 WORKERS=${WORKERS:-$CONNECTIONS}
 KEYS=${KEYS:-100000}
 THREADS=${THREADS:-1}
+LCACHE_THREADS=${LCACHE_THREADS:-}
 SEED=${SEED:-1}
 OUT=${OUT:-$ROOT/target/bench-vs.md}
 TIME_LIMIT=${TIME_LIMIT:-900}
@@ -99,13 +101,16 @@ has_target() { [[ " $TARGETS " == *" $1 "* ]]; }
 ARGS=()
 # Room for every key at 4 KiB with headroom (the stores are byte-budgeted).
 GROUP="default:budget=2GiB"
+# How lcache-node is run: on LCACHE_THREADS tokio workers when set.
+NODE=("$BIN/lcache-node")
+if [ -n "$LCACHE_THREADS" ]; then NODE=(env "TOKIO_WORKER_THREADS=$LCACHE_THREADS" "$BIN/lcache-node"); fi
 
 if has_target lcache-1 || has_target lcache-resp; then
     free_port 17001
     p=$PORT
     free_port 16380
     rp=$PORT
-    start lcache-1 "$p" "$BIN/lcache-node" --node-id solo --listen "127.0.0.1:$p" \
+    start lcache-1 "$p" "${NODE[@]}" --node-id solo --listen "127.0.0.1:$p" \
         --resp-listen "127.0.0.1:$rp" --group "$GROUP"
     if has_target lcache-1; then
         ARGS+=(--target "lcache-1=lcache://127.0.0.1:$p" --pids "lcache-1=$STARTED")
@@ -125,7 +130,7 @@ if has_target lcache-3; then
     addrs=()
     for i in 0 1 2; do
         id=$(printf '%s' abc | cut -c$((i + 1)))
-        start "lcache-3-$id" "${ports[$i]}" "$BIN/lcache-node" --node-id "$id" \
+        start "lcache-3-$id" "${ports[$i]}" "${NODE[@]}" --node-id "$id" \
             --listen "127.0.0.1:${ports[$i]}" --peers "$peers" --group "$GROUP"
         pids+=("$STARTED")
         addrs+=("127.0.0.1:${ports[$i]}")

@@ -12,6 +12,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .bytes(".lcache.v1")
         // Maps encode in key order, so a message always has the same bytes.
         .btree_map(".lcache.v1")
+        // tonic's codec with small buffers (see src/codec.rs).
+        .codec_path("crate::codec::LeanCodec")
         .compile_fds(fds)?;
     Ok(())
 }

@@ -15,6 +15,7 @@
 
 mod channel;
 mod client;
+mod codec;
 mod convert;
 mod deadline;
 mod error;
