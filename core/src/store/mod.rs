@@ -499,13 +499,7 @@ impl Store {
             });
         }
         if expires_at.is_some_and(|at| at <= now) {
-            let replaced = self.take(&key).map(|(_, old)| {
-                self.expiry.remove(old.expires_at, old.seq);
-                Lookup {
-                    value: old.value,
-                    expires_at: old.expires_at,
-                }
-            });
+            let replaced = self.take(&key).map(|(_, old)| self.retire(old));
             return Ok(Inserted {
                 evicted: Evictions::new(),
                 replaced,
@@ -526,13 +520,8 @@ impl Store {
         self.counters.inserts += 1;
         match &mut self.engine {
             Engine::Tiers(tiers) => {
-                let replaced = tiers.insert(key.clone(), entry).map(|old| {
-                    self.expiry.remove(old.expires_at, old.seq);
-                    Lookup {
-                        value: old.value,
-                        expires_at: old.expires_at,
-                    }
-                });
+                let old = tiers.insert(key.clone(), entry);
+                let replaced = old.map(|old| self.retire(old));
                 Ok(Inserted {
                     evicted: self.evict_to_budget(&key),
                     replaced,
@@ -540,13 +529,7 @@ impl Store {
             }
             Engine::TinyLfu(lfu) => {
                 let (keep, old) = lfu.insert(key, hash, entry, self.hits.get());
-                let replaced = old.map(|old| {
-                    self.expiry.remove(old.expires_at, old.seq);
-                    Lookup {
-                        value: old.value,
-                        expires_at: old.expires_at,
-                    }
-                });
+                let replaced = old.map(|old| self.retire(old));
                 Ok(Inserted {
                     evicted: self.evict_tinylfu(keep, now),
                     replaced,
@@ -678,6 +661,15 @@ impl Store {
             Engine::TinyLfu(lfu) => lfu.clear(),
         }
         self.expiry.clear();
+    }
+
+    /// Drops an entry the store no longer holds from the expiry index; its value and deadline.
+    fn retire(&mut self, old: Entry) -> Lookup {
+        self.expiry.remove(old.expires_at, old.seq);
+        Lookup {
+            value: old.value,
+            expires_at: old.expires_at,
+        }
     }
 
     /// Takes the entry under `key` out of the policy (the expiry index is left to the caller).
