@@ -19,7 +19,8 @@ use tonic_prost::{ProstDecoder, ProstEncoder};
 /// hundred bytes fits.
 pub const BUFFER_BYTES: usize = 512;
 
-/// Bytes an encoder may buffer before it yields (tonic's default).
+/// Bytes an encoder may buffer before it yields: tonic's default. Only a streaming response
+/// has more than one message to buffer, and this API has none.
 const YIELD_BYTES: usize = 32 * 1024;
 
 /// prost encoding and decoding with [`BUFFER_BYTES`] buffers.

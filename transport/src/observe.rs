@@ -273,8 +273,13 @@ mod tests {
         labels.sort_unstable();
         labels.dedup();
         assert_eq!(labels.len(), Outcome::ALL.len());
+        // The `rpc` label values are published metric labels (README, Metrics).
+        let rpcs: Vec<_> = Rpc::ALL.iter().map(|r| r.label()).collect();
+        assert_eq!(rpcs, ["get", "set", "delete", "invalidate", "stats"]);
         let result: Result<Option<u8>, ServiceError> = Ok(None);
         assert_eq!(Outcome::of(&result, Option::is_none), Outcome::Miss);
+        let found: Result<Option<u8>, ServiceError> = Ok(Some(1));
+        assert_eq!(Outcome::of(&found, Option::is_none), Outcome::Ok);
         let failed: Result<(), ServiceError> = Err(ServiceError::NotOwner("k".into()));
         assert_eq!(Outcome::of(&failed, |_| false), Outcome::NotOwner);
     }

@@ -13,6 +13,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use common::{Fake, BIG, BLOCKED, BROKEN, EXHAUSTED, GROUP};
+use lcache_transport::observe::{Outcome, Rpc};
 use lcache_transport::resp::{serve_with_incoming, RespConfig};
 use lcache_transport::ServeError;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, ReadBuf};
@@ -207,7 +208,26 @@ async fn a_pipeline_is_answered_in_order_in_one_write() {
     conn.send(&batch).await;
     conn.expect(&expected).await;
     assert_eq!(conn.writes(), 1, "33 answers, one write");
+    // The batch was reported to the handler once its answers were written: one report per RPC
+    // and outcome, with the batch's count (PING is not a cache request). A second batch, a miss
+    // and an empty key (refused as invalid), is answered after the first was reported.
+    let mut second = command(&[b"GET", b"absent"]);
+    second.extend(command(&[b"GET", b""]));
+    conn.send(&second).await;
+    let refused = format!("-ERR invalid argument: key must not be empty (group {GROUP:?})\r\n");
+    conn.expect(format!("$-1\r\n{refused}").as_bytes()).await;
+    assert_eq!(
+        fake.observed.lock()[..2],
+        [(Rpc::Get, Outcome::Ok, 16), (Rpc::Set, Outcome::Ok, 16)]
+    );
     door.shutdown().await;
+    assert_eq!(
+        fake.observed.lock()[2..],
+        [
+            (Rpc::Get, Outcome::Miss, 1),
+            (Rpc::Get, Outcome::Invalid, 1)
+        ]
+    );
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use common::*;
+use lcache_transport::observe::{Outcome, Rpc};
 use lcache_transport::proto::cache_client::CacheClient as RawClient;
 use lcache_transport::{proto, CacheClient, ClientConfig, ClientError, Code, ServerConfig};
 use tonic::transport::{Channel, Endpoint};
@@ -20,6 +21,32 @@ async fn channel(server: &TestServer) -> Channel {
         .connect()
         .await
         .unwrap()
+}
+
+#[tokio::test]
+async fn the_server_reports_each_request_it_answered_with_its_outcome() {
+    let fake = Fake::new();
+    let server = TestServer::start(fake.clone(), ServerConfig::default()).await;
+    let c = CacheClient::connect(&server.addr.to_string(), ClientConfig::default())
+        .await
+        .unwrap();
+    assert_eq!(c.get(GROUP, "k").await.unwrap(), None);
+    c.set(GROUP, "k", "v", None).await.unwrap();
+    assert!(c.get(GROUP, "k").await.unwrap().is_some());
+    assert!(c.delete(GROUP, "k").await.unwrap());
+    assert!(c.get("nope", "k").await.is_err());
+    c.stats(None).await.unwrap();
+    assert_eq!(
+        *fake.observed.lock(),
+        [
+            (Rpc::Get, Outcome::Miss, 1),
+            (Rpc::Set, Outcome::Ok, 1),
+            (Rpc::Get, Outcome::Ok, 1),
+            (Rpc::Delete, Outcome::Ok, 1),
+            (Rpc::Get, Outcome::Invalid, 1),
+            (Rpc::Stats, Outcome::Ok, 1),
+        ]
+    );
 }
 
 #[tokio::test]

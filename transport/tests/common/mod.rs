@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use lcache_transport::observe::{Outcome, Rpc};
 use lcache_transport::{
     serve_with_incoming, CacheHandler, Deadline, DeleteRequest, Fetched, GetRequest, GroupStats,
     InvalidateRequest, NodeStats, ServeError, ServerConfig, ServiceError, SetRequest, Tier,
@@ -48,6 +49,8 @@ pub struct Seen {
 pub struct Fake {
     pub data: Mutex<BTreeMap<Bytes, (Bytes, Option<Duration>)>>,
     pub seen: Mutex<Vec<Seen>>,
+    /// What the front doors reported through `CacheHandler::observe`, in order.
+    pub observed: Mutex<Vec<(Rpc, Outcome, u64)>>,
     pub entered: Notify,
     pub release: Notify,
     pub big: usize,
@@ -177,6 +180,10 @@ impl CacheHandler for Fake {
             node_id: "node-a".into(),
             groups,
         })
+    }
+
+    fn observe(&self, rpc: Rpc, outcome: Outcome, _elapsed: Duration, count: u64) {
+        self.observed.lock().push((rpc, outcome, count));
     }
 }
 
