@@ -6,6 +6,7 @@ use super::*;
 use crate::member::{Member, MemberId};
 use crate::membership::RingChange;
 use crate::ring::RingConfig;
+use crate::store::entry_size;
 
 /// The runtime error of these tests.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -995,4 +996,59 @@ fn a_write_reports_whether_the_owner_held_a_valid_value() {
     };
     assert!(existed(deleted(20)));
     assert!(!existed(deleted(21)));
+}
+
+#[test]
+fn a_write_too_large_for_its_shard_is_refused_and_changes_nothing() {
+    let f = fixture();
+    // settings(): 64 KiB over 4 shards.
+    let shard_budget = settings().budget_bytes / 4;
+    let fits = usize::try_from(shard_budget - entry_size(f.mine.len(), 0)).unwrap();
+    let set = |len: usize| {
+        f.group.set(
+            f.mine.clone(),
+            Bytes::from(vec![b'x'; len]),
+            None,
+            false,
+            at(0),
+        )
+    };
+    assert!(matches!(set(3), WriteStep::Applied { existed: false, .. }));
+    assert!(matches!(
+        set(fits + 1),
+        WriteStep::TooLarge(StoreError::EntryTooLarge { .. })
+    ));
+    assert_eq!(
+        got(f.group.get(&f.mine, false, at(1), || 1)),
+        Some("xxx"),
+        "the refused write changed nothing"
+    );
+    assert!(
+        matches!(set(fits), WriteStep::Applied { existed: true, .. }),
+        "an entry of exactly the shard's budget fits"
+    );
+    assert_eq!(
+        f.group.stats().counters.writes,
+        2,
+        "the refused write is not counted"
+    );
+}
+
+#[test]
+fn a_loaded_value_without_a_lifetime_takes_the_groups_default_ttl() {
+    let f = fixture_with(
+        GroupSettings {
+            default_ttl: Some(Duration::from_millis(100)),
+            ..settings()
+        },
+        16,
+    );
+    let (flight, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    let done = f
+        .group
+        .loaded(&flight, LoadOutcome::Value(value("v", None)), at(10));
+    assert_eq!(delivered(&done), vec![(vec![1], some("v"))]);
+    assert_eq!(got(f.group.get(&f.mine, false, at(109), || 2)), Some("v"));
+    // 100 ms after the load returned (at 10) it expired: the next get loads again.
+    start_load(f.group.get(&f.mine, false, at(110), || 3));
 }
