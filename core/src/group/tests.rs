@@ -227,9 +227,17 @@ fn a_panicking_loader_fails_every_waiter_and_never_wedges_the_key() {
     );
     assert_eq!(f.group.flights(), 0);
     // The next get starts a fresh load instead of joining a dead flight.
-    start_load(f.group.get(&f.mine, false, at(3), || 3));
+    let (flight, _permit) = start_load(f.group.get(&f.mine, false, at(3), || 3));
     let c = f.group.stats().counters;
     assert_eq!((c.load_errors, c.loader_panics, c.loads), (1, 1, 2));
+    // A loader that fails (without panicking) is counted as an error, not a panic.
+    let failed = TestError::Failed("source down");
+    let done = f
+        .group
+        .loaded(&flight, LoadOutcome::Failed(failed.clone()), at(4));
+    assert_eq!(delivered(&done), vec![(vec![3], Err(failed))]);
+    let c = f.group.stats().counters;
+    assert_eq!((c.load_errors, c.loader_panics), (2, 1));
 }
 
 #[test]
@@ -822,7 +830,8 @@ fn a_loader_miss_is_remembered_until_its_ttl_or_a_write() {
     f.group.loaded(&flight, LoadOutcome::Missing, at(1));
     drop(permit);
     assert_eq!(reply(f.group.get(&f.mine, false, at(100), || 2)), Ok(None));
-    assert_eq!(f.group.stats().counters.miss_hits, 1);
+    let c = f.group.stats().counters;
+    assert_eq!((c.miss_hits, c.load_misses), (1, 1));
     // The remembered miss expires with its TTL (500 ms).
     start_load(f.group.get(&f.mine, false, at(501), || 3));
     let f = fixture();
