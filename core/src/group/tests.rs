@@ -1061,3 +1061,59 @@ fn a_loaded_value_without_a_lifetime_takes_the_groups_default_ttl() {
     // 100 ms after the load returned (at 10) it expired: the next get loads again.
     start_load(f.group.get(&f.mine, false, at(110), || 3));
 }
+
+#[test]
+fn a_load_that_keeps_expiring_before_it_is_reported_runs_again_twice_then_answers_a_miss() {
+    let f = fixture();
+    let (mut flight, _permit) = start_load(f.group.get(&f.mine, false, at(0), || 1));
+    let late_load = |flight: &FlightRef, ms: u64| {
+        // Returned at `ms` with 10 ms to live, reported 50 ms later: expired on its way.
+        f.group.loaded_at(
+            flight,
+            LoadOutcome::Value(value("v", Some(10))),
+            at(ms),
+            at(ms + 50),
+            |_| false,
+        )
+    };
+    for round in 0..2u64 {
+        let done = late_load(&flight, 50 * round);
+        assert!(done.deliveries.is_empty(), "round {round}: asked again");
+        let Some(Work::Load { flight: again, .. }) = done.start else {
+            panic!(
+                "round {round}: expected the loader to run again, got {:?}",
+                done.start
+            );
+        };
+        flight = again;
+    }
+    // The third expired answer is not asked again: the caller gets a miss, not a dead value.
+    let done = late_load(&flight, 100);
+    assert!(done.start.is_none());
+    assert_eq!(delivered(&done), vec![(vec![1], Ok(None))]);
+}
+
+#[test]
+fn a_fallback_load_for_this_nodes_clients_that_expired_on_its_way_is_asked_again() {
+    let f = fixture();
+    let (flight, _) = start_fetch(f.group.get(&f.theirs, false, at(0), || 1));
+    let done = f.group.fetched(
+        &flight,
+        FetchOutcome::Unreachable(TestError::Failed("connection refused")),
+        at(1),
+    );
+    let Some(Work::Load { flight, .. }) = done.start else {
+        panic!("an unreachable owner turns the fetch into a local load");
+    };
+    let done = f.group.loaded_at(
+        &flight,
+        LoadOutcome::Value(value("v", Some(10))),
+        at(2),
+        at(52),
+        |_| false,
+    );
+    assert!(
+        done.deliveries.is_empty() && done.start.is_some(),
+        "a client's fallback on a node that does not own the key asks again: {done:?}"
+    );
+}
