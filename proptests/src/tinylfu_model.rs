@@ -14,8 +14,8 @@ use foldhash::fast::FixedState;
 use lcache_core::store::entry_size;
 use lcache_core::store::tinylfu::{
     ghost_capacity, SplitMix, HORIZON_MAX, HORIZON_MIN, HORIZON_STEP, MAX_COUNT, MAX_HITS,
-    PROTECTED_PERCENT, RECENT_TENTHS, SAMPLE_FACTOR, SKETCH_BUDGET_DIVISOR, SKETCH_WORDS_PER_ENTRY,
-    SWEEP_STEPS, TOUCH_DIVISOR, WARM, WINDOW_PERCENT,
+    PROTECTED_PERCENT, RECENT_TENTHS, REUSE_EVIDENCE, SAMPLE_FACTOR, SKETCH_BUDGET_DIVISOR,
+    SKETCH_WORDS_PER_ENTRY, SWEEP_STEPS, TOUCH_DIVISOR, WARM, WINDOW_PERCENT,
 };
 use lcache_core::{Eviction, EvictionReason, Lookup, SharedGet, StoreError, StoreStats, Timestamp};
 
@@ -36,6 +36,9 @@ pub struct LfuEntry {
     hits: u8,
     /// Tick of the last recorded access.
     seen: u64,
+    /// Ticks from the key's last access before it left to the insert that brought it back, if
+    /// the ghost remembered it (and the gap is below `u32::MAX`).
+    reuse_gap: Option<u64>,
 }
 
 impl LfuEntry {
@@ -237,10 +240,16 @@ impl TinyLfuModel {
         }
     }
 
-    /// Whether `e` has been idle beyond the dead horizon.
+    /// Whether `e` is dead: idle beyond the dead horizon and, if its sketch estimate is at
+    /// least `REUSE_EVIDENCE`, idle for longer than `S / estimate`.
     fn dead(&self, e: &LfuEntry) -> bool {
         let idle = self.tick.saturating_sub(e.seen);
-        idle.saturating_mul(100) > self.horizon.saturating_mul(self.peak as u64)
+        if idle.saturating_mul(100) <= self.horizon.saturating_mul(self.peak as u64) {
+            return false;
+        }
+        let estimate = self.frequency(e.hash);
+        let sample = SAMPLE_FACTOR * self.peak.max(1) as u64;
+        estimate < REUSE_EVIDENCE || idle.saturating_mul(u64::from(estimate)) > sample
     }
 
     /// Records the departure of `e` in the ghost.
@@ -252,18 +261,14 @@ impl TinyLfuModel {
         }
     }
 
-    /// Takes the ghost's record of `hash`, if any, and moves the horizon.
-    fn take_ghost(&mut self, hash: u64) {
-        let Some(slot) = self
+    /// Takes the ghost's record of `hash`, if any, moves the horizon, and returns the record's
+    /// last-use tick.
+    fn take_ghost(&mut self, hash: u64) -> Option<u64> {
+        let slot = self
             .ghost
             .iter_mut()
-            .find(|r| r.is_some_and(|(h, _, _)| h == hash))
-        else {
-            return;
-        };
-        let Some((_, _, was_dead)) = slot.take() else {
-            return;
-        };
+            .find(|r| r.is_some_and(|(h, _, _)| h == hash))?;
+        let (_, seen, was_dead) = slot.take()?;
         let dead = self.ghost.iter().flatten().filter(|r| r.2).count() as u64;
         let other = self.ghost.iter().flatten().count() as u64 - dead;
         if was_dead {
@@ -273,6 +278,7 @@ impl TinyLfuModel {
             let step = HORIZON_STEP * (dead / other.max(1)).max(1);
             self.horizon = self.horizon.saturating_sub(step).max(HORIZON_MIN);
         }
+        Some(seen)
     }
 
     /// `Store::get`.
@@ -363,7 +369,10 @@ impl TinyLfuModel {
                 self.count(hash);
             }
         } else {
-            self.take_ghost(hash);
+            let reuse_gap = self
+                .take_ghost(hash)
+                .map(|seen| tick.saturating_sub(seen))
+                .filter(|&gap| gap < u64::from(u32::MAX));
             self.window.push(LfuEntry {
                 key: key.clone(),
                 value,
@@ -373,6 +382,7 @@ impl TinyLfuModel {
                 hash,
                 hits: 0,
                 seen: tick,
+                reuse_gap,
             });
             if self.len() > self.peak {
                 self.peak = self.len();
@@ -545,8 +555,12 @@ impl TinyLfuModel {
         if self.dead(&v) {
             return true;
         }
+        let idle = self.tick.saturating_sub(v.seen);
+        if c.reuse_gap.is_some_and(|gap| gap < idle) {
+            return true;
+        }
         let candidate = self.frequency(c.hash);
-        let idle = self.tick.saturating_sub(v.seen).max(1);
+        let idle = idle.max(1);
         let peak = self.peak.max(1) as u64;
         let cap = 2 * SAMPLE_FACTOR * peak / idle;
         let victim = u64::from(self.frequency(v.hash)).min(cap);

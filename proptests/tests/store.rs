@@ -269,3 +269,33 @@ proptest! {
         check_seeded(budget, Policy::TinyLfu, seed, MANY_KEYS, &ops)?;
     }
 }
+
+/// Operations of a demand-filled cache that churns: reads and fills over `keys` keys, a few of
+/// them hot, values without deadlines, time moving on.
+fn churn_op(keys: usize) -> impl Strategy<Value = Op> {
+    let fill =
+        (0..keys, 0usize..24).prop_map(|(k, n)| Op::Insert(k, ValueSize::Small(n), Expiry::Never));
+    prop_oneof![
+        4 => (0..keys).prop_map(Op::Get),
+        3 => (0usize..6).prop_map(Op::Get),
+        2 => (0usize..6).prop_map(Op::GetShared),
+        4 => fill,
+        1 => (0u64..25).prop_map(Op::Advance),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+
+    /// A store a fraction of its key space churns long enough for evicted keys to come back
+    /// (which moves the dead horizon) and for keys seen several times to go idle past it: the
+    /// dead rules and the reuse-gap admission are exercised.
+    #[test]
+    fn tinylfu_churning_store_matches_model(
+        budget in 1_500u64..4_000,
+        seed in any::<u64>(),
+        ops in prop::collection::vec(churn_op(24), 4_000..8_000),
+    ) {
+        check_seeded(budget, Policy::TinyLfu, seed, 24, &ops)?;
+    }
+}

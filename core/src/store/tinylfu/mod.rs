@@ -16,7 +16,15 @@
 //!   ARC-style by the keys that come back after leaving: a key evicted as dead that returns says
 //!   the horizon is too short; a key evicted or refused for lack of room that returns says it is
 //!   too long. A popular set that dies is thus evicted quickly when that pays, and kept when the
-//!   workload is stationary.
+//!   workload is stationary. A key whose count shows reuse is dead only once it has also been
+//!   idle for longer than its count says it should be (the sample period over its count): a
+//!   popular key that stops is dead at the horizon, a rarely used live key is not.
+//! - **A returning key's reuse gap.** A key that comes back while the ghost remembers it carries
+//!   the time since its last use before it left; if that is shorter than the time the victim it
+//!   meets has been idle, it is admitted whatever the counts say (as LIRS admits a block whose
+//!   reuse distance is below the recency of its LIR bottom). A key whose popularity is rising
+//!   gets in before its count catches up; a loop, whose keys come back after longer than any
+//!   resident has been idle, is not churned.
 //!
 //! The exact rules (the reference model in `proptests` transcribes them):
 //!
@@ -29,8 +37,9 @@
 //! - **Budgets.** W may hold `budget / 100` bytes ([`WINDOW_PERCENT`]); Q may hold
 //!   `(budget - budget / 100) * 90 / 100` bytes ([`PROTECTED_PERCENT`]); the store `budget`.
 //! - **Idle, dead.** `idle(e) = T - seen(e)` (0 if negative). With the horizon `D` (in
-//!   hundredths of `peak`, initially [`HORIZON_MAX`]), `e` is *dead* if
-//!   `100 * idle(e) > D * peak`.
+//!   hundredths of `peak`, initially [`HORIZON_MAX`]) and `f` the sketch's estimate of `e`'s key,
+//!   `e` is *dead* if `100 * idle(e) > D * peak` and either `f < `[`REUSE_EVIDENCE`] or
+//!   `idle(e) * f > S`.
 //! - **Hit.** `seen = T'` if `T' - seen >= g`, where `T'` and `g` are those of the latest
 //!   insert; if `h < MAX_HITS`, `h = h + 1` and the key's sketch counters go up by one (hits
 //!   beyond the policy's [`MAX_HITS`] between two of its looks at the entry are not counted in
@@ -44,9 +53,11 @@
 //!   records marked dead and not, a dead record raises `D` by
 //!   `HORIZON_STEP * max(1, o / max(d, 1))`, any other lowers it by
 //!   `HORIZON_STEP * max(1, d / max(o, 1))` (integer divisions), within
-//!   `[`[`HORIZON_MIN`]`, `[`HORIZON_MAX`]`]`. The key enters W's tail with `h = 0`,
-//!   `seen = T`; `peak`, `g` and, if `peak` outgrew it, the [sketch](Sketch) (which then restarts
-//!   from zero) grow, and the key's sketch counters go up by one.
+//!   `[`[`HORIZON_MIN`]`, `[`HORIZON_MAX`]`]`; and if `T - seen(record) < 2^32 - 1` the key's
+//!   *reuse gap* is `T - seen(record)` (otherwise, or with no record, it has none). The key
+//!   enters W's tail with `h = 0`, `seen = T`; `peak`, `g` and, if `peak` outgrew it, the
+//!   [sketch](Sketch) (which then restarts from zero) grow, and the key's sketch counters go up
+//!   by one.
 //! - **Window overflow.** While W is over its budget: W's head, if it is the entry just stored,
 //!   or if `h > 0` while fewer than `n` such moves were made in this overflow (`n` = W's length
 //!   when it started), gets `h = 0` and goes to W's tail (stop instead if it is W's only
@@ -61,7 +72,8 @@
 //!   it is the victim. With Q empty too (or holding only the entry just stored): W's first
 //!   entry that is not the entry just stored, if any.
 //! - **Admission.** The oldest remaining candidate `c` meets the victim `v`; `v` is evicted if
-//!   `v` is dead, or `freq(c) > min(freq(v), cap) + margin` with `idle = max(1, idle(v))`,
+//!   `v` is dead, or `c` has a reuse gap below `idle(v)`, or
+//!   `freq(c) > min(freq(v), cap) + margin` with `idle = max(1, idle(v))`,
 //!   `cap = min(15, 2 * S / idle)` (an idle victim cannot hold on to an old count) and
 //!   `margin = 1` if `10 * idle < 12 * peak`, else 0, or, when
 //!   `freq(c) >= `[`WARM`], with probability 1/128 from a generator seeded by the store's seed
@@ -138,6 +150,11 @@ pub const HORIZON_STEP: u64 = 15;
 
 /// A victim idle for less than `RECENT_TENTHS / 10` turnovers keeps a one-count margin.
 pub const RECENT_TENTHS: u64 = 12;
+
+/// From this sketch estimate up, an entry past the dead horizon is dead only once it has also
+/// been idle for longer than the sample period over its estimate (its own expected time between
+/// accesses, or more): evidence of reuse that a key seen once does not give.
+pub const REUSE_EVIDENCE: u8 = 2;
 
 /// `percent` % of `bytes`, rounded down, without overflow.
 pub fn percent_of(bytes: u64, percent: u64) -> u64 {
@@ -311,7 +328,7 @@ impl TinyLfu {
         debug_assert_eq!(hash, self.hash(&key), "the hash of this store's KeyHasher");
         let tick = hits + self.inserts;
         self.tick = tick;
-        if tick - self.aged_at >= SAMPLE_FACTOR * self.peak.max(1) as u64 {
+        if tick - self.aged_at >= self.sample() {
             self.sketch.halve();
             self.aged_at = tick;
         }
@@ -327,14 +344,16 @@ impl TinyLfu {
             }
             return (i, Some(old));
         }
-        if let Some(record) = self.ghost.take(hash) {
+        let returned = self.ghost.take(hash);
+        if let Some(record) = returned {
             self.adapt_horizon(record.dead);
         }
         let size = entry.size;
-        let i = self
-            .queues
-            .nodes
-            .insert(queues::Node::new(hash, key, entry, tick));
+        let mut node = queues::Node::new(hash, key, entry, tick);
+        if let Some(record) = returned {
+            node.set_reuse_gap(tick.saturating_sub(record.seen));
+        }
+        let i = self.queues.nodes.insert(node);
         let nodes = &self.queues.nodes;
         self.index
             .insert_unique(hash, Link::to(i), |&j| nodes[j.index()].hash);
@@ -519,9 +538,21 @@ impl TinyLfu {
         self.tick.saturating_sub(self.queues.nodes[i].seen())
     }
 
-    /// Whether entry `i` has been idle beyond the dead horizon.
+    /// Whether entry `i` is dead: idle beyond the dead horizon and, if its key shows reuse
+    /// (a sketch estimate of at least [`REUSE_EVIDENCE`]), for longer than the sample period over
+    /// that estimate (see the module docs).
     fn is_dead(&self, i: usize) -> bool {
-        self.idle(i).saturating_mul(100) > self.horizon.saturating_mul(self.peak as u64)
+        let idle = self.idle(i);
+        if idle.saturating_mul(100) <= self.horizon.saturating_mul(self.peak as u64) {
+            return false;
+        }
+        let estimate = self.sketch.frequency(self.queues.nodes[i].hash);
+        estimate < REUSE_EVIDENCE || idle.saturating_mul(u64::from(estimate)) > self.sample()
+    }
+
+    /// The sample period `S` in ticks: the sketch is halved every `S` ticks.
+    fn sample(&self) -> u64 {
+        SAMPLE_FACTOR * self.peak.max(1) as u64
     }
 
     /// Moves the dead horizon after a key that had left came back (see the module docs).
@@ -539,6 +570,12 @@ impl TinyLfu {
     /// Whether candidate `c` is admitted over victim `v` (see the module docs).
     fn admit(&mut self, c: usize, v: usize) -> bool {
         if self.is_dead(v) {
+            return true;
+        }
+        if self.queues.nodes[c]
+            .reuse_gap()
+            .is_some_and(|gap| gap < self.idle(v))
+        {
             return true;
         }
         let candidate = self.sketch.frequency(self.queues.nodes[c].hash);
@@ -702,9 +739,9 @@ mod tests {
     }
 
     /// A loop 1.4 times the policy's size with one more key, `old`, requested three times per
-    /// round (more often than the loop's keys), then a one-pass scan of ten times the policy's size; with
-    /// `pin_horizon` the dead horizon is held at its ceiling. Returns the horizon after the loop
-    /// and whether `old` outlived the scan.
+    /// round (more often than the loop's keys), then a one-pass scan of ten times the policy's
+    /// size; with `pin_horizon` the dead horizon is held at its ceiling. Returns the horizon after
+    /// the loop and whether `old` outlived the scan.
     fn loop_then_popular_key_then_scan(pin_horizon: bool) -> (u64, bool) {
         let mut h = Harness::new(50);
         let mut old_hits = 0;
@@ -731,6 +768,75 @@ mod tests {
             }
         }
         (horizon, h.lfu.peek(b"old").is_some())
+    }
+
+    #[test]
+    fn a_key_that_comes_back_sooner_than_the_victim_was_used_is_admitted_despite_its_count() {
+        let mut h = Harness::new(100);
+        for _ in 0..3 {
+            for i in 0..100 {
+                h.request(&format!("k{i}"));
+            }
+        }
+        // Requested once, `fresh` loses its duel to a resident with a higher count.
+        h.request("fresh");
+        h.request("other");
+        assert!(h.lfu.peek(b"fresh").is_none(), "a one-off key was admitted");
+        // It comes back two ticks after its last use, when every resident has been idle for
+        // far longer: its reuse gap admits it although its count (2) is still the lower.
+        h.request("fresh");
+        let i = h
+            .lfu
+            .find(b"fresh", h.lfu.hash(b"fresh"))
+            .expect("just stored");
+        assert_eq!(h.lfu.queues.nodes[i].reuse_gap(), Some(2));
+        h.request("other2");
+        assert!(
+            h.lfu.peek(b"fresh").is_some(),
+            "the returning key was refused"
+        );
+        // A key that comes back after longer than the victims have been idle is not helped.
+        h.request("late");
+        h.request("other3");
+        assert!(h.lfu.peek(b"late").is_none());
+        for i in 0..100 {
+            h.request(&format!("k{i}"));
+        }
+        h.request("late");
+        h.request("other4");
+        assert!(
+            h.lfu.peek(b"late").is_none(),
+            "a long reuse gap was admitted"
+        );
+    }
+
+    #[test]
+    fn an_entry_whose_key_shows_reuse_is_dead_only_once_idle_beyond_its_expected_reuse() {
+        let mut h = Harness::new(50);
+        for i in 0..50 {
+            h.request(&format!("k{i}"));
+        }
+        assert_eq!(h.lfu.peak, 50);
+        h.lfu.horizon = HORIZON_MIN; // 150 ticks
+        let sample = h.lfu.sample(); // 600 ticks
+        let hash = h.lfu.hash(b"k0");
+        let i = h.lfu.find(b"k0", hash).expect("stored");
+        let seen = h.lfu.queues.nodes[i].seen();
+        // Counts as of one access: the sketch restarts when the peak grows, so set it here.
+        h.lfu.sketch = Sketch::new(h.lfu.sketch.words());
+        h.lfu.sketch.increment(hash);
+        assert_eq!(h.lfu.sketch.frequency(hash), 1, "seen once");
+        h.lfu.tick = seen + 150;
+        assert!(!h.lfu.is_dead(i), "within the horizon");
+        h.lfu.tick = seen + 151;
+        assert!(h.lfu.is_dead(i), "a key seen once is dead past the horizon");
+        // Seen twice: expected back within S / 2 = 300 ticks, so dead only after that.
+        h.lfu.sketch.increment(hash);
+        assert!(!h.lfu.is_dead(i), "a key with reuse died at the horizon");
+        h.lfu.tick = seen + sample / 2;
+        assert!(!h.lfu.is_dead(i));
+        h.lfu.tick = seen + sample / 2 + 1;
+        assert!(h.lfu.is_dead(i));
     }
 
     #[test]

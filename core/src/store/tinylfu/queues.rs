@@ -81,7 +81,13 @@ pub(super) struct Node {
     pub(super) queue: Queue,
     /// Hits since the policy last looked (0..=MAX_HITS); raised under a shared lock.
     hits: AtomicU8,
+    /// For a key the ghost remembered when it came back: the ticks from its last access before
+    /// it left to the insert that brought it back ([`NO_GAP`] otherwise, or if beyond `u32`).
+    reuse_gap: u32,
 }
+
+/// [`Node::reuse_gap`] of a key the ghost did not remember.
+const NO_GAP: u32 = u32::MAX;
 
 impl Node {
     /// A new entry, in no queue yet, with no hits, last used at `tick`.
@@ -95,6 +101,7 @@ impl Node {
             seen: AtomicU64::new(tick),
             queue: Queue::Candidate,
             hits: AtomicU8::new(0),
+            reuse_gap: NO_GAP,
         }
     }
 
@@ -107,6 +114,17 @@ impl Node {
     /// The next entry in its queue ([`NIL`] at the tail).
     pub(super) fn next(&self) -> usize {
         self.next.index()
+    }
+
+    /// The ticks between the key's last access before it left the store and its return, if
+    /// the ghost remembered it when it came back (and the gap fits `u32`).
+    pub(super) fn reuse_gap(&self) -> Option<u64> {
+        (self.reuse_gap != NO_GAP).then_some(u64::from(self.reuse_gap))
+    }
+
+    /// Records the reuse gap of a key that came back (see [`Node::reuse_gap`]).
+    pub(super) fn set_reuse_gap(&mut self, gap: u64) {
+        self.reuse_gap = u32::try_from(gap).unwrap_or(NO_GAP);
     }
 
     pub(super) fn hits(&self) -> u8 {
