@@ -207,6 +207,24 @@ mod tests {
     }
 
     #[test]
+    fn reports_the_memory_of_its_ring_and_index() {
+        // 16 bytes a record in the ring, and per index slot a 4-byte position and a control
+        // byte; the index holds at least one slot a record and, sized up front, under two.
+        let mut ghost = Ghost::default();
+        assert_eq!(ghost.memory_bytes(), 0);
+        for hash in 1..=1024 {
+            ghost.push(record(hash, false), 1024);
+        }
+        let bytes = ghost.memory_bytes();
+        assert_eq!(
+            bytes,
+            ghost.slots.capacity() * 16 + ghost.index.capacity() * (4 + 1)
+        );
+        assert!(bytes >= 1024 * (16 + 5), "{bytes} B for 1,024 records");
+        assert!(bytes < 1024 * (16 + 2 * 5), "{bytes} B for 1,024 records");
+    }
+
+    #[test]
     fn keeps_the_last_records_and_takes_them_back() {
         let mut ghost = Ghost::default();
         for hash in 1..=5 {
