@@ -20,6 +20,7 @@ mod convert;
 mod deadline;
 mod error;
 mod h2channel;
+mod h2server;
 mod io;
 pub mod limits;
 pub mod observe;

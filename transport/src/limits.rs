@@ -9,6 +9,7 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -105,21 +106,46 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for AdmittedIo<T> {
 }
 
 /// The server-wide budget of request-body bytes held at once (see the [module docs](self)); the
-/// layer [`crate::server`] puts around its routes.
+/// layer [`crate::server`] puts around its routes, and the budget the HTTP/2 server
+/// ([`crate::h2server`]) charges directly.
 #[derive(Debug, Clone)]
 pub struct RequestBytesLayer {
-    budget: Arc<Semaphore>,
+    /// Bytes charged now; never above `cap`.
+    used: Arc<AtomicUsize>,
     cap: usize,
 }
 
 impl RequestBytesLayer {
     /// A budget of `cap` bytes (at least 1).
     pub fn new(cap: usize) -> Self {
-        let cap = cap.clamp(1, Semaphore::MAX_PERMITS);
         RequestBytesLayer {
-            budget: Arc::new(Semaphore::new(cap)),
-            cap,
+            used: Arc::new(AtomicUsize::new(0)),
+            cap: cap.max(1),
         }
+    }
+
+    /// Charges `len` bytes of a request body to the budget until the returned charge is
+    /// dropped, or refuses the request (`RESOURCE_EXHAUSTED`) if they would pass it. One atomic
+    /// compare-and-swap, no lock: it runs for every request.
+    pub(crate) fn charge(&self, len: usize) -> Result<Charge, Status> {
+        let cap = self.cap;
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(len).filter(|&total| total <= cap)
+            })
+            .map_err(|_| self.exhausted())?;
+        Ok(Charge {
+            used: self.used.clone(),
+            bytes: len,
+        })
+    }
+
+    /// The status of a request refused for lack of budget.
+    fn exhausted(&self) -> Status {
+        Status::resource_exhausted(format!(
+            "the server is already receiving its maximum of {} request bytes; retry later",
+            self.cap
+        ))
     }
 }
 
@@ -142,7 +168,7 @@ pub struct RequestBytes<S> {
 }
 
 /// The bytes one request holds; released when both its body and its response future are gone.
-type Held = Arc<Mutex<Option<OwnedSemaphorePermit>>>;
+type Held = Arc<Mutex<Option<Charge>>>;
 
 impl<S> tower::Service<http::Request<tonic::body::Body>> for RequestBytes<S>
 where
@@ -168,6 +194,28 @@ where
         HoldWhile {
             inner: Box::pin(self.inner.call(request)),
             _held: held,
+        }
+    }
+}
+
+/// Bytes of the request-body budget held by one request; given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Charge {
+    used: Arc<AtomicUsize>,
+    bytes: usize,
+}
+
+impl Charge {
+    /// Adds `other`'s bytes to this charge (one request's bytes are given back together).
+    pub(crate) fn merge(&mut self, mut other: Charge) {
+        self.bytes += std::mem::take(&mut other.bytes);
+    }
+}
+
+impl Drop for Charge {
+    fn drop(&mut self) {
+        if self.bytes > 0 {
+            self.used.fetch_sub(self.bytes, Ordering::AcqRel);
         }
     }
 }
@@ -210,8 +258,7 @@ impl http_body::Body for CountedBody {
         if len == 0 {
             return Poll::Ready(Some(Ok(frame)));
         }
-        let permits = u32::try_from(len).unwrap_or(u32::MAX);
-        match self.budget.budget.clone().try_acquire_many_owned(permits) {
+        match self.budget.charge(len) {
             Ok(permit) => {
                 let mut held = self.held.lock();
                 match held.as_mut() {
@@ -220,10 +267,7 @@ impl http_body::Body for CountedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Err(_) => Poll::Ready(Some(Err(Status::resource_exhausted(format!(
-                "the server is already receiving its maximum of {} request bytes; retry later",
-                self.budget.cap
-            ))))),
+            Err(status) => Poll::Ready(Some(Err(status))),
         }
     }
 

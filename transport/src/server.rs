@@ -9,9 +9,11 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tonic::metadata::MetadataMap;
 use tonic::transport::server::{Router, TcpIncoming};
@@ -20,11 +22,13 @@ use tonic::{Request, Response, Status};
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
 use tower::layer::util::{Identity, Stack};
+use tower::util::BoxCloneSyncService;
 
 use crate::convert::{miss_status, stats_filter};
 use crate::deadline::Deadline;
 use crate::error::{ServeError, ServiceError};
-use crate::io::{BoxError, ServerIo};
+use crate::h2server::{serve_connection, Shared};
+use crate::io::BoxError;
 use crate::limits::{ConnectionSlots, RequestBytesLayer};
 use crate::observe::{Outcome, RequestTimer, Rpc};
 use crate::proto;
@@ -353,6 +357,10 @@ pub async fn serve<H: CacheHandler>(
 /// returns after the open connections close. With [`ServerConfig::tls`], each connection is
 /// admitted (counted against `max_connections`), then its TLS handshake runs on a task of its
 /// own; a connection whose handshake fails is closed without reaching the service.
+///
+/// Connections are served by [`crate::h2server`] (HTTP/2 on `h2`, each connection's streams
+/// answered in its own task), not by the tonic [`Router`] of [`server`]; both answer the same
+/// API with the same statuses and limits.
 pub async fn serve_with_incoming<H, I, IO, IE>(
     handler: Arc<H>,
     config: ServerConfig,
@@ -366,10 +374,66 @@ where
     IE: Into<BoxError> + Send + 'static,
 {
     let slots = ConnectionSlots::new(config.max_connections);
-    let tls = config.tls.clone();
-    let (router, health) = server(handler, config).await;
-    let signal = async move {
-        shutdown.await;
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
+        .await;
+    let fallback = BoxCloneSyncService::new(health_service);
+    let shared = Arc::new(Shared::new(handler, &config, fallback));
+    let admitted = incoming.try_filter_map(move |io| std::future::ready(Ok(slots.admit(io))));
+    match config.tls {
+        None => accept_loop(shared, admitted, shutdown, health).await,
+        Some(tls) => {
+            let secured = tls_incoming(admitted, tls.acceptor());
+            accept_loop(shared, secured, shutdown, health).await
+        }
+    }
+}
+
+/// Accepts connections until `shutdown` resolves or `connections` ends, serving each on a task
+/// of its own; then drains (see [`serve_with_incoming`]).
+async fn accept_loop<H, S, IO, E>(
+    shared: Arc<Shared<H>>,
+    connections: S,
+    shutdown: impl Future<Output = ()>,
+    health: HealthReporter,
+) -> Result<(), ServeError>
+where
+    H: CacheHandler,
+    S: Stream<Item = Result<IO, E>> + Send + 'static,
+    IO: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+    E: Into<BoxError>,
+{
+    let (stop, stopping) = watch::channel(false);
+    let mut tasks = JoinSet::new();
+    let mut connections = Box::pin(connections);
+    let mut shutdown = std::pin::pin!(shutdown);
+    let mut accepting = true;
+    let mut shut_down = false;
+    while accepting || !tasks.is_empty() {
+        // A fixed order (not tokio's random one), so a simulation replays exactly.
+        tokio::select! {
+            biased;
+            () = &mut shutdown, if !shut_down => {
+                shut_down = true;
+                break;
+            }
+            next = connections.next(), if accepting => match next {
+                Some(Ok(io)) => {
+                    tasks.spawn(serve_connection(shared.clone(), io, stopping.clone()));
+                }
+                Some(Err(e)) => {
+                    let e: BoxError = e.into();
+                    tracing::debug!(error = %e, "accepting a connection failed");
+                }
+                None => accepting = false,
+            },
+            Some(joined) = tasks.join_next(), if !tasks.is_empty() => log_ended(joined),
+        }
+    }
+    // No new connections: dropping the stream drops the listener.
+    drop(connections);
+    if shut_down {
         tracing::info!("shutting down: refusing new connections, draining in-flight requests");
         health
             .set_service_status("", ServingStatus::NotServing)
@@ -377,24 +441,20 @@ where
         health
             .set_service_status(SERVICE_NAME, ServingStatus::NotServing)
             .await;
-    };
-    let admitted = incoming.try_filter_map(move |io| std::future::ready(Ok(slots.admit(io))));
-    let served = match tls {
-        None => {
-            router
-                .serve_with_incoming_shutdown(admitted.map_ok(ServerIo), signal)
-                .await
-        }
-        Some(tls) => {
-            let secured = tls_incoming(admitted, tls.acceptor());
-            router
-                .serve_with_incoming_shutdown(secured.map_ok(ServerIo), signal)
-                .await
-        }
-    };
-    served.map_err(ServeError::Server)?;
+        let _ = stop.send(true);
+    }
+    while let Some(joined) = tasks.join_next().await {
+        log_ended(joined);
+    }
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// Logs a connection task that did not end normally.
+fn log_ended(joined: Result<(), tokio::task::JoinError>) {
+    if let Err(e) = joined {
+        tracing::warn!(error = %e, "a connection's task failed");
+    }
 }
 
 #[cfg(test)]

@@ -211,6 +211,56 @@ async fn health_reports_serving() {
 }
 
 #[tokio::test]
+async fn a_request_whose_caller_resets_its_stream_is_cancelled() {
+    // The raw client sends no `grpc-timeout`, so the server's own deadline (30 s) is far past
+    // the test's bound: only the reset can end the request in time.
+    let fake = Fake::new();
+    let server = TestServer::start(fake.clone(), ServerConfig::default()).await;
+    // A second handle keeps the connection open: only the stream ends.
+    let connection = channel(&server).await;
+    let mut raw = RawClient::new(connection.clone());
+    let call = tokio::spawn(async move {
+        raw.get(proto::GetRequest {
+            group: BLOCKED.into(),
+            key: Bytes::from_static(b"k"),
+            hops: 0,
+        })
+        .await
+    });
+    bounded("handler entered", fake.entered.notified()).await;
+    // Dropping the call resets its HTTP/2 stream.
+    call.abort();
+    bounded("the abandoned request reported", async {
+        loop {
+            if fake
+                .observed
+                .lock()
+                .contains(&(Rpc::Get, Outcome::Cancelled, 1))
+            {
+                break;
+            }
+            fake.reported.notified().await;
+        }
+    })
+    .await;
+    assert!(
+        fake.observed.lock().iter().all(|o| o.1 != Outcome::Ok),
+        "the handler ran on after its caller left"
+    );
+    // The connection still serves.
+    let mut raw = RawClient::new(connection);
+    let status = raw
+        .get(proto::GetRequest {
+            group: GROUP.into(),
+            key: Bytes::from_static(b"absent"),
+            hops: 0,
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(status.code(), Code::NotFound);
+}
+
+#[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish() {
     let fake = Fake::new();
     let mut server = TestServer::start(fake.clone(), ServerConfig::default()).await;

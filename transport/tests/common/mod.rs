@@ -53,6 +53,8 @@ pub struct Fake {
     pub observed: Mutex<Vec<(Rpc, Outcome, u64)>>,
     pub entered: Notify,
     pub release: Notify,
+    /// Notified (one permit) whenever a request is reported to `observe`.
+    pub reported: Notify,
     pub big: usize,
 }
 
@@ -184,6 +186,7 @@ impl CacheHandler for Fake {
 
     fn observe(&self, rpc: Rpc, outcome: Outcome, _elapsed: Duration, count: u64) {
         self.observed.lock().push((rpc, outcome, count));
+        self.reported.notify_one();
     }
 }
 

@@ -1,0 +1,606 @@
+//! The gRPC server loop: HTTP/2 on `h2` directly, every stream of a connection answered inside
+//! that connection's task.
+//!
+//! Why not tonic's server: hyper runs each stream as a task of its own and tonic passes each
+//! request through a stack of tower layers, codecs and boxed bodies. For a cache, whose requests
+//! take a few microseconds of work, that machinery was most of the server's CPU per request
+//! (README, "LCache vs Redis and memcached"). Here a connection task accepts streams, answers the
+//! five `lcache.v1.Cache` RPCs through the [`CacheHandler`] with prost directly, and hands any
+//! other path (the gRPC health service) to tonic's generated service, unchanged.
+//!
+//! What [`ServerConfig`] bounds is bounded as before: streams per connection (HTTP/2
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`, and requests served at once per connection, beyond which
+//! `RESOURCE_EXHAUSTED`), message size both ways (`OUT_OF_RANGE`), request bytes held server-wide
+//! (`RESOURCE_EXHAUSTED`), the request deadline (the caller's `grpc-timeout` capped by the
+//! server's bound; past it the request is dropped and answered `CANCELLED`), keepalive pings.
+//! Statuses and messages for malformed requests are tonic's.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use futures::stream::{FuturesUnordered, StreamExt};
+use h2::server::SendResponse;
+use h2::{Ping, RecvStream, SendStream};
+use http::{HeaderMap, HeaderValue, Request, Response};
+use http_body::{Body, Frame};
+use prost::Message;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::watch;
+use tokio::time::Instant;
+use tonic::Status;
+use tower::util::BoxCloneSyncService;
+use tower::ServiceExt;
+
+use crate::convert::{miss_status, stats_filter};
+use crate::deadline::Deadline;
+use crate::error::ServiceError;
+use crate::limits::{Charge, RequestBytesLayer};
+use crate::observe::{Outcome, RequestTimer, Rpc};
+use crate::proto;
+use crate::server::{parse_grpc_timeout, CacheHandler, ServerConfig};
+use crate::types::{DeleteRequest, GetRequest, InvalidateRequest, SetRequest};
+
+/// The service that answers every path other than the cache's own (the health service).
+pub(crate) type Fallback =
+    BoxCloneSyncService<Request<tonic::body::Body>, Response<tonic::body::Body>, Infallible>;
+
+/// Bytes of the gRPC message prefix: a compression flag and a big-endian length.
+const PREFIX: usize = 5;
+
+/// Largest header list a client may send (as hyper's server allows).
+const MAX_HEADER_LIST_BYTES: u32 = 16 << 10;
+
+/// HTTP/2 flow-control windows per stream and per connection (hyper's server defaults), so a
+/// large write is not held to 64 KiB per round trip.
+const WINDOW_BYTES: u32 = 1 << 20;
+
+/// What every connection of one server shares.
+pub(crate) struct Shared<H> {
+    handler: Arc<H>,
+    fallback: Fallback,
+    max_message_bytes: usize,
+    max_timeout: Duration,
+    request_bytes: RequestBytesLayer,
+    concurrency_limit: Option<usize>,
+    max_concurrent_streams: Option<u32>,
+    keepalive_interval: Option<Duration>,
+    keepalive_timeout: Duration,
+}
+
+impl<H: CacheHandler> Shared<H> {
+    /// The settings of `config` for connections answering through `handler` and `fallback`.
+    pub(crate) fn new(handler: Arc<H>, config: &ServerConfig, fallback: Fallback) -> Self {
+        Shared {
+            handler,
+            fallback,
+            max_message_bytes: config.max_message_bytes,
+            max_timeout: config.max_request_timeout,
+            request_bytes: RequestBytesLayer::new(
+                config.max_request_bytes.max(config.max_message_bytes),
+            ),
+            concurrency_limit: config.concurrency_limit_per_connection,
+            max_concurrent_streams: config.max_concurrent_streams,
+            keepalive_interval: config.http2_keepalive_interval,
+            keepalive_timeout: config
+                .http2_keepalive_timeout
+                .unwrap_or(Duration::from_secs(20)),
+        }
+    }
+}
+
+/// Serves one connection until the client closes it, it fails, or, once `shutdown` turns
+/// true, its in-flight requests are answered (new streams are refused with `GOAWAY`).
+pub(crate) async fn serve_connection<H, IO>(
+    shared: Arc<Shared<H>>,
+    io: IO,
+    shutdown: watch::Receiver<bool>,
+) where
+    H: CacheHandler,
+    IO: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_header_list_size(MAX_HEADER_LIST_BYTES)
+        .initial_window_size(WINDOW_BYTES)
+        .initial_connection_window_size(WINDOW_BYTES);
+    if let Some(streams) = shared.max_concurrent_streams {
+        builder.max_concurrent_streams(streams);
+    }
+    let mut connection = match builder.handshake::<_, Bytes>(io).await {
+        Ok(connection) => connection,
+        Err(e) => {
+            tracing::debug!(error = %e, "HTTP/2 handshake failed");
+            return;
+        }
+    };
+    let keepalive = keepalive(
+        connection.ping_pong(),
+        shared.keepalive_interval,
+        shared.keepalive_timeout,
+    );
+    tokio::pin!(keepalive);
+    let mut streams = FuturesUnordered::new();
+    // Created once and kept: a future made afresh in every turn of the loop would join and leave
+    // the signal's waiter list (a lock) per turn.
+    let mut signal = shutdown.clone();
+    let shutting_down = async move {
+        let _ = signal.wait_for(|down| *down).await;
+    };
+    tokio::pin!(shutting_down);
+    let mut draining = false;
+    loop {
+        // A fixed order (not tokio's random one), so a simulation replays exactly.
+        tokio::select! {
+            biased;
+            accepted = connection.accept() => match accepted {
+                Some(Ok((request, respond))) => {
+                    let busy = shared.concurrency_limit.is_some_and(|limit| streams.len() >= limit);
+                    if busy {
+                        refuse(respond, Status::resource_exhausted(
+                            "Too many active requests for the connection",
+                        ));
+                    } else {
+                        streams.push(serve_stream(&shared, request, respond, &shutdown));
+                    }
+                }
+                Some(Err(e)) => {
+                    tracing::debug!(error = %e, "HTTP/2 connection failed");
+                    break;
+                }
+                None => break,
+            },
+            Some(()) = streams.next(), if !streams.is_empty() => {}
+            () = &mut shutting_down, if !draining => {
+                draining = true;
+                connection.graceful_shutdown();
+            }
+            () = &mut keepalive => {
+                tracing::debug!("closing a connection whose keepalive ping went unanswered");
+                break;
+            }
+        }
+    }
+}
+
+/// Resolves when a keepalive ping goes unanswered for `timeout`; never without an interval.
+async fn keepalive(ping_pong: Option<h2::PingPong>, interval: Option<Duration>, timeout: Duration) {
+    let (Some(mut ping_pong), Some(interval)) = (ping_pong, interval) else {
+        return std::future::pending().await;
+    };
+    loop {
+        tokio::time::sleep(interval).await;
+        match tokio::time::timeout(timeout, ping_pong.ping(Ping::opaque())).await {
+            Ok(Ok(_pong)) => {}
+            Ok(Err(e)) => {
+                tracing::debug!(error = %e, "keepalive ping failed");
+                return;
+            }
+            Err(_elapsed) => return,
+        }
+    }
+}
+
+/// The RPC a request path names, if it is one of the cache's.
+fn rpc_of(path: &str) -> Option<Rpc> {
+    let method = path.strip_prefix("/lcache.v1.Cache/")?;
+    Some(match method {
+        "Get" => Rpc::Get,
+        "Set" => Rpc::Set,
+        "Delete" => Rpc::Delete,
+        "Invalidate" => Rpc::Invalidate,
+        "Stats" => Rpc::Stats,
+        _ => return None,
+    })
+}
+
+/// Answers one stream: a cache RPC here, anything else through the fallback service.
+async fn serve_stream<H: CacheHandler>(
+    shared: &Shared<H>,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    shutdown: &watch::Receiver<bool>,
+) {
+    let Some(rpc) = rpc_of(request.uri().path()) else {
+        // Boxed: the fallback's state is large, and most streams never need it.
+        return Box::pin(fall_back(shared, request, respond, shutdown.clone())).await;
+    };
+    let received = Instant::now();
+    let deadline = deadline_of(request.headers(), shared.max_timeout, received);
+    let mut answering = std::pin::pin!(answer(shared, rpc, request, received, deadline));
+    // The deadline's timer is armed only if the answer is not ready at the first poll (most
+    // cache reads are), so such a request costs no timer.
+    let mut timer: Option<Pin<Box<tokio::time::Sleep>>> = None;
+    let answered = std::future::poll_fn(|cx| {
+        if let Poll::Ready(answered) = answering.as_mut().poll(cx) {
+            return Poll::Ready(Some(answered));
+        }
+        // A client that resets the stream (or whose connection ends) cancels the request: its
+        // future is dropped, as tonic's server does, so nothing is done for a caller who left.
+        if respond.poll_reset(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        let timer =
+            timer.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline.instant())));
+        timer
+            .as_mut()
+            .poll(cx)
+            .map(|()| Some(Err(Status::cancelled("Timeout expired"))))
+    })
+    .await;
+    let Some(answered) = answered else {
+        return;
+    };
+    match answered {
+        Ok(message) => send_message(&mut respond, message),
+        Err(status) => refuse(respond, status),
+    }
+}
+
+/// The deadline of a request: its `grpc-timeout` from `received`, capped by `max`.
+fn deadline_of(headers: &HeaderMap, max: Duration, received: Instant) -> Deadline {
+    let header = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    let timeout = header.map_or(max, |h| h.min(max));
+    received
+        .checked_add(timeout)
+        .map_or_else(|| Deadline::after(timeout), Deadline::at)
+}
+
+/// Reads, decodes and serves one cache request; the framed response message or the status.
+async fn answer<H: CacheHandler>(
+    shared: &Shared<H>,
+    rpc: Rpc,
+    request: Request<RecvStream>,
+    received: Instant,
+    deadline: Deadline,
+) -> Result<Bytes, Status> {
+    if let Some(encoding) = request.headers().get("grpc-encoding") {
+        if encoding.as_bytes() != b"identity" {
+            return Err(Status::unimplemented(format!(
+                "Content is compressed with `{}` which isn't supported",
+                String::from_utf8_lossy(encoding.as_bytes())
+            )));
+        }
+    }
+    // Only the body is kept across the awaits below (the future stays small).
+    let body = request.into_body();
+    // The request's bytes stay charged to the server-wide budget until it is answered.
+    let (message, _held) = read_message(body, shared).await?;
+    let handler = &*shared.handler;
+    let max = shared.max_message_bytes;
+    match rpc {
+        Rpc::Get => {
+            let req = decode::<proto::GetRequest>(message)?;
+            let timer = RequestTimer::start(handler, rpc, received);
+            let result = match GetRequest::try_from(req) {
+                Ok(req) => {
+                    let group = req.group.clone();
+                    let found = Box::pin(handler.get(req, deadline, received)).await;
+                    found.map(|found| (found, group))
+                }
+                Err(err) => Err(err),
+            };
+            timer.finish(Outcome::of(&result, |(found, _)| found.is_none()));
+            match result {
+                Ok((Some(fetched), _)) => {
+                    let mut response = proto::GetResponse::from(fetched);
+                    response.held_ms =
+                        u64::try_from(received.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    encode(&response, max)
+                }
+                Ok((None, group)) => Err(miss_status(&group)),
+                Err(e) => Err(reject("get", e)),
+            }
+        }
+        Rpc::Set => {
+            let req = decode::<proto::SetRequest>(message)?;
+            let timer = RequestTimer::start(handler, rpc, received);
+            let result = match SetRequest::try_from(req) {
+                Ok(req) => Box::pin(handler.set(req, deadline, received)).await,
+                Err(err) => Err(err),
+            };
+            timer.finish(Outcome::of(&result, |_| false));
+            result.map_err(|e| reject("set", e))?;
+            encode(&proto::SetResponse {}, max)
+        }
+        Rpc::Delete => {
+            let req = decode::<proto::DeleteRequest>(message)?;
+            let timer = RequestTimer::start(handler, rpc, received);
+            let result = match DeleteRequest::try_from(req) {
+                Ok(req) => Box::pin(handler.delete(req, deadline, received)).await,
+                Err(err) => Err(err),
+            };
+            timer.finish(Outcome::of(&result, |_| false));
+            let existed = result.map_err(|e| reject("delete", e))?;
+            encode(&proto::DeleteResponse { existed }, max)
+        }
+        Rpc::Invalidate => {
+            let req = decode::<proto::InvalidateRequest>(message)?;
+            let timer = RequestTimer::start(handler, rpc, received);
+            let result = match InvalidateRequest::try_from(req) {
+                Ok(req) => Box::pin(handler.invalidate(req)).await,
+                Err(err) => Err(err),
+            };
+            timer.finish(Outcome::of(&result, |_| false));
+            result.map_err(|e| reject("invalidate", e))?;
+            encode(&proto::InvalidateResponse {}, max)
+        }
+        Rpc::Stats => {
+            let req = decode::<proto::StatsRequest>(message)?;
+            let timer = RequestTimer::start(handler, rpc, received);
+            let result = match stats_filter(req) {
+                Ok(group) => Box::pin(handler.stats(group)).await,
+                Err(err) => Err(err),
+            };
+            timer.finish(Outcome::of(&result, |_| false));
+            let stats = result.map_err(|e| reject("stats", e))?;
+            encode(&proto::StatsResponse::from(stats), max)
+        }
+    }
+}
+
+/// Turns a handler's or validation's error into a status, logging what deserves it.
+fn reject(op: &'static str, err: ServiceError) -> Status {
+    match &err {
+        ServiceError::Internal(m) => tracing::warn!(op, error = %m, "request failed"),
+        other => tracing::debug!(op, error = %other, "request refused"),
+    }
+    err.into()
+}
+
+/// The one message of a unary request body, without its prefix, and the budget bytes it holds.
+async fn read_message<H>(
+    mut body: RecvStream,
+    shared: &Shared<H>,
+) -> Result<(Bytes, Option<Charge>), Status> {
+    let mut held: Option<Charge> = None;
+    let mut buf = BytesMut::new();
+    let mut first: Option<Bytes> = None;
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| Status::internal(format!("reading the request: {e}")))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        if chunk.is_empty() {
+            continue;
+        }
+        let charge = shared.request_bytes.charge(chunk.len())?;
+        match held.as_mut() {
+            Some(held) => held.merge(charge),
+            None => held = Some(charge),
+        }
+        if first.is_none() && buf.is_empty() {
+            // The common case: the whole message in one DATA frame, kept without a copy.
+            first = Some(chunk);
+        } else {
+            if let Some(first) = first.take() {
+                buf.extend_from_slice(&first);
+            }
+            buf.extend_from_slice(&chunk);
+        }
+        let seen = first.as_ref().map_or(buf.len(), Bytes::len);
+        let prefix = first.as_deref().unwrap_or(&buf[..]);
+        if seen >= PREFIX {
+            check_prefix(prefix, shared.max_message_bytes)?;
+        }
+    }
+    let mut whole = match first {
+        Some(first) => first,
+        None => buf.freeze(),
+    };
+    if whole.len() < PREFIX {
+        return Err(if whole.is_empty() {
+            Status::internal("Missing request message.")
+        } else {
+            Status::internal("Unexpected EOF decoding stream.")
+        });
+    }
+    let len = check_prefix(&whole, shared.max_message_bytes)?;
+    whole.advance(PREFIX);
+    if whole.len() < len {
+        return Err(Status::internal("Unexpected EOF decoding stream."));
+    }
+    if whole.len() > len {
+        return Err(Status::internal("Expected one request message, got more."));
+    }
+    Ok((whole, held))
+}
+
+/// Checks a message prefix (no compression, length within `max`); returns the length.
+fn check_prefix(prefix: &[u8], max: usize) -> Result<usize, Status> {
+    match prefix.first() {
+        Some(0) => {}
+        Some(1) => {
+            return Err(Status::internal(
+                "protocol error: received message with compressed-flag but no grpc-encoding was specified",
+            ))
+        }
+        Some(flag) => {
+            return Err(Status::internal(format!(
+                "protocol error: received message with invalid compression flag: {flag} (valid flags are 0 and 1) while receiving request"
+            )))
+        }
+        None => return Err(Status::internal("Unexpected EOF decoding stream.")),
+    }
+    let len_bytes: [u8; 4] = prefix
+        .get(1..PREFIX)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Status::internal("Unexpected EOF decoding stream."))?;
+    let len = u32::from_be_bytes(len_bytes) as usize;
+    if len > max {
+        return Err(Status::out_of_range(format!(
+            "Error, decoded message length too large: found {len} bytes, the limit is: {max} bytes"
+        )));
+    }
+    Ok(len)
+}
+
+/// A request message decoded from its bytes.
+fn decode<M: Message + Default>(bytes: Bytes) -> Result<M, Status> {
+    M::decode(bytes)
+        .map_err(|e| Status::internal(format!("failed to decode Protobuf message: {e}")))
+}
+
+/// A response message with its gRPC prefix, or `OUT_OF_RANGE` past `max` bytes.
+fn encode<M: Message>(message: &M, max: usize) -> Result<Bytes, Status> {
+    let len = message.encoded_len();
+    if len > max {
+        return Err(Status::out_of_range(format!(
+            "Error, encoded message length too large: found {len} bytes, the limit is: {max} bytes"
+        )));
+    }
+    let len_prefix = u32::try_from(len).map_err(|_| Status::out_of_range("response too large"))?;
+    let mut buf = BytesMut::with_capacity(PREFIX + len);
+    buf.put_u8(0);
+    buf.put_u32(len_prefix);
+    message
+        .encode(&mut buf)
+        .map_err(|e| Status::internal(format!("encoding the response: {e}")))?;
+    Ok(buf.freeze())
+}
+
+/// The headers every gRPC response starts with.
+fn grpc_response() -> Response<()> {
+    let mut response = Response::new(());
+    response.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// Answers with `message`: headers, one DATA frame, then `grpc-status: 0`.
+fn send_message(respond: &mut SendResponse<Bytes>, message: Bytes) {
+    let Ok(mut send) = respond.send_response(grpc_response(), false) else {
+        return; // The client reset the stream: nobody is waiting.
+    };
+    if send.send_data(message, false).is_err() {
+        return;
+    }
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    let _ = send.send_trailers(trailers);
+}
+
+/// Answers with `status` alone (a gRPC "trailers-only" response).
+fn refuse(mut respond: SendResponse<Bytes>, status: Status) {
+    let mut response = grpc_response();
+    if status.add_header(response.headers_mut()).is_err() {
+        let plain = Status::new(status.code(), "");
+        let _ = plain.add_header(response.headers_mut());
+    }
+    let _ = respond.send_response(response, true);
+}
+
+/// Serves a request for another path through the fallback service, streaming its answer until
+/// it ends or the server shuts down.
+async fn fall_back<H>(
+    shared: &Shared<H>,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let (parts, body) = request.into_parts();
+    let request = Request::from_parts(parts, tonic::body::Body::new(H2Body { inner: body }));
+    let Ok(response) = shared.fallback.clone().oneshot(request).await;
+    let (parts, mut body) = response.into_parts();
+    let Ok(mut send) = respond.send_response(Response::from_parts(parts, ()), body.is_end_stream())
+    else {
+        return;
+    };
+    if body.is_end_stream() {
+        return;
+    }
+    let pump = pump(&mut body, &mut send);
+    tokio::select! {
+        biased;
+        () = pump => {}
+        _ = shutdown.wait_for(|down| *down) => send.send_reset(h2::Reason::CANCEL),
+    }
+}
+
+/// Copies a response body's frames onto an HTTP/2 stream until the body ends or the client
+/// resets the stream.
+async fn pump(body: &mut tonic::body::Body, send: &mut SendStream<Bytes>) {
+    loop {
+        let next = std::future::poll_fn(|cx| {
+            if send.poll_reset(cx).is_ready() {
+                return Poll::Ready(None);
+            }
+            Pin::new(&mut *body).poll_frame(cx).map(Some)
+        })
+        .await;
+        let Some(frame) = next else {
+            return; // The client reset the stream.
+        };
+        match frame {
+            Some(Ok(frame)) => match frame.into_data() {
+                Ok(data) => {
+                    if send.send_data(data, false).is_err() {
+                        return;
+                    }
+                }
+                Err(frame) => {
+                    if let Ok(trailers) = frame.into_trailers() {
+                        let _ = send.send_trailers(trailers);
+                        return;
+                    }
+                }
+            },
+            Some(Err(status)) => {
+                let mut trailers = HeaderMap::new();
+                if status.add_header(&mut trailers).is_ok() {
+                    let _ = send.send_trailers(trailers);
+                } else {
+                    send.send_reset(h2::Reason::INTERNAL_ERROR);
+                }
+                return;
+            }
+            None => {
+                let _ = send.send_data(Bytes::new(), true);
+                return;
+            }
+        }
+    }
+}
+
+/// An HTTP/2 request body as an [`http_body::Body`], for the fallback service.
+struct H2Body {
+    inner: RecvStream,
+}
+
+impl Body for H2Body {
+    type Data = Bytes;
+    type Error = h2::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
+        let body = &mut self.inner;
+        match body.poll_data(cx) {
+            Poll::Ready(Some(Ok(data))) => {
+                let _ = body.flow_control().release_capacity(data.len());
+                return Poll::Ready(Some(Ok(Frame::data(data))));
+            }
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+            Poll::Ready(None) => {}
+            Poll::Pending => return Poll::Pending,
+        }
+        match body.poll_trailers(cx) {
+            Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
+            Poll::Ready(Ok(None)) => Poll::Ready(None),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+}

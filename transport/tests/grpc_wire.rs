@@ -1,0 +1,255 @@
+//! The gRPC server against hand-made HTTP/2 requests: malformed messages, unsupported
+//! compression, unknown paths and the per-connection request cap get tonic's statuses, and the
+//! connection stays usable.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use common::*;
+use http::{HeaderMap, Request};
+use lcache_transport::{proto, Code, ServerConfig};
+use prost::Message;
+use tokio::net::TcpStream;
+
+/// An HTTP/2 connection to `server`.
+async fn connect(server: &TestServer) -> h2::client::SendRequest<Bytes> {
+    let tcp = TcpStream::connect(server.addr).await.unwrap();
+    let (send, connection) = h2::client::handshake(tcp).await.unwrap();
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    send.ready().await.unwrap()
+}
+
+/// A message with its gRPC prefix (compression flag `flag`).
+fn framed(flag: u8, message: &[u8]) -> Bytes {
+    let mut buf = BytesMut::new();
+    buf.put_u8(flag);
+    buf.put_u32(u32::try_from(message.len()).unwrap());
+    buf.put_slice(message);
+    buf.freeze()
+}
+
+/// A valid `Get` request message for `key` in the fake's group.
+fn get(key: &str) -> Vec<u8> {
+    proto::GetRequest {
+        group: GROUP.into(),
+        key: Bytes::copy_from_slice(key.as_bytes()),
+        hops: 0,
+    }
+    .encode_to_vec()
+}
+
+/// The answer to one request: the gRPC status code and message (from the headers of a
+/// trailers-only answer or from the trailers), and the body bytes.
+#[derive(Debug)]
+struct Answer {
+    code: Code,
+    message: String,
+    body: Bytes,
+}
+
+fn status_of(headers: &HeaderMap) -> Option<(Code, String)> {
+    let code = headers
+        .get("grpc-status")?
+        .to_str()
+        .ok()?
+        .parse::<i32>()
+        .ok()?;
+    let message = headers
+        .get("grpc-message")
+        .map(|m| percent_decoded(m.to_str().unwrap()))
+        .unwrap_or_default();
+    Some((Code::from_i32(code), message))
+}
+
+/// A `grpc-message` value decoded (the gRPC spec percent-encodes it).
+fn percent_decoded(value: &str) -> String {
+    let bytes = value.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (byte, _) => {
+                out.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).unwrap()
+}
+
+/// Sends `body` (in one DATA frame per chunk) to `path` with `extra` headers; reads the answer.
+async fn call(
+    send: &mut h2::client::SendRequest<Bytes>,
+    path: &str,
+    extra: &[(&str, &str)],
+    chunks: &[Bytes],
+) -> Answer {
+    let mut request = Request::post(format!("http://localhost{path}"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers");
+    for (name, value) in extra {
+        request = request.header(*name, *value);
+    }
+    let (response, mut stream) = send
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .send_request(request.body(()).unwrap(), chunks.is_empty())
+        .unwrap();
+    for (i, chunk) in chunks.iter().enumerate() {
+        stream
+            .send_data(chunk.clone(), i + 1 == chunks.len())
+            .unwrap();
+    }
+    let response = bounded("the answer", response).await.unwrap();
+    assert_eq!(response.status(), 200);
+    if let Some((code, message)) = status_of(response.headers()) {
+        return Answer {
+            code,
+            message,
+            body: Bytes::new(),
+        };
+    }
+    let mut body = response.into_body();
+    let mut data = BytesMut::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.unwrap();
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.unwrap().expect("trailers");
+    let (code, message) = status_of(&trailers).expect("grpc-status in the trailers");
+    Answer {
+        code,
+        message,
+        body: data.freeze(),
+    }
+}
+
+const GET: &str = "/lcache.v1.Cache/Get";
+
+#[tokio::test]
+async fn malformed_messages_are_refused_with_tonics_statuses_and_the_connection_serves_on() {
+    let config = ServerConfig {
+        max_message_bytes: 1024,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(Fake::new(), config).await;
+    let mut send = connect(&server).await;
+
+    let empty = call(&mut send, GET, &[], &[]).await;
+    assert_eq!(
+        (empty.code, empty.message.as_str()),
+        (Code::Internal, "Missing request message.")
+    );
+    let truncated = framed(0, &get("k"));
+    let truncated = truncated.slice(..truncated.len() - 1);
+    let cut = call(&mut send, GET, &[], &[truncated]).await;
+    assert_eq!(cut.code, Code::Internal, "{cut:?}");
+    assert!(cut.message.contains("Unexpected EOF"), "{cut:?}");
+    let two = [framed(0, &get("k")), framed(0, &get("k"))].concat();
+    let two = call(&mut send, GET, &[], &[Bytes::from(two)]).await;
+    assert_eq!(two.code, Code::Internal, "{two:?}");
+    let compressed = call(&mut send, GET, &[], &[framed(1, &get("k"))]).await;
+    assert_eq!(compressed.code, Code::Internal);
+    assert!(
+        compressed.message.contains("compressed-flag"),
+        "{compressed:?}"
+    );
+    let gzip = call(
+        &mut send,
+        GET,
+        &[("grpc-encoding", "gzip")],
+        &[framed(0, &get("k"))],
+    )
+    .await;
+    assert_eq!(gzip.code, Code::Unimplemented, "{gzip:?}");
+    let garbage = call(&mut send, GET, &[], &[framed(0, &[0xff; 7])]).await;
+    assert_eq!(garbage.code, Code::Internal, "{garbage:?}");
+    assert!(garbage.message.contains("decode"), "{garbage:?}");
+    // Declared longer than the limit: refused from the prefix, before the rest arrives.
+    let mut oversized = BytesMut::new();
+    oversized.put_u8(0);
+    oversized.put_u32(1025);
+    let over = call(&mut send, GET, &[], &[oversized.freeze()]).await;
+    assert_eq!(over.code, Code::OutOfRange, "{over:?}");
+    let unknown = call(
+        &mut send,
+        "/lcache.v1.Cache/Frobnicate",
+        &[],
+        &[framed(0, &[])],
+    )
+    .await;
+    assert_eq!(unknown.code, Code::Unimplemented, "{unknown:?}");
+    let elsewhere = call(&mut send, "/other.Service/Get", &[], &[framed(0, &[])]).await;
+    assert_eq!(elsewhere.code, Code::Unimplemented, "{elsewhere:?}");
+
+    // A message split over several DATA frames is put back together.
+    let whole = framed(0, &get("absent"));
+    let (a, b) = whole.split_at(3);
+    let split = call(
+        &mut send,
+        GET,
+        &[],
+        &[Bytes::copy_from_slice(a), Bytes::copy_from_slice(b)],
+    )
+    .await;
+    assert_eq!(split.code, Code::NotFound, "{split:?}");
+
+    // And the same connection still answers a valid request with a value.
+    let set = proto::SetRequest {
+        group: GROUP.into(),
+        key: Bytes::from_static(b"k"),
+        value: Bytes::from_static(b"v"),
+        ttl_ms: None,
+        hops: 0,
+    }
+    .encode_to_vec();
+    let stored = call(&mut send, "/lcache.v1.Cache/Set", &[], &[framed(0, &set)]).await;
+    assert_eq!(stored.code, Code::Ok, "{stored:?}");
+    let found = call(&mut send, GET, &[], &[framed(0, &get("k"))]).await;
+    assert_eq!(found.code, Code::Ok, "{found:?}");
+    let response = proto::GetResponse::decode(found.body.slice(5..)).unwrap();
+    assert_eq!(response.value, Bytes::from_static(b"v"));
+}
+
+#[tokio::test]
+async fn requests_past_the_per_connection_cap_are_refused_not_queued() {
+    let config = ServerConfig {
+        concurrency_limit_per_connection: Some(1),
+        ..ServerConfig::default()
+    };
+    let fake = Fake::new();
+    let server = TestServer::start(fake.clone(), config).await;
+    let mut send = connect(&server).await;
+    let blocked = proto::GetRequest {
+        group: BLOCKED.into(),
+        key: Bytes::from_static(b"k"),
+        hops: 0,
+    }
+    .encode_to_vec();
+    let mut first_send = send.clone();
+    let first =
+        tokio::spawn(async move { call(&mut first_send, GET, &[], &[framed(0, &blocked)]).await });
+    bounded("first request in the handler", fake.entered.notified()).await;
+    let second = call(&mut send, GET, &[], &[framed(0, &get("k"))]).await;
+    assert_eq!(second.code, Code::ResourceExhausted, "{second:?}");
+    fake.release.notify_one();
+    let first = bounded("first answer", first).await.unwrap();
+    assert_eq!(first.code, Code::NotFound, "{first:?}");
+    // With the first answered, the connection takes requests again.
+    let third = call(&mut send, GET, &[], &[framed(0, &get("k"))]).await;
+    assert_eq!(third.code, Code::NotFound, "{third:?}");
+}
