@@ -383,10 +383,14 @@ async fn read_message<H>(
             }
             buf.extend_from_slice(&chunk);
         }
-        let seen = first.as_ref().map_or(buf.len(), Bytes::len);
-        let prefix = first.as_deref().unwrap_or(&buf[..]);
-        if seen >= PREFIX {
-            check_prefix(prefix, shared.max_message_bytes)?;
+        let received = first.as_deref().unwrap_or(&buf[..]);
+        if received.len() >= PREFIX {
+            // Refused as soon as the prefix or the bytes past the one message say so, so a
+            // client cannot make the server hold more than one message's worth.
+            let len = check_prefix(received, shared.max_message_bytes)?;
+            if received.len() > PREFIX + len {
+                return Err(more_than_one());
+            }
         }
     }
     let mut whole = match first {
@@ -406,9 +410,14 @@ async fn read_message<H>(
         return Err(Status::internal("Unexpected EOF decoding stream."));
     }
     if whole.len() > len {
-        return Err(Status::internal("Expected one request message, got more."));
+        return Err(more_than_one());
     }
     Ok((whole, held))
+}
+
+/// The status of a unary request body holding more than its one message.
+fn more_than_one() -> Status {
+    Status::internal("Expected one request message, got more.")
 }
 
 /// Checks a message prefix (no compression, length within `max`); returns the length.

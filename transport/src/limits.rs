@@ -107,7 +107,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for AdmittedIo<T> {
 
 /// The server-wide budget of request-body bytes held at once (see the [module docs](self)); the
 /// layer [`crate::server`] puts around its routes, and the budget the HTTP/2 server
-/// ([`crate::h2server`]) charges directly.
+/// (`transport/src/h2server.rs`) charges directly.
 #[derive(Debug, Clone)]
 pub struct RequestBytesLayer {
     /// Bytes charged now; never above `cap`.

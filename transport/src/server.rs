@@ -358,9 +358,9 @@ pub async fn serve<H: CacheHandler>(
 /// admitted (counted against `max_connections`), then its TLS handshake runs on a task of its
 /// own; a connection whose handshake fails is closed without reaching the service.
 ///
-/// Connections are served by [`crate::h2server`] (HTTP/2 on `h2`, each connection's streams
-/// answered in its own task), not by the tonic [`Router`] of [`server`]; both answer the same
-/// API with the same statuses and limits.
+/// Connections are served by `transport/src/h2server.rs` (HTTP/2 on `h2`, each connection's
+/// streams answered in its own task), not by the tonic [`Router`] of [`server`]; both answer
+/// the same API with the same statuses and limits.
 pub async fn serve_with_incoming<H, I, IO, IE>(
     handler: Arc<H>,
     config: ServerConfig,

@@ -162,6 +162,28 @@ async fn malformed_messages_are_refused_with_tonics_statuses_and_the_connection_
     let two = [framed(0, &get("k")), framed(0, &get("k"))].concat();
     let two = call(&mut send, GET, &[], &[Bytes::from(two)]).await;
     assert_eq!(two.code, Code::Internal, "{two:?}");
+    // More bytes than the one message declared, in a later frame, the stream still open:
+    // refused as they arrive, not held until the client ends the stream.
+    let request = Request::post(format!("http://localhost{GET}"))
+        .header("content-type", "application/grpc")
+        .body(())
+        .unwrap();
+    let (response, mut stream) = send
+        .clone()
+        .ready()
+        .await
+        .unwrap()
+        .send_request(request, false)
+        .unwrap();
+    stream.send_data(framed(0, &get("k")), false).unwrap();
+    stream
+        .send_data(Bytes::from_static(&[0; 64]), false)
+        .unwrap();
+    let response = bounded("an answer before the stream ends", response)
+        .await
+        .unwrap();
+    let (code, _) = status_of(response.headers()).expect("a trailers-only answer");
+    assert_eq!(code, Code::Internal);
     let compressed = call(&mut send, GET, &[], &[framed(1, &get("k"))]).await;
     assert_eq!(compressed.code, Code::Internal);
     assert!(
