@@ -21,9 +21,11 @@ use std::time::Duration;
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use h2::client::SendRequest;
 use http::header::{HeaderValue, CONTENT_TYPE, TE};
-use http::{Method, Request, StatusCode, Uri};
+use http::{HeaderMap, Method, Request, StatusCode, Uri};
 use parking_lot::Mutex;
+use percent_encoding::percent_decode;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tonic::metadata::MetadataMap;
 use tonic::{Code, Status};
 use tower::{Service, ServiceExt};
 
@@ -395,7 +397,7 @@ impl H2Channel {
             .map_err(|e| self.broken(&live, &e))?;
         let response = response.await.map_err(|e| self.broken(&live, &e))?;
         let (head, mut body) = response.into_parts();
-        if let Some(status) = Status::from_header_map(&head.headers) {
+        if let Some(status) = status_in(&head.headers) {
             // Trailers-Only: the status came with the headers, there is no message.
             return Err(status_failure(status, "the response has no message"));
         }
@@ -410,7 +412,7 @@ impl H2Channel {
             }
         };
         let trailers = body.trailers().await.map_err(|e| self.broken(&live, &e))?;
-        match trailers.as_ref().and_then(Status::from_header_map) {
+        match trailers.as_ref().and_then(status_in) {
             Some(status) if status.code() == Code::Ok => message.ok_or_else(|| Failure::Other {
                 code: Code::Internal,
                 message: "the response has no message".into(),
@@ -454,6 +456,37 @@ impl H2Channel {
             error_chain(err)
         ))
     }
+}
+
+/// The gRPC status in `headers` (a trailers-only answer's headers, or trailers), if any.
+///
+/// Not tonic's `Status::from_header_map`: that panics on a `grpc-status-details-bin` that is not
+/// base64, so any server could crash its caller, and it copies the whole header map for every
+/// call, successful ones too. Details are not used here, so they are not read; the message is
+/// percent-decoded; the other headers are the metadata of an error status.
+fn status_in(headers: &HeaderMap) -> Option<Status> {
+    let code = Code::from_bytes(headers.get("grpc-status")?.as_bytes());
+    if code == Code::Ok {
+        return Some(Status::new(Code::Ok, ""));
+    }
+    let message = headers
+        .get("grpc-message")
+        .map(|m| {
+            percent_decode(m.as_bytes())
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    // The rest is the status's metadata (how a node says what kind of refusal it is).
+    let mut metadata = headers.clone();
+    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+        metadata.remove(name);
+    }
+    Some(Status::with_metadata(
+        code,
+        message,
+        MetadataMap::from_headers(metadata),
+    ))
 }
 
 /// h2 errors are not `Clone`; a stream error is fully described by its reason.

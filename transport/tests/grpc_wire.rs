@@ -275,3 +275,51 @@ async fn requests_past_the_per_connection_cap_are_refused_not_queued() {
     let third = call(&mut send, GET, &[], &[framed(0, &get("k"))]).await;
     assert_eq!(third.code, Code::NotFound, "{third:?}");
 }
+
+/// A misbehaving server: answers every stream of one connection with `headers` alone (a
+/// trailers-only answer), as given.
+async fn answering_with(headers: Vec<(&'static str, &'static str)>) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let mut connection = h2::server::handshake(tcp).await.unwrap();
+        while let Some(Ok((_request, mut respond))) = connection.accept().await {
+            let mut response = http::Response::builder().status(200);
+            for (name, value) in &headers {
+                response = response.header(*name, *value);
+            }
+            let _ = respond.send_response(response.body(()).unwrap(), true);
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_status_a_server_garbles_is_an_error_for_the_client_not_a_panic() {
+    // `grpc-status-details-bin` must be base64; tonic's parser panics on anything else.
+    let addr = answering_with(vec![
+        ("content-type", "application/grpc"),
+        ("grpc-status", "13"),
+        ("grpc-message", "broken%20loader"),
+        ("grpc-status-details-bin", "!!! not base64 !!!"),
+    ])
+    .await;
+    let client = lcache_transport::CacheClient::connect(
+        &addr.to_string(),
+        lcache_transport::ClientConfig::default(),
+    )
+    .await
+    .unwrap();
+    let err = bounded("the get", client.get(GROUP, "k"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            lcache_transport::ClientError::Failed { code: Code::Internal, message, .. }
+                if message.contains("broken loader")
+        ),
+        "{err:?}"
+    );
+}
