@@ -38,11 +38,10 @@ use tower::ServiceExt;
 
 use crate::convert::{miss_status, stats_filter};
 use crate::deadline::Deadline;
-use crate::error::ServiceError;
 use crate::limits::{Charge, RequestBytesLayer};
 use crate::observe::{Outcome, RequestTimer, Rpc};
 use crate::proto;
-use crate::server::{parse_grpc_timeout, CacheHandler, ServerConfig};
+use crate::server::{deadline_of, reject, CacheHandler, ServerConfig};
 use crate::types::{DeleteRequest, GetRequest, InvalidateRequest, SetRequest};
 
 /// The service that answers every path other than the cache's own (the health service).
@@ -241,18 +240,6 @@ async fn serve_stream<H: CacheHandler>(
     }
 }
 
-/// The deadline of a request: its `grpc-timeout` from `received`, capped by `max`.
-fn deadline_of(headers: &HeaderMap, max: Duration, received: Instant) -> Deadline {
-    let header = headers
-        .get("grpc-timeout")
-        .and_then(|v| v.to_str().ok())
-        .and_then(parse_grpc_timeout);
-    let timeout = header.map_or(max, |h| h.min(max));
-    received
-        .checked_add(timeout)
-        .map_or_else(|| Deadline::after(timeout), Deadline::at)
-}
-
 /// Reads, decodes and serves one cache request; the framed response message or the status.
 async fn answer<H: CacheHandler>(
     shared: &Shared<H>,
@@ -344,15 +331,6 @@ async fn answer<H: CacheHandler>(
             encode(&proto::StatsResponse::from(stats), max)
         }
     }
-}
-
-/// Turns a handler's or validation's error into a status, logging what deserves it.
-fn reject(op: &'static str, err: ServiceError) -> Status {
-    match &err {
-        ServiceError::Internal(m) => tracing::warn!(op, error = %m, "request failed"),
-        other => tracing::debug!(op, error = %other, "request refused"),
-    }
-    err.into()
 }
 
 /// The one message of a unary request body, without its prefix, and the budget bytes it holds.

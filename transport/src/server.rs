@@ -157,15 +157,21 @@ struct CacheService<H> {
 impl<H> CacheService<H> {
     /// The deadline the handler sees: the caller's `grpc-timeout` capped by the server's bound.
     fn deadline_from(&self, md: &MetadataMap, received: Instant) -> Deadline {
-        let header = md
-            .get("grpc-timeout")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_grpc_timeout);
-        let timeout = header.map_or(self.max_timeout, |h| h.min(self.max_timeout));
-        received
-            .checked_add(timeout)
-            .map_or_else(|| Deadline::after(timeout), Deadline::at)
+        deadline_of(md.as_ref(), self.max_timeout, received)
     }
+}
+
+/// The deadline of a request: its `grpc-timeout` from `received`, capped by `max` (which is
+/// also the deadline of a request without one).
+pub(crate) fn deadline_of(headers: &http::HeaderMap, max: Duration, received: Instant) -> Deadline {
+    let header = headers
+        .get("grpc-timeout")
+        .and_then(|v| v.to_str().ok())
+        .and_then(parse_grpc_timeout);
+    let timeout = header.map_or(max, |h| h.min(max));
+    received
+        .checked_add(timeout)
+        .map_or_else(|| Deadline::after(timeout), Deadline::at)
 }
 
 /// Parses a `grpc-timeout` header value (1 to 8 ASCII digits and a unit of `H M S m u n`).
@@ -188,7 +194,7 @@ pub fn parse_grpc_timeout(value: &str) -> Option<Duration> {
 }
 
 /// Turns a handler's or validation's error into a status, logging what deserves it.
-fn reject(op: &'static str, err: ServiceError) -> Status {
+pub(crate) fn reject(op: &'static str, err: ServiceError) -> Status {
     match &err {
         ServiceError::Internal(m) => tracing::warn!(op, error = %m, "request failed"),
         other => tracing::debug!(op, error = %other, "request refused"),
