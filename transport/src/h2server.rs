@@ -38,7 +38,7 @@ use tower::ServiceExt;
 
 use crate::convert::{miss_status, stats_filter};
 use crate::deadline::Deadline;
-use crate::limits::{Charge, RequestBytesLayer};
+use crate::limits::{Charge, RequestBytes};
 use crate::observe::{Outcome, RequestTimer, Rpc};
 use crate::proto;
 use crate::server::{deadline_of, reject, CacheHandler, ServerConfig};
@@ -64,7 +64,7 @@ pub(crate) struct Shared<H> {
     fallback: Fallback,
     max_message_bytes: usize,
     max_timeout: Duration,
-    request_bytes: RequestBytesLayer,
+    request_bytes: RequestBytes,
     concurrency_limit: Option<usize>,
     max_concurrent_streams: Option<u32>,
     keepalive_interval: Option<Duration>,
@@ -79,7 +79,7 @@ impl<H: CacheHandler> Shared<H> {
             fallback,
             max_message_bytes: config.max_message_bytes,
             max_timeout: config.max_request_timeout,
-            request_bytes: RequestBytesLayer::new(
+            request_bytes: RequestBytes::new(
                 config.max_request_bytes.max(config.max_message_bytes),
             ),
             concurrency_limit: config.concurrency_limit_per_connection,

@@ -1,5 +1,5 @@
 //! The network face of LCache: the versioned gRPC API (`lcache.v1`, see
-//! `proto/lcache/v1/cache.proto`), the server adapter a node plugs its [`CacheHandler`] into, and
+//! `proto/lcache/v1/cache.proto`), the server a node plugs its [`CacheHandler`] into, and
 //! the peer [`Transport`] trait with its tonic implementation [`GrpcTransport`].
 //!
 //! [`resp`] serves the same handler over the Redis protocol (RESP2).
@@ -36,11 +36,9 @@ pub use client::CacheClient;
 pub use convert::MAX_GROUP_NAME_BYTES;
 pub use deadline::Deadline;
 pub use error::{ClientError, ServeError, ServiceError, TransportError};
-pub use io::{BoxError, ServerIo};
-pub use limits::RequestBytesLayer;
+pub use io::BoxError;
 pub use server::{
-    parse_grpc_timeout, serve, serve_with_incoming, server, CacheHandler, ServerConfig,
-    SERVICE_NAME,
+    parse_grpc_timeout, serve, serve_with_incoming, CacheHandler, ServerConfig, SERVICE_NAME,
 };
 pub use tls::{TlsConfig, TlsError};
 pub use transport::{GrpcTransport, Transport};
@@ -49,9 +47,5 @@ pub use types::{
     SetRequest, Tier, TierStats,
 };
 
-/// Re-exported so users of [`server`] can name its return types without depending on tonic.
-pub use tonic::transport::server::Router;
 /// Re-exported: [`TransportError::Rejected`] and [`ClientError::Failed`] carry a gRPC code.
 pub use tonic::Code;
-/// Re-exported for the same reason as [`Router`].
-pub use tonic_health::server::HealthReporter;

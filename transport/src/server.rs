@@ -1,5 +1,6 @@
-//! Server side: the [`CacheHandler`] a node implements, the tonic service adapting it to the
-//! `lcache.v1.Cache` API, and the functions that serve it with the standard gRPC health service.
+//! Server side: the [`CacheHandler`] a node implements, its settings, and the functions that
+//! serve it as the `lcache.v1.Cache` API with the standard gRPC health service (the HTTP/2 loop
+//! itself is `h2server.rs`).
 //!
 //! Status mapping: see [`ServiceError`]; a `Get` miss (`Ok(None)`) is answered `NOT_FOUND`.
 //! Requests that fail validation (empty group or key, `hops > 1`, `ttl_ms = 0`) are answered
@@ -15,24 +16,19 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tonic::metadata::MetadataMap;
-use tonic::transport::server::{Router, TcpIncoming};
-use tonic::transport::Server;
-use tonic::{Request, Response, Status};
+use tonic::transport::server::TcpIncoming;
+use tonic::Status;
 use tonic_health::server::HealthReporter;
 use tonic_health::ServingStatus;
-use tower::layer::util::{Identity, Stack};
 use tower::util::BoxCloneSyncService;
 
-use crate::convert::{miss_status, stats_filter};
 use crate::deadline::Deadline;
 use crate::error::{ServeError, ServiceError};
 use crate::h2server::{serve_connection, Shared};
 use crate::io::BoxError;
-use crate::limits::{ConnectionSlots, RequestBytesLayer};
-use crate::observe::{Outcome, RequestTimer, Rpc};
+use crate::limits::ConnectionSlots;
+use crate::observe::{Outcome, Rpc};
 use crate::proto;
-use crate::proto::cache_server::{Cache, CacheServer};
 use crate::tls::{tls_incoming, TlsConfig};
 use crate::types::{DeleteRequest, Fetched, GetRequest, InvalidateRequest, NodeStats, SetRequest};
 
@@ -116,9 +112,7 @@ pub struct ServerConfig {
     pub http2_keepalive_interval: Option<Duration>,
     /// How long to wait for a keepalive ping's answer before closing the connection.
     pub http2_keepalive_timeout: Option<Duration>,
-    /// Mutual TLS on every connection (see [`crate::tls`]); `None` serves plain text. Applied
-    /// by [`serve`] and [`serve_with_incoming`] (a [`Router`] from [`server`] serves what it is
-    /// given).
+    /// Mutual TLS on every connection (see [`crate::tls`]); `None` serves plain text.
     pub tls: Option<TlsConfig>,
 }
 
@@ -144,20 +138,6 @@ impl Default for ServerConfig {
             http2_keepalive_timeout: Some(Duration::from_secs(10)),
             tls: None,
         }
-    }
-}
-
-/// Adapts a [`CacheHandler`] to the generated tonic service trait.
-#[derive(Debug)]
-struct CacheService<H> {
-    handler: Arc<H>,
-    max_timeout: Duration,
-}
-
-impl<H> CacheService<H> {
-    /// The deadline the handler sees: the caller's `grpc-timeout` capped by the server's bound.
-    fn deadline_from(&self, md: &MetadataMap, received: Instant) -> Deadline {
-        deadline_of(md.as_ref(), self.max_timeout, received)
     }
 }
 
@@ -202,141 +182,6 @@ pub(crate) fn reject(op: &'static str, err: ServiceError) -> Status {
     err.into()
 }
 
-#[tonic::async_trait]
-impl<H: CacheHandler> Cache for CacheService<H> {
-    async fn get(
-        &self,
-        request: Request<proto::GetRequest>,
-    ) -> Result<Response<proto::GetResponse>, Status> {
-        let received = Instant::now();
-        let timer = RequestTimer::start(&*self.handler, Rpc::Get, received);
-        let deadline = self.deadline_from(request.metadata(), received);
-        let req = GetRequest::try_from(request.into_inner());
-        let result = match req {
-            Ok(req) => {
-                let group = req.group.clone();
-                self.handler
-                    .get(req, deadline, received)
-                    .await
-                    .map(|found| (found, group))
-            }
-            Err(err) => Err(err),
-        };
-        timer.finish(Outcome::of(&result, |(found, _)| found.is_none()));
-        match result {
-            Ok((Some(fetched), _)) => {
-                let mut response = proto::GetResponse::from(fetched);
-                response.held_ms =
-                    u64::try_from(received.elapsed().as_millis()).unwrap_or(u64::MAX);
-                Ok(Response::new(response))
-            }
-            Ok((None, group)) => Err(miss_status(&group)),
-            Err(e) => Err(reject("get", e)),
-        }
-    }
-
-    async fn set(
-        &self,
-        request: Request<proto::SetRequest>,
-    ) -> Result<Response<proto::SetResponse>, Status> {
-        let received = Instant::now();
-        let timer = RequestTimer::start(&*self.handler, Rpc::Set, received);
-        let deadline = self.deadline_from(request.metadata(), received);
-        let result = match SetRequest::try_from(request.into_inner()) {
-            Ok(req) => self.handler.set(req, deadline, received).await,
-            Err(err) => Err(err),
-        };
-        timer.finish(Outcome::of(&result, |_| false));
-        result.map_err(|e| reject("set", e))?;
-        Ok(Response::new(proto::SetResponse {}))
-    }
-
-    async fn delete(
-        &self,
-        request: Request<proto::DeleteRequest>,
-    ) -> Result<Response<proto::DeleteResponse>, Status> {
-        let received = Instant::now();
-        let timer = RequestTimer::start(&*self.handler, Rpc::Delete, received);
-        let deadline = self.deadline_from(request.metadata(), received);
-        let result = match DeleteRequest::try_from(request.into_inner()) {
-            Ok(req) => self.handler.delete(req, deadline, received).await,
-            Err(err) => Err(err),
-        };
-        timer.finish(Outcome::of(&result, |_| false));
-        let existed = result.map_err(|e| reject("delete", e))?;
-        Ok(Response::new(proto::DeleteResponse { existed }))
-    }
-
-    async fn invalidate(
-        &self,
-        request: Request<proto::InvalidateRequest>,
-    ) -> Result<Response<proto::InvalidateResponse>, Status> {
-        let timer = RequestTimer::start(&*self.handler, Rpc::Invalidate, Instant::now());
-        let result = match InvalidateRequest::try_from(request.into_inner()) {
-            Ok(req) => self.handler.invalidate(req).await,
-            Err(err) => Err(err),
-        };
-        timer.finish(Outcome::of(&result, |_| false));
-        result.map_err(|e| reject("invalidate", e))?;
-        Ok(Response::new(proto::InvalidateResponse {}))
-    }
-
-    async fn stats(
-        &self,
-        request: Request<proto::StatsRequest>,
-    ) -> Result<Response<proto::StatsResponse>, Status> {
-        let timer = RequestTimer::start(&*self.handler, Rpc::Stats, Instant::now());
-        let result = match stats_filter(request.into_inner()) {
-            Ok(group) => self.handler.stats(group).await,
-            Err(err) => Err(err),
-        };
-        timer.finish(Outcome::of(&result, |_| false));
-        let stats = result.map_err(|e| reject("stats", e))?;
-        Ok(Response::new(stats.into()))
-    }
-}
-
-/// Builds the server: the `lcache.v1.Cache` service over `handler` and the gRPC health service
-/// (`grpc.health.v1.Health`), with every setting of `config` applied.
-///
-/// The health service reports `SERVING` for `""` and for [`SERVICE_NAME`]; the returned reporter
-/// changes that. Serve the router with its `serve_with_incoming_shutdown` (or use [`serve`] /
-/// [`serve_with_incoming`], which also turn health to `NOT_SERVING` on shutdown).
-pub async fn server<H: CacheHandler>(
-    handler: Arc<H>,
-    config: ServerConfig,
-) -> (Router<Stack<RequestBytesLayer, Identity>>, HealthReporter) {
-    let service = CacheService {
-        handler,
-        max_timeout: config.max_request_timeout,
-    };
-    let cache = CacheServer::new(service)
-        .max_decoding_message_size(config.max_message_bytes)
-        .max_encoding_message_size(config.max_message_bytes);
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health
-        .set_service_status(SERVICE_NAME, ServingStatus::Serving)
-        .await;
-
-    let mut builder = Server::builder()
-        .max_concurrent_streams(config.max_concurrent_streams)
-        .http2_keepalive_interval(config.http2_keepalive_interval)
-        .http2_keepalive_timeout(config.http2_keepalive_timeout)
-        .tcp_nodelay(true)
-        .timeout(config.max_request_timeout);
-    if let Some(limit) = config.concurrency_limit_per_connection {
-        builder = builder
-            .concurrency_limit_per_connection(limit)
-            .load_shed(true);
-    }
-    let request_bytes = config.max_request_bytes.max(config.max_message_bytes);
-    let router = builder
-        .layer(RequestBytesLayer::new(request_bytes))
-        .add_service(health_service)
-        .add_service(cache);
-    (router, health)
-}
-
 /// Serves on a bound TCP listener until `shutdown` resolves.
 ///
 /// On shutdown the health service turns `NOT_SERVING`, the listener is dropped (no new
@@ -365,8 +210,8 @@ pub async fn serve<H: CacheHandler>(
 /// own; a connection whose handshake fails is closed without reaching the service.
 ///
 /// Connections are served by `transport/src/h2server.rs` (HTTP/2 on `h2`, each connection's
-/// streams answered in its own task), not by the tonic [`Router`] of [`server`]; both answer
-/// the same API with the same statuses and limits.
+/// streams answered in its own task; tonic's generated service answers only the health
+/// service's paths).
 pub async fn serve_with_incoming<H, I, IO, IE>(
     handler: Arc<H>,
     config: ServerConfig,

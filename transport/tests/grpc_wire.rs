@@ -323,3 +323,24 @@ async fn a_status_a_server_garbles_is_an_error_for_the_client_not_a_panic() {
         "{err:?}"
     );
 }
+
+#[tokio::test]
+async fn a_client_that_never_answers_keepalive_pings_is_disconnected() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let config = ServerConfig {
+        http2_keepalive_interval: Some(std::time::Duration::from_millis(20)),
+        http2_keepalive_timeout: Some(std::time::Duration::from_millis(20)),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(Fake::new(), config).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    // The client preface and an empty SETTINGS frame; then it reads, but never answers a PING.
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut sink = vec![0u8; 4096];
+    bounded("the server closing the connection", async {
+        while tcp.read(&mut sink).await.unwrap_or(0) > 0 {}
+    })
+    .await;
+}
