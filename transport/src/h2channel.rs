@@ -31,6 +31,7 @@ use tower::{Service, ServiceExt};
 
 use crate::channel::{validate_addr, ClientConfig};
 use crate::convert::{classify, error_chain, Failure};
+use crate::grpc_headers::{GRPC_MESSAGE, GRPC_STATUS, GRPC_STATUS_DETAILS_BIN, GRPC_TIMEOUT};
 use crate::io::BoxError;
 use crate::tls::TlsConfig;
 
@@ -465,12 +466,12 @@ impl H2Channel {
 /// call, successful ones too. Details are not used here, so they are not read; the message is
 /// percent-decoded; the other headers are the metadata of an error status.
 fn status_in(headers: &HeaderMap) -> Option<Status> {
-    let code = Code::from_bytes(headers.get("grpc-status")?.as_bytes());
+    let code = Code::from_bytes(headers.get(GRPC_STATUS)?.as_bytes());
     if code == Code::Ok {
         return Some(Status::new(Code::Ok, ""));
     }
     let message = headers
-        .get("grpc-message")
+        .get(GRPC_MESSAGE)
         .map(|m| {
             percent_decode(m.as_bytes())
                 .decode_utf8_lossy()
@@ -479,7 +480,7 @@ fn status_in(headers: &HeaderMap) -> Option<Status> {
         .unwrap_or_default();
     // The rest is the status's metadata (how a node says what kind of refusal it is).
     let mut metadata = headers.clone();
-    for name in ["grpc-status", "grpc-message", "grpc-status-details-bin"] {
+    for name in [GRPC_STATUS, GRPC_MESSAGE, GRPC_STATUS_DETAILS_BIN] {
         metadata.remove(name);
     }
     Some(Status::with_metadata(
@@ -658,8 +659,6 @@ fn http_failure(status: StatusCode) -> Failure {
         format!("the response (HTTP {status}) has no grpc-status"),
     ))
 }
-
-const GRPC_TIMEOUT: &str = "grpc-timeout";
 
 fn timeout_header(timeout: Duration) -> Result<HeaderValue, String> {
     HeaderValue::from_str(&grpc_timeout(timeout)).map_err(|e| e.to_string())

@@ -38,6 +38,7 @@ use tower::ServiceExt;
 
 use crate::convert::{miss_status, stats_filter};
 use crate::deadline::Deadline;
+use crate::grpc_headers::{GRPC_ENCODING, GRPC_STATUS};
 use crate::limits::{Charge, RequestBytes};
 use crate::observe::{Outcome, RequestTimer, Rpc};
 use crate::proto;
@@ -248,7 +249,7 @@ async fn answer<H: CacheHandler>(
     received: Instant,
     deadline: Deadline,
 ) -> Result<Bytes, Status> {
-    if let Some(encoding) = request.headers().get("grpc-encoding") {
+    if let Some(encoding) = request.headers().get(GRPC_ENCODING) {
         if encoding.as_bytes() != b"identity" {
             return Err(Status::unimplemented(format!(
                 "Content is compressed with `{}` which isn't supported",
@@ -274,12 +275,11 @@ async fn answer<H: CacheHandler>(
                 }
                 Err(err) => Err(err),
             };
-            timer.finish(Outcome::of(&result, |(found, _)| found.is_none()));
+            let held = timer.finish(Outcome::of(&result, |(found, _)| found.is_none()));
             match result {
                 Ok((Some(fetched), _)) => {
                     let mut response = proto::GetResponse::from(fetched);
-                    response.held_ms =
-                        u64::try_from(received.elapsed().as_millis()).unwrap_or(u64::MAX);
+                    response.held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
                     encode(&response, max)
                 }
                 Ok((None, group)) => Err(miss_status(&group)),
@@ -470,7 +470,7 @@ fn send_message(respond: &mut SendResponse<Bytes>, message: Bytes) {
         return;
     }
     let mut trailers = HeaderMap::new();
-    trailers.insert("grpc-status", HeaderValue::from_static("0"));
+    trailers.insert(GRPC_STATUS, HeaderValue::from_static("0"));
     let _ = send.send_trailers(trailers);
 }
 

@@ -19,6 +19,7 @@ mod codec;
 mod convert;
 mod deadline;
 mod error;
+mod grpc_headers;
 mod h2channel;
 mod h2server;
 mod io;

@@ -146,7 +146,8 @@ pub struct RequestTimer<'a, O: RequestObserver + ?Sized> {
     observer: &'a O,
     rpc: Rpc,
     arrived: Instant,
-    outcome: Outcome,
+    /// Whether the request was reported (by [`RequestTimer::finish`]).
+    reported: bool,
 }
 
 impl<O: RequestObserver + ?Sized> std::fmt::Debug for RequestTimer<'_, O> {
@@ -154,7 +155,7 @@ impl<O: RequestObserver + ?Sized> std::fmt::Debug for RequestTimer<'_, O> {
         f.debug_struct("RequestTimer")
             .field("rpc", &self.rpc)
             .field("arrived", &self.arrived)
-            .field("outcome", &self.outcome)
+            .field("reported", &self.reported)
             .finish_non_exhaustive()
     }
 }
@@ -166,20 +167,27 @@ impl<'a, O: RequestObserver + ?Sized> RequestTimer<'a, O> {
             observer,
             rpc,
             arrived,
-            outcome: Outcome::Cancelled,
+            reported: false,
         }
     }
 
-    /// Records the request as ended with `outcome`.
-    pub fn finish(mut self, outcome: Outcome) {
-        self.outcome = outcome;
+    /// Reports the request as ended with `outcome`; returns how long after its arrival (one
+    /// clock read, for the caller to reuse, e.g. in the response).
+    pub fn finish(mut self, outcome: Outcome) -> Duration {
+        self.reported = true;
+        let elapsed = self.arrived.elapsed();
+        self.observer.observe(self.rpc, outcome, elapsed, 1);
+        elapsed
     }
 }
 
 impl<O: RequestObserver + ?Sized> Drop for RequestTimer<'_, O> {
     fn drop(&mut self) {
-        let elapsed = self.arrived.elapsed();
-        self.observer.observe(self.rpc, self.outcome, elapsed, 1);
+        if !self.reported {
+            let elapsed = self.arrived.elapsed();
+            self.observer
+                .observe(self.rpc, Outcome::Cancelled, elapsed, 1);
+        }
     }
 }
 

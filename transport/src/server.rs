@@ -24,6 +24,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::deadline::Deadline;
 use crate::error::{ServeError, ServiceError};
+use crate::grpc_headers::GRPC_TIMEOUT;
 use crate::h2server::{serve_connection, Shared};
 use crate::io::BoxError;
 use crate::limits::ConnectionSlots;
@@ -145,7 +146,7 @@ impl Default for ServerConfig {
 /// also the deadline of a request without one).
 pub(crate) fn deadline_of(headers: &http::HeaderMap, max: Duration, received: Instant) -> Deadline {
     let header = headers
-        .get("grpc-timeout")
+        .get(GRPC_TIMEOUT)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_grpc_timeout);
     let timeout = header.map_or(max, |h| h.min(max));
