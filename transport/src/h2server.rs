@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
 use h2::server::SendResponse;
 use h2::{Ping, RecvStream, SendStream};
 use http::{HeaderMap, HeaderValue, Request, Response};
@@ -145,7 +146,14 @@ pub(crate) async fn serve_connection<H, IO>(
                             "Too many active requests for the connection",
                         ));
                     } else {
-                        streams.push(serve_stream(&shared, request, respond, &shutdown));
+                        // Most answers are ready at the first poll (a hit whose request came
+                        // whole with its headers): polled here, such a stream never enters
+                        // `streams`, so it costs no task there nor a second turn of this loop.
+                        // One that is not is polled again there, with this task's waker.
+                        let mut stream = Box::pin(serve_stream(&shared, request, respond, &shutdown));
+                        if stream.as_mut().now_or_never().is_none() {
+                            streams.push(stream);
+                        }
                     }
                 }
                 Some(Err(e)) => {
