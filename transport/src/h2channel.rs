@@ -400,7 +400,10 @@ impl H2Channel {
         let (head, mut body) = response.into_parts();
         if let Some(status) = status_in(&head.headers) {
             // Trailers-Only: the status came with the headers, there is no message.
-            return Err(status_failure(status, "the response has no message"));
+            return Err(match status {
+                Ok(()) => no_message(),
+                Err(status) => classify(&status),
+            });
         }
         let message = match read_body(&mut body, self.inner.config.max_message_bytes).await {
             Ok(message) => message,
@@ -414,11 +417,8 @@ impl H2Channel {
         };
         let trailers = body.trailers().await.map_err(|e| self.broken(&live, &e))?;
         match trailers.as_ref().and_then(status_in) {
-            Some(status) if status.code() == Code::Ok => message.ok_or_else(|| Failure::Other {
-                code: Code::Internal,
-                message: "the response has no message".into(),
-            }),
-            Some(status) => Err(classify(&status)),
+            Some(Ok(())) => message.ok_or_else(no_message),
+            Some(Err(status)) => Err(classify(&status)),
             None => Err(http_failure(head.status)),
         }
     }
@@ -459,16 +459,17 @@ impl H2Channel {
     }
 }
 
-/// The gRPC status in `headers` (a trailers-only answer's headers, or trailers), if any.
+/// The gRPC status in `headers` (a trailers-only answer's headers, or trailers), if any: `Ok`
+/// for success (no `Status` is built for the common case), the failure's `Status` otherwise.
 ///
 /// Not tonic's `Status::from_header_map`: that panics on a `grpc-status-details-bin` that is not
 /// base64, so any server could crash its caller, and it copies the whole header map for every
 /// call, successful ones too. Details are not used here, so they are not read; the message is
 /// percent-decoded; the other headers are the metadata of an error status.
-fn status_in(headers: &HeaderMap) -> Option<Status> {
+fn status_in(headers: &HeaderMap) -> Option<Result<(), Status>> {
     let code = Code::from_bytes(headers.get(GRPC_STATUS)?.as_bytes());
     if code == Code::Ok {
-        return Some(Status::new(Code::Ok, ""));
+        return Some(Ok(()));
     }
     let message = headers
         .get(GRPC_MESSAGE)
@@ -483,11 +484,11 @@ fn status_in(headers: &HeaderMap) -> Option<Status> {
     for name in [GRPC_STATUS, GRPC_MESSAGE, GRPC_STATUS_DETAILS_BIN] {
         metadata.remove(name);
     }
-    Some(Status::with_metadata(
+    Some(Err(Status::with_metadata(
         code,
         message,
         MetadataMap::from_headers(metadata),
-    ))
+    )))
 }
 
 /// h2 errors are not `Clone`; a stream error is fully described by its reason.
@@ -628,15 +629,11 @@ fn decode<R: prost::Message + Default>(mut frame: Bytes, max: usize) -> Result<R
     R::decode(frame).map_err(|e| internal(format!("cannot decode the response: {e}")))
 }
 
-/// A status that is not OK is classified; an OK one without a message is an error too.
-fn status_failure(status: Status, missing: &str) -> Failure {
-    if status.code() == Code::Ok {
-        Failure::Other {
-            code: Code::Internal,
-            message: missing.to_owned(),
-        }
-    } else {
-        classify(&status)
+/// The failure of a unary call whose status is OK but that carried no message.
+fn no_message() -> Failure {
+    Failure::Other {
+        code: Code::Internal,
+        message: "the response has no message".into(),
     }
 }
 
