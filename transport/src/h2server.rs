@@ -39,6 +39,7 @@ use tower::ServiceExt;
 
 use crate::convert::{miss_status, stats_filter};
 use crate::deadline::Deadline;
+use crate::error::ServiceError;
 use crate::grpc_headers::{GRPC_ENCODING, GRPC_STATUS};
 use crate::limits::{Charge, RequestBytes};
 use crate::observe::{Outcome, RequestTimer, Rpc};
@@ -119,8 +120,13 @@ pub(crate) async fn serve_connection<H, IO>(
             return;
         }
     };
+    // The ping handle is taken only for keepalive: once taken, h2 re-registers the
+    // connection's waker for it on every poll.
+    let ping_pong = shared
+        .keepalive_interval
+        .and_then(|_| connection.ping_pong());
     let keepalive = keepalive(
-        connection.ping_pong(),
+        ping_pong,
         shared.keepalive_interval,
         shared.keepalive_timeout,
     );
@@ -273,72 +279,74 @@ async fn answer<H: CacheHandler>(
     let max = shared.max_message_bytes;
     match rpc {
         Rpc::Get => {
-            let req = decode::<proto::GetRequest>(message)?;
-            let timer = RequestTimer::start(handler, rpc, received);
-            let result = match GetRequest::try_from(req) {
-                Ok(req) => {
-                    let group = req.group.clone();
-                    let found = Box::pin(handler.get(req, deadline, received)).await;
-                    found.map(|found| (found, group))
-                }
-                Err(err) => Err(err),
+            let req = GetRequest::try_from(decode::<proto::GetRequest>(message)?);
+            let call = |req: GetRequest| {
+                let group = req.group.clone();
+                handler
+                    .get(req, deadline, received)
+                    .map(|found| found.map(|found| (found, group)))
             };
-            let held = timer.finish(Outcome::of(&result, |(found, _)| found.is_none()));
-            match result {
-                Ok((Some(fetched), _)) => {
-                    let mut response = proto::GetResponse::from(fetched);
-                    response.held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
-                    encode(&response, max)
-                }
-                Ok((None, group)) => Err(miss_status(&group)),
-                Err(e) => Err(reject("get", e)),
-            }
+            let ((found, group), held) = timed(handler, rpc, received, req, call, |(found, _)| {
+                found.is_none()
+            })
+            .await?;
+            let fetched = found.ok_or_else(|| miss_status(&group))?;
+            let mut response = proto::GetResponse::from(fetched);
+            response.held_ms = u64::try_from(held.as_millis()).unwrap_or(u64::MAX);
+            encode(&response, max)
         }
         Rpc::Set => {
-            let req = decode::<proto::SetRequest>(message)?;
-            let timer = RequestTimer::start(handler, rpc, received);
-            let result = match SetRequest::try_from(req) {
-                Ok(req) => Box::pin(handler.set(req, deadline, received)).await,
-                Err(err) => Err(err),
-            };
-            timer.finish(Outcome::of(&result, |_| false));
-            result.map_err(|e| reject("set", e))?;
+            let req = SetRequest::try_from(decode::<proto::SetRequest>(message)?);
+            let call = |req| handler.set(req, deadline, received);
+            timed(handler, rpc, received, req, call, |_| false).await?;
             encode(&proto::SetResponse {}, max)
         }
         Rpc::Delete => {
-            let req = decode::<proto::DeleteRequest>(message)?;
-            let timer = RequestTimer::start(handler, rpc, received);
-            let result = match DeleteRequest::try_from(req) {
-                Ok(req) => Box::pin(handler.delete(req, deadline, received)).await,
-                Err(err) => Err(err),
-            };
-            timer.finish(Outcome::of(&result, |_| false));
-            let existed = result.map_err(|e| reject("delete", e))?;
+            let req = DeleteRequest::try_from(decode::<proto::DeleteRequest>(message)?);
+            let call = |req| handler.delete(req, deadline, received);
+            let (existed, _) = timed(handler, rpc, received, req, call, |_| false).await?;
             encode(&proto::DeleteResponse { existed }, max)
         }
         Rpc::Invalidate => {
-            let req = decode::<proto::InvalidateRequest>(message)?;
-            let timer = RequestTimer::start(handler, rpc, received);
-            let result = match InvalidateRequest::try_from(req) {
-                Ok(req) => Box::pin(handler.invalidate(req)).await,
-                Err(err) => Err(err),
-            };
-            timer.finish(Outcome::of(&result, |_| false));
-            result.map_err(|e| reject("invalidate", e))?;
+            let req = InvalidateRequest::try_from(decode::<proto::InvalidateRequest>(message)?);
+            let call = |req| handler.invalidate(req);
+            timed(handler, rpc, received, req, call, |_| false).await?;
             encode(&proto::InvalidateResponse {}, max)
         }
         Rpc::Stats => {
-            let req = decode::<proto::StatsRequest>(message)?;
-            let timer = RequestTimer::start(handler, rpc, received);
-            let result = match stats_filter(req) {
-                Ok(group) => Box::pin(handler.stats(group)).await,
-                Err(err) => Err(err),
-            };
-            timer.finish(Outcome::of(&result, |_| false));
-            let stats = result.map_err(|e| reject("stats", e))?;
+            let filter = stats_filter(decode::<proto::StatsRequest>(message)?);
+            let call = |group| handler.stats(group);
+            let (stats, _) = timed(handler, rpc, received, filter, call, |_| false).await?;
             encode(&proto::StatsResponse::from(stats), max)
         }
     }
+}
+
+/// Serves one request through `call` if it passed validation (`validated`), timed from its
+/// arrival and reported to the handler's metrics with its outcome (`miss` says which successes
+/// are misses); returns the answer and when it ended, or the status of its error. The handler's
+/// future is boxed so that the stream's state stays small.
+async fn timed<H, R, T, F>(
+    handler: &H,
+    rpc: Rpc,
+    received: Instant,
+    validated: Result<R, ServiceError>,
+    call: impl FnOnce(R) -> F,
+    miss: impl FnOnce(&T) -> bool,
+) -> Result<(T, Duration), Status>
+where
+    H: CacheHandler,
+    F: Future<Output = Result<T, ServiceError>>,
+{
+    let timer = RequestTimer::start(handler, rpc, received);
+    let result = match validated {
+        Ok(req) => Box::pin(call(req)).await,
+        Err(err) => Err(err),
+    };
+    let elapsed = timer.finish(Outcome::of(&result, miss));
+    result
+        .map(|answer| (answer, elapsed))
+        .map_err(|e| reject(rpc.label(), e))
 }
 
 /// The one message of a unary request body, without its prefix, and the budget bytes it holds.
@@ -350,16 +358,12 @@ async fn read_message<H>(
     let mut buf = BytesMut::new();
     let mut first: Option<Bytes> = None;
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|e| Status::internal(format!("reading the request: {e}")))?;
+        let chunk = chunk.map_err(read_failed)?;
         let _ = body.flow_control().release_capacity(chunk.len());
         if chunk.is_empty() {
             continue;
         }
-        let charge = shared.request_bytes.charge(chunk.len())?;
-        match held.as_mut() {
-            Some(held) => held.merge(charge),
-            None => held = Some(charge),
-        }
+        shared.request_bytes.charge_to(&mut held, chunk.len())?;
         if first.is_none() && buf.is_empty() {
             // The common case: the whole message in one DATA frame, kept without a copy.
             first = Some(chunk);
@@ -501,7 +505,12 @@ async fn fall_back<H>(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let (parts, body) = request.into_parts();
-    let request = Request::from_parts(parts, tonic::body::Body::new(H2Body { inner: body }));
+    let body = H2Body {
+        inner: body,
+        budget: shared.request_bytes.clone(),
+        held: None,
+    };
+    let request = Request::from_parts(parts, tonic::body::Body::new(body));
     let Ok(response) = shared.fallback.clone().oneshot(request).await;
     let (parts, mut body) = response.into_parts();
     let Ok(mut send) = respond.send_response(Response::from_parts(parts, ()), body.is_end_stream())
@@ -564,33 +573,41 @@ async fn pump(body: &mut tonic::body::Body, send: &mut SendStream<Bytes>) {
     }
 }
 
-/// An HTTP/2 request body as an [`http_body::Body`], for the fallback service.
+/// An HTTP/2 request body as an [`http_body::Body`], for the fallback service: its frames are
+/// charged to the server-wide request-byte budget as they arrive, as the cache's own requests
+/// are (a frame past the budget ends the body with `RESOURCE_EXHAUSTED`).
 struct H2Body {
     inner: RecvStream,
+    budget: RequestBytes,
+    /// The bytes read so far, held until the body is dropped.
+    held: Option<Charge>,
 }
 
 impl Body for H2Body {
     type Data = Bytes;
-    type Error = h2::Error;
+    type Error = Status;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, h2::Error>>> {
-        let body = &mut self.inner;
-        match body.poll_data(cx) {
+    ) -> Poll<Option<Result<Frame<Bytes>, Status>>> {
+        let this = &mut *self;
+        match this.inner.poll_data(cx) {
             Poll::Ready(Some(Ok(data))) => {
-                let _ = body.flow_control().release_capacity(data.len());
+                let _ = this.inner.flow_control().release_capacity(data.len());
+                if let Err(status) = this.budget.charge_to(&mut this.held, data.len()) {
+                    return Poll::Ready(Some(Err(status)));
+                }
                 return Poll::Ready(Some(Ok(Frame::data(data))));
             }
-            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(e))),
+            Poll::Ready(Some(Err(e))) => return Poll::Ready(Some(Err(read_failed(e)))),
             Poll::Ready(None) => {}
             Poll::Pending => return Poll::Pending,
         }
-        match body.poll_trailers(cx) {
+        match this.inner.poll_trailers(cx) {
             Poll::Ready(Ok(Some(trailers))) => Poll::Ready(Some(Ok(Frame::trailers(trailers)))),
             Poll::Ready(Ok(None)) => Poll::Ready(None),
-            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(e))),
+            Poll::Ready(Err(e)) => Poll::Ready(Some(Err(read_failed(e)))),
             Poll::Pending => Poll::Pending,
         }
     }
@@ -598,4 +615,9 @@ impl Body for H2Body {
     fn is_end_stream(&self) -> bool {
         self.inner.is_end_stream()
     }
+}
+
+/// The status of a request whose body failed at the HTTP/2 level.
+fn read_failed(err: h2::Error) -> Status {
+    Status::internal(format!("reading the request: {err}"))
 }

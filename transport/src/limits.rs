@@ -113,10 +113,21 @@ impl RequestBytes {
         }
     }
 
-    /// Charges `len` bytes of a request body to the budget until the returned charge is
-    /// dropped, or refuses the request (`RESOURCE_EXHAUSTED`) if they would pass it. One atomic
+    /// Charges `len` more bytes of one request's body to the budget, into `held` (all of a
+    /// request's bytes are given back together when `held` is dropped), or refuses the request
+    /// (`RESOURCE_EXHAUSTED`) if they would pass it.
+    pub(crate) fn charge_to(&self, held: &mut Option<Charge>, len: usize) -> Result<(), Status> {
+        let charge = self.charge(len)?;
+        match held {
+            Some(held) => held.bytes += charge.take(),
+            None => *held = Some(charge),
+        }
+        Ok(())
+    }
+
+    /// Charges `len` bytes to the budget until the returned charge is dropped. One atomic
     /// compare-and-swap, no lock: it runs for every request.
-    pub(crate) fn charge(&self, len: usize) -> Result<Charge, Status> {
+    fn charge(&self, len: usize) -> Result<Charge, Status> {
         let cap = self.cap;
         self.used
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
@@ -146,9 +157,9 @@ pub(crate) struct Charge {
 }
 
 impl Charge {
-    /// Adds `other`'s bytes to this charge (one request's bytes are given back together).
-    pub(crate) fn merge(&mut self, mut other: Charge) {
-        self.bytes += std::mem::take(&mut other.bytes);
+    /// This charge's bytes, which it no longer gives back.
+    fn take(mut self) -> usize {
+        std::mem::take(&mut self.bytes)
     }
 }
 

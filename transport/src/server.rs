@@ -266,7 +266,7 @@ where
         // A fixed order (not tokio's random one), so a simulation replays exactly.
         tokio::select! {
             biased;
-            () = &mut shutdown, if !shut_down => {
+            () = &mut shutdown => {
                 shut_down = true;
                 break;
             }

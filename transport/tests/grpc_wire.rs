@@ -344,3 +344,28 @@ async fn a_client_that_never_answers_keepalive_pings_is_disconnected() {
     })
     .await;
 }
+
+#[tokio::test]
+async fn a_body_for_another_service_is_charged_to_the_request_byte_budget_too() {
+    // The health service is answered by tonic's generated code, not the cache's loop; its request
+    // bodies still count against the server-wide budget of request bytes held at once.
+    let config = ServerConfig {
+        max_message_bytes: 16 << 10,
+        max_request_bytes: 32 << 10,
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(Fake::new(), config).await;
+    let mut send = connect(&server).await;
+    const CHECK: &str = "/grpc.health.v1.Health/Check";
+    let oversized = framed(0, &vec![0u8; 64 << 10]);
+    let chunks: Vec<Bytes> = oversized
+        .chunks(8 << 10)
+        .map(Bytes::copy_from_slice)
+        .collect();
+    let refused = call(&mut send, CHECK, &[], &chunks).await;
+    assert_eq!(refused.code, Code::ResourceExhausted, "{refused:?}");
+    // The refused request's bytes were given back: a well-formed check is answered.
+    let check = framed(0, &[]);
+    let answered = call(&mut send, CHECK, &[], &[check]).await;
+    assert_eq!(answered.code, Code::Ok, "{answered:?}");
+}
