@@ -59,33 +59,15 @@ fn status_of(headers: &HeaderMap) -> Option<(Code, String)> {
         .ok()?;
     let message = headers
         .get("grpc-message")
-        .map(|m| percent_decoded(m.to_str().unwrap()))
+        .map(|m| {
+            // The gRPC spec percent-encodes it.
+            percent_encoding::percent_decode(m.as_bytes())
+                .decode_utf8()
+                .unwrap()
+                .into_owned()
+        })
         .unwrap_or_default();
     Some((Code::from_i32(code), message))
-}
-
-/// A `grpc-message` value decoded (the gRPC spec percent-encodes it).
-fn percent_decoded(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        let hex = bytes
-            .get(i + 1..i + 3)
-            .and_then(|h| std::str::from_utf8(h).ok())
-            .and_then(|h| u8::from_str_radix(h, 16).ok());
-        match (bytes[i], hex) {
-            (b'%', Some(byte)) => {
-                out.push(byte);
-                i += 3;
-            }
-            (byte, _) => {
-                out.push(byte);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8(out).unwrap()
 }
 
 /// Sends `body` (in one DATA frame per chunk) to `path` with `extra` headers; reads the answer.
