@@ -16,6 +16,7 @@ pub mod latency;
 pub mod limits;
 pub mod member;
 pub mod membership;
+pub mod owned;
 pub mod ring;
 pub mod router;
 pub mod sharded;

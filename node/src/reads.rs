@@ -129,7 +129,7 @@ impl<T: Transport> Runtime<T> {
                     return LoadOutcome::Value(Fetched {
                         // A loader may hand out a slice of a larger buffer (an HTTP body, a
                         // database page): copy it, so a kept value owns exactly its bytes.
-                        value: Bytes::copy_from_slice(&loaded.value),
+                        value: lcache_core::owned::owned(&loaded.value),
                         ttl: loaded.ttl,
                     });
                 }

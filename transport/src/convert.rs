@@ -19,6 +19,7 @@ use crate::types::{
     DeleteRequest, Fetched, GetRequest, GroupCounters, GroupStats, InvalidateRequest, NodeStats,
     SetRequest, Tier, TierStats,
 };
+use lcache_core::owned::owned;
 
 /// Longest accepted group name, in bytes (the core's limit, re-exported).
 pub use lcache_core::limits::MAX_GROUP_NAME_BYTES;
@@ -90,7 +91,8 @@ impl TryFrom<proto::GetRequest> for GetRequest {
         let forwarded = forwarded_from_hops(&m.group, m.hops)?;
         Ok(GetRequest {
             group: m.group,
-            key: owned(&m.key),
+            // Keys and values are copied out of the receive buffer (`lcache_core::owned`).
+            key: Bytes::copy_from_slice(&m.key),
             forwarded,
         })
     }
@@ -115,7 +117,7 @@ impl TryFrom<proto::SetRequest> for SetRequest {
         };
         Ok(SetRequest {
             group: m.group,
-            key: owned(&m.key),
+            key: Bytes::copy_from_slice(&m.key),
             value: owned(&m.value),
             ttl,
             forwarded,
@@ -132,7 +134,7 @@ impl TryFrom<proto::DeleteRequest> for DeleteRequest {
         let forwarded = forwarded_from_hops(&m.group, m.hops)?;
         Ok(DeleteRequest {
             group: m.group,
-            key: owned(&m.key),
+            key: Bytes::copy_from_slice(&m.key),
             forwarded,
         })
     }
@@ -146,7 +148,7 @@ impl TryFrom<proto::InvalidateRequest> for InvalidateRequest {
         validate_key(&m.group, &m.key)?;
         Ok(InvalidateRequest {
             group: m.group,
-            key: owned(&m.key),
+            key: Bytes::copy_from_slice(&m.key),
         })
     }
 }
@@ -232,15 +234,6 @@ impl From<InvalidateRequest> for proto::InvalidateRequest {
             key: r.key,
         }
     }
-}
-
-/// A copy of `bytes` that owns exactly its own memory.
-///
-/// Decoded `bytes` fields are zero-copy slices of the connection's receive buffer: a stored key
-/// or value kept as such a slice would keep the whole buffer alive (kilobytes per entry). Every
-/// key and value is therefore copied once, here, where it leaves the wire.
-fn owned(bytes: &Bytes) -> Bytes {
-    Bytes::copy_from_slice(bytes)
 }
 
 impl From<GroupStats> for proto::GroupStats {

@@ -26,6 +26,7 @@ use crate::resp::door::{FrontDoor, REDIS_COMPAT_VERSION};
 use crate::resp::info;
 use crate::server::CacheHandler;
 use crate::types::{DeleteRequest, GetRequest, SetRequest};
+use lcache_core::owned::owned;
 
 /// Room reserved in the read buffer before each read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;
@@ -309,7 +310,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
                 let set = SetRequest {
                     group: self.door.config.group.clone(),
                     key,
-                    value: Bytes::copy_from_slice(request.arg(2)),
+                    value: owned(request.arg(2)),
                     ttl,
                     forwarded: false,
                 };
