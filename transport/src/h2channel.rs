@@ -436,6 +436,8 @@ impl H2Channel {
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.inner.uris[rpc as usize].clone();
         let headers = request.headers_mut();
+        // Sized for the three below (a map's first insert otherwise allocates room for six).
+        *headers = HeaderMap::with_capacity(3);
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
         headers.insert(TE, HeaderValue::from_static("trailers"));
         headers.insert(GRPC_TIMEOUT, timeout);

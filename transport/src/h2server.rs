@@ -493,9 +493,11 @@ fn encode<M: Message>(message: &M, max: usize) -> Result<Bytes, Status> {
     Ok(buf.freeze())
 }
 
-/// The headers every gRPC response starts with.
-fn grpc_response() -> Response<()> {
+/// The headers every gRPC response starts with, in a map with room for `headers` in all
+/// (a map's first insert otherwise allocates room for six).
+fn grpc_response(headers: usize) -> Response<()> {
     let mut response = Response::new(());
+    *response.headers_mut() = HeaderMap::with_capacity(headers);
     response.headers_mut().insert(
         http::header::CONTENT_TYPE,
         HeaderValue::from_static("application/grpc"),
@@ -505,20 +507,21 @@ fn grpc_response() -> Response<()> {
 
 /// Answers with `message`: headers, one DATA frame, then `grpc-status: 0`.
 fn send_message(respond: &mut SendResponse<Bytes>, message: Bytes) {
-    let Ok(mut send) = respond.send_response(grpc_response(), false) else {
+    let Ok(mut send) = respond.send_response(grpc_response(1), false) else {
         return; // The client reset the stream: nobody is waiting.
     };
     if send.send_data(message, false).is_err() {
         return;
     }
-    let mut trailers = HeaderMap::new();
+    let mut trailers = HeaderMap::with_capacity(1);
     trailers.insert(GRPC_STATUS, HeaderValue::from_static("0"));
     let _ = send.send_trailers(trailers);
 }
 
 /// Answers with `status` alone (a gRPC "trailers-only" response).
 fn refuse(mut respond: SendResponse<Bytes>, status: Status) {
-    let mut response = grpc_response();
+    // Content type, `grpc-status`, `grpc-message` and room for status details.
+    let mut response = grpc_response(4);
     if status.add_header(response.headers_mut()).is_err() {
         let plain = Status::new(status.code(), "");
         let _ = plain.add_header(response.headers_mut());
