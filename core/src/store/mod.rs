@@ -449,12 +449,12 @@ impl Store {
     /// expired entry is left in place (but not returned).
     pub fn peek(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
         let entry = match &self.engine {
-            Engine::Tiers(tiers) => tiers.peek(key),
+            Engine::Tiers(tiers) => tiers.peek(key).cloned(),
             Engine::TinyLfu(lfu) => lfu.peek(key),
         };
         let entry = entry.filter(|e| !e.is_expired(now))?;
         Some(Lookup {
-            value: entry.value.clone(),
+            value: entry.value,
             expires_at: entry.expires_at,
         })
     }
@@ -594,8 +594,8 @@ impl Store {
                 }
             }
             Engine::TinyLfu(lfu) => {
-                for (key, entry) in lfu.entries() {
-                    visit(key, &entry.value);
+                for (key, value) in lfu.entries() {
+                    visit(key, value);
                 }
             }
         }

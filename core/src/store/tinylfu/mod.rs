@@ -88,6 +88,7 @@
 //! window is fixed (see README).
 
 mod ghost;
+mod node;
 mod queues;
 mod sketch;
 
@@ -98,7 +99,8 @@ use hashbrown::HashTable;
 use super::tiers::{Access, Entry};
 use crate::time::Timestamp;
 use ghost::{Ghost, Record};
-use queues::{Link, Queue, Queues, NIL};
+use node::{Link, Queue, NIL};
+use queues::Queues;
 use sketch::Sketch;
 pub use sketch::MAX_COUNT;
 
@@ -265,10 +267,7 @@ impl TinyLfu {
     fn find(&self, key: &[u8], hash: u64) -> Option<usize> {
         let nodes = &self.queues.nodes;
         self.index
-            .find(hash, |&i| {
-                let node = &nodes[i.index()];
-                node.hash == hash && node.key == key
-            })
+            .find(hash, |&i| nodes[i.index()].has_key(key))
             .map(|&i| i.index())
     }
 
@@ -288,9 +287,9 @@ impl TinyLfu {
     }
 
     /// The entry under `key`, without any effect.
-    pub(super) fn peek(&self, key: &[u8]) -> Option<&Entry> {
+    pub(super) fn peek(&self, key: &[u8]) -> Option<Entry> {
         let i = self.find(key, self.hash(key))?;
-        Some(&self.queues.nodes[i].entry)
+        Some(self.queues.nodes[i].entry())
     }
 
     /// A read of `key` at `now`, under a shared lock: a valid entry records a hit; an expired one
@@ -307,16 +306,15 @@ impl TinyLfu {
             return Access::Missing;
         };
         let node = &self.queues.nodes[i];
-        if node.entry.is_expired(now) {
+        if node.is_expired(now) {
             return Access::Expired;
         }
-        node.touch(self.tick, self.granule);
-        if node.record_hit() {
+        if node.record_hit(self.tick, self.granule) {
             self.sketch.increment(hash);
         }
         Access::Hit {
-            value: node.entry.value.clone(),
-            expires_at: node.entry.expires_at,
+            value: node.value().clone(),
+            expires_at: node.expires_at(),
         }
     }
 
@@ -338,12 +336,11 @@ impl TinyLfu {
         }
         self.inserts += 1;
         if let Some(i) = self.find(&key, hash) {
-            let (old_size, new_size) = (self.queues.nodes[i].entry.size, entry.size);
+            let (old_size, new_size) = (self.queues.nodes[i].size(), entry.size);
             let old = self.queues.resize(i, entry);
             self.bytes = self.bytes - old_size + new_size;
             let node = &mut self.queues.nodes[i];
-            node.set_seen(tick);
-            if node.record_hit() {
+            if node.record_replacement(tick) {
                 self.sketch.increment(hash);
             }
             return (i, Some(old));
@@ -353,7 +350,7 @@ impl TinyLfu {
             self.adapt_horizon(record.dead);
         }
         let size = entry.size;
-        let mut node = queues::Node::new(hash, key, entry, tick);
+        let mut node = node::Node::new(hash, key, entry, tick);
         if let Some(record) = returned {
             node.set_reuse_gap(tick.saturating_sub(record.seen));
         }
@@ -431,10 +428,10 @@ impl TinyLfu {
     }
 
     /// Every entry, in the order of [`TinyLfu::keys`].
-    pub(super) fn entries(&self) -> impl Iterator<Item = (&Bytes, &Entry)> {
+    pub(super) fn entries(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
         self.queues.all().map(move |i| {
             let node = &self.queues.nodes[i];
-            (&node.key, &node.entry)
+            (&node.key, node.value())
         })
     }
 
@@ -609,12 +606,12 @@ impl TinyLfu {
     fn take(&mut self, i: usize) -> (Bytes, Entry) {
         self.queues.unlink(i);
         let node = self.queues.nodes.remove(i);
-        self.bytes -= node.entry.size;
+        self.bytes -= node.size();
         let link = Link::to(i);
         if let Ok(slot) = self.index.find_entry(node.hash, |&j| j == link) {
             slot.remove();
         }
-        (node.key, node.entry)
+        node.into_parts()
     }
 
     /// Checks links, byte counts and the index (tests only); returns every entry.
@@ -636,9 +633,9 @@ impl TinyLfu {
                 assert_eq!(self.find(&node.key, node.hash), Some(i), "index disagrees");
                 assert_eq!(node.hash, self.hash(&node.key));
                 len += 1;
-                bytes += node.entry.size;
+                bytes += node.size();
                 prev = i;
-                all.push((node.key.clone(), node.entry.clone()));
+                all.push((node.key.clone(), node.entry()));
             }
             assert_eq!(list.tail, prev, "tail is not the last node");
             assert_eq!((list.len, list.bytes), (len, bytes), "list counts");
@@ -662,8 +659,8 @@ impl TinyLfu {
 mod tests {
     use super::*;
 
-    /// Bytes of every entry in these tests.
-    const SIZE: u64 = 100;
+    /// Bytes of every entry in these tests (each value is padded to it).
+    const SIZE: u64 = crate::store::ENTRY_OVERHEAD + 64;
 
     /// The property tests' reference model shares `percent_of` and `SplitMix` with the policy,
     /// so they are checked here against independent answers: exact wide arithmetic, and the
@@ -727,10 +724,12 @@ mod tests {
                 self.hits += 1;
                 return true;
             }
+            let padding = usize::try_from(SIZE - crate::store::ENTRY_OVERHEAD).unwrap_or(0);
+            let value = Bytes::from(vec![0; padding - key.len()]);
             let entry = Entry {
-                value: Bytes::new(),
+                size: crate::store::entry_size(key.len(), value.len()),
+                value,
                 expires_at: None,
-                size: SIZE,
                 seq: 0,
             };
             let key = Bytes::copy_from_slice(key.as_bytes());

@@ -4,167 +4,10 @@
 //! probation, protected) or into none (a candidate waiting for admission). This module only
 //! links, unlinks and counts; which entry moves where is decided by the policy.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
-
-use bytes::Bytes;
 use slab::Slab;
 
-use super::MAX_HITS;
+use super::node::{Link, Node, Queue, NIL};
 use crate::store::tiers::Entry;
-use crate::store::MAX_STORE_ENTRIES;
-
-/// No entry index: the end of a queue.
-pub(super) const NIL: usize = usize::MAX;
-
-/// An entry index in 32 bits (`u32::MAX` is [`NIL`]), in links and index slots: a node then
-/// fits two cache lines and a slot four bytes. A store never holds
-/// [`MAX_STORE_ENTRIES`] entries (its budget is capped), so every index fits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Link(u32);
-
-impl Link {
-    /// No entry.
-    pub(super) const NIL: Link = Link(u32::MAX);
-
-    /// The link to entry `i` (or [`Link::NIL`] for [`NIL`]); indices are below
-    /// [`MAX_STORE_ENTRIES`].
-    pub(super) fn to(i: usize) -> Link {
-        debug_assert!(
-            i < MAX_STORE_ENTRIES || i == NIL,
-            "entry index {i} beyond the bound"
-        );
-        // Below `u32::MAX` by the store's entry bound (its budget is capped so that it can
-        // never hold `MAX_STORE_ENTRIES` entries); NIL maps to `u32::MAX`.
-        Link(u32::try_from(i).unwrap_or(u32::MAX))
-    }
-
-    /// The entry index ([`NIL`] for [`Link::NIL`]).
-    pub(super) fn index(self) -> usize {
-        if self == Link::NIL {
-            NIL
-        } else {
-            self.0 as usize
-        }
-    }
-}
-
-/// Which queue an entry is in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Queue {
-    /// The admission window.
-    Window,
-    /// Main space, not hit since it entered (or was demoted to) it.
-    Probation,
-    /// Main space, hit while in probation.
-    Protected,
-    /// Left the window and waits for admission (only during an eviction).
-    Candidate,
-}
-
-/// One stored entry with its queue links. Laid out so that what every lookup reads (hash, key,
-/// value, expiry) comes first, and what hits on other threads write (the hit count and the
-/// last-use tick) after it; aligned to a cache line and 128 bytes long, so that a node spans
-/// exactly two lines (with 64-bit links it took 136 bytes and often three).
-#[derive(Debug)]
-#[repr(C, align(64))]
-pub(super) struct Node {
-    pub(super) hash: u64,
-    pub(super) key: Bytes,
-    pub(super) entry: Entry,
-    /// Previous entry in the queue ([`NIL`] at the head), as a [`Link`].
-    prev: Link,
-    /// Next entry in the queue ([`NIL`] at the tail), as a [`Link`].
-    next: Link,
-    /// Tick of the last access (insert, replacement or hit), refreshed by hits under a shared
-    /// lock at a granularity (see the policy's docs).
-    seen: AtomicU64,
-    pub(super) queue: Queue,
-    /// Hits since the policy last looked (0..=MAX_HITS); raised under a shared lock.
-    hits: AtomicU8,
-    /// For a key the ghost remembered when it came back: the ticks from its last access before
-    /// it left to the insert that brought it back ([`NO_GAP`] otherwise, or if beyond `u32`).
-    reuse_gap: u32,
-}
-
-/// [`Node::reuse_gap`] of a key the ghost did not remember.
-const NO_GAP: u32 = u32::MAX;
-
-impl Node {
-    /// A new entry, in no queue yet, with no hits, last used at `tick`.
-    pub(super) fn new(hash: u64, key: Bytes, entry: Entry, tick: u64) -> Self {
-        Node {
-            hash,
-            key,
-            entry,
-            prev: Link::NIL,
-            next: Link::NIL,
-            seen: AtomicU64::new(tick),
-            queue: Queue::Candidate,
-            hits: AtomicU8::new(0),
-            reuse_gap: NO_GAP,
-        }
-    }
-
-    /// The previous entry in its queue ([`NIL`] at the head).
-    #[cfg(test)]
-    pub(super) fn prev(&self) -> usize {
-        self.prev.index()
-    }
-
-    /// The next entry in its queue ([`NIL`] at the tail).
-    pub(super) fn next(&self) -> usize {
-        self.next.index()
-    }
-
-    /// The ticks between the key's last access before it left the store and its return, if
-    /// the ghost remembered it when it came back (and the gap fits `u32`).
-    pub(super) fn reuse_gap(&self) -> Option<u64> {
-        (self.reuse_gap != NO_GAP).then_some(u64::from(self.reuse_gap))
-    }
-
-    /// Records the reuse gap of a key that came back (see [`Node::reuse_gap`]).
-    pub(super) fn set_reuse_gap(&mut self, gap: u64) {
-        self.reuse_gap = u32::try_from(gap).unwrap_or(NO_GAP);
-    }
-
-    pub(super) fn hits(&self) -> u8 {
-        self.hits.load(Ordering::Relaxed)
-    }
-
-    pub(super) fn set_hits(&mut self, hits: u8) {
-        *self.hits.get_mut() = hits;
-    }
-
-    /// Raises the hit count by one unless it is at [`MAX_HITS`]; returns whether it did. A plain
-    /// load and store, not a read-modify-write (which on x86 is a full barrier waiting for the
-    /// lookup's cache misses): a concurrent hit may make it a no-op, never a wrong count.
-    pub(super) fn record_hit(&self) -> bool {
-        let hits = self.hits.load(Ordering::Relaxed);
-        if hits < MAX_HITS {
-            self.hits.store(hits + 1, Ordering::Relaxed);
-            return true;
-        }
-        false
-    }
-
-    /// Tick of the last recorded access.
-    pub(super) fn seen(&self) -> u64 {
-        self.seen.load(Ordering::Relaxed)
-    }
-
-    /// Records an access at `tick` if the one recorded is at least `granule` older (a hit under
-    /// a shared lock: a hot entry's cache line is written once per granule, not once per hit).
-    pub(super) fn touch(&self, tick: u64, granule: u64) {
-        if tick.saturating_sub(self.seen()) >= granule {
-            self.seen.store(tick, Ordering::Relaxed);
-        }
-    }
-
-    /// Records an access at `tick` (exclusive access).
-    pub(super) fn set_seen(&mut self, tick: u64) {
-        *self.seen.get_mut() = tick;
-    }
-}
 
 /// A doubly linked FIFO of entry indices, head first, with its byte total.
 #[derive(Debug, Clone, Copy)]
@@ -226,7 +69,7 @@ impl Queues {
 
     /// Links the unlinked entry `i` at the tail of `queue` (or just marks it a candidate).
     pub(super) fn push_tail(&mut self, queue: Queue, i: usize) {
-        let size = self.nodes[i].entry.size;
+        let size = self.nodes[i].size();
         self.nodes[i].queue = queue;
         let Some(list) = self.list_mut(queue) else {
             return;
@@ -248,7 +91,7 @@ impl Queues {
 
     /// Links the unlinked entry `i` at the head of `queue` (or just marks it a candidate).
     pub(super) fn push_head(&mut self, queue: Queue, i: usize) {
-        let size = self.nodes[i].entry.size;
+        let size = self.nodes[i].size();
         self.nodes[i].queue = queue;
         let Some(list) = self.list_mut(queue) else {
             return;
@@ -276,7 +119,7 @@ impl Queues {
                 node.queue,
                 node.prev.index(),
                 node.next.index(),
-                node.entry.size,
+                node.size(),
             )
         };
         let Some(list) = self.list_mut(queue) else {
@@ -310,8 +153,8 @@ impl Queues {
     /// Changes the size of entry `i` (a replacement) and its queue's byte total.
     pub(super) fn resize(&mut self, i: usize, entry: Entry) -> Entry {
         let node = &mut self.nodes[i];
-        let old = std::mem::replace(&mut node.entry, entry);
-        let (queue, new_size) = (node.queue, node.entry.size);
+        let old = node.replace(entry);
+        let (queue, new_size) = (node.queue, node.size());
         if let Some(list) = self.list_mut(queue) {
             list.bytes = list.bytes - old.size + new_size;
         }
@@ -344,27 +187,5 @@ impl Queues {
         self.window = List::EMPTY;
         self.probation = List::EMPTY;
         self.protected = List::EMPTY;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_node_is_aligned_to_a_cache_line_and_two_lines_long() {
-        // A lookup reads the node's hash, key, value and expiry: aligned to a cache line and
-        // at most two lines long, a node never straddles a third line.
-        assert_eq!(std::mem::align_of::<Node>(), 64);
-        assert_eq!(std::mem::size_of::<Node>(), 128);
-    }
-
-    #[test]
-    fn links_round_trip_entry_indices_and_nil() {
-        for i in [0, 1, 4_096, MAX_STORE_ENTRIES - 1] {
-            assert_eq!(Link::to(i).index(), i);
-        }
-        assert_eq!(Link::to(NIL), Link::NIL);
-        assert_eq!(Link::NIL.index(), NIL);
     }
 }
