@@ -15,6 +15,7 @@ use lcache_core::group::{
     Completion, FetchOutcome, Fetched, FlightRef, GetStep, LoadOutcome, LoadPermit, Reply, Work,
 };
 use lcache_core::member::Member;
+use lcache_core::owned::owned;
 use lcache_core::Timestamp;
 use lcache_transport::{Deadline, GetRequest, Transport};
 use tokio::sync::oneshot;
@@ -129,7 +130,7 @@ impl<T: Transport> Runtime<T> {
                     return LoadOutcome::Value(Fetched {
                         // A loader may hand out a slice of a larger buffer (an HTTP body, a
                         // database page): copy it, so a kept value owns exactly its bytes.
-                        value: lcache_core::owned::owned(&loaded.value),
+                        value: owned(&loaded.value),
                         ttl: loaded.ttl,
                     });
                 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lcache_core::member::MemberId;
+use lcache_core::owned::owned;
 use lcache_core::store::StoreStats;
 use tonic::metadata::{MetadataMap, MetadataValue};
 use tonic::{Code, Status};
@@ -19,7 +20,6 @@ use crate::types::{
     DeleteRequest, Fetched, GetRequest, GroupCounters, GroupStats, InvalidateRequest, NodeStats,
     SetRequest, Tier, TierStats,
 };
-use lcache_core::owned::owned;
 
 /// Longest accepted group name, in bytes (the core's limit, re-exported).
 pub use lcache_core::limits::MAX_GROUP_NAME_BYTES;

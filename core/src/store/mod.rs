@@ -448,15 +448,18 @@ impl Store {
     /// The valid value under `key` without any effect: no counters, no recency change, and an
     /// expired entry is left in place (but not returned).
     pub fn peek(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
-        let entry = match &self.engine {
-            Engine::Tiers(tiers) => tiers.peek(key).cloned(),
-            Engine::TinyLfu(lfu) => lfu.peek(key),
-        };
-        let entry = entry.filter(|e| !e.is_expired(now))?;
-        Some(Lookup {
-            value: entry.value,
-            expires_at: entry.expires_at,
-        })
+        match &self.engine {
+            Engine::Tiers(tiers) => {
+                tiers
+                    .peek(key)
+                    .filter(|e| !e.is_expired(now))
+                    .map(|e| Lookup {
+                        value: e.value.clone(),
+                        expires_at: e.expires_at,
+                    })
+            }
+            Engine::TinyLfu(lfu) => lfu.peek(key, now),
+        }
     }
 
     /// Stores `value` under `key` until `expires_at` (forever if `None`) and returns the entries

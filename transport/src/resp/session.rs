@@ -12,6 +12,7 @@ use std::pin::pin;
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes, BytesMut};
+use lcache_core::owned::owned;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -26,7 +27,6 @@ use crate::resp::door::{FrontDoor, REDIS_COMPAT_VERSION};
 use crate::resp::info;
 use crate::server::CacheHandler;
 use crate::types::{DeleteRequest, GetRequest, SetRequest};
-use lcache_core::owned::owned;
 
 /// Room reserved in the read buffer before each read.
 const READ_CHUNK_BYTES: usize = 16 * 1024;

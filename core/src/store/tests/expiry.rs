@@ -25,23 +25,29 @@ fn already_expired_insert_removes_and_stores_nothing() {
 
 #[test]
 fn expiry_is_lazy_on_get() {
-    let mut s = store(3, Policy::lru2());
-    s.insert(b("a"), value_for("a", UNIT), Some(ts(100)), T0)
-        .unwrap();
-    let hit = s.get(b"a", ts(99)).unwrap();
-    assert_eq!(hit.expires_at, Some(ts(100)));
+    for policy in [Policy::lru2(), Policy::TinyLfu] {
+        let mut s = store(3, policy);
+        s.insert(b("a"), value_for("a", UNIT), Some(ts(100)), T0)
+            .unwrap();
+        let hit = s.get(b"a", ts(99)).unwrap();
+        assert_eq!(hit.expires_at, Some(ts(100)));
+        assert_eq!(
+            s.peek(b"a", ts(99)).map(|l| l.expires_at),
+            Some(Some(ts(100)))
+        );
 
-    // Expired at its deadline: peek hides it without removing it...
-    assert_eq!(s.peek(b"a", ts(100)), None);
-    assert_eq!(s.len(), 1);
-    // ...get removes it and counts an expiration and a miss.
-    assert_eq!(s.get(b"a", ts(100)), None);
-    check(&s);
-    assert!(s.is_empty());
-    let stats = s.stats();
-    assert_eq!((stats.hits, stats.misses, stats.expirations), (1, 1, 1));
-    assert_eq!(s.get(b"a", ts(100)), None);
-    assert_eq!((s.stats().misses, s.stats().expirations), (2, 1));
+        // Expired at its deadline: peek hides it without removing it...
+        assert_eq!(s.peek(b"a", ts(100)), None, "{policy:?}");
+        assert_eq!(s.len(), 1);
+        // ...get removes it and counts an expiration and a miss.
+        assert_eq!(s.get(b"a", ts(100)), None);
+        check(&s);
+        assert!(s.is_empty());
+        let stats = s.stats();
+        assert_eq!((stats.hits, stats.misses, stats.expirations), (1, 1, 1));
+        assert_eq!(s.get(b"a", ts(100)), None);
+        assert_eq!((s.stats().misses, s.stats().expirations), (2, 1));
+    }
 }
 
 #[test]

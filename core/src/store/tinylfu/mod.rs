@@ -97,6 +97,7 @@ use bytes::Bytes;
 use hashbrown::HashTable;
 
 use super::tiers::{Access, Entry};
+use super::Lookup;
 use crate::time::Timestamp;
 use ghost::{Ghost, Record};
 use node::{Link, Queue, NIL};
@@ -286,10 +287,14 @@ impl TinyLfu {
         self.sketch.memory_bytes() + self.ghost.memory_bytes()
     }
 
-    /// The entry under `key`, without any effect.
-    pub(super) fn peek(&self, key: &[u8]) -> Option<Entry> {
+    /// The valid value under `key` at `now`, without any effect.
+    pub(super) fn peek(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
         let i = self.find(key, self.hash(key))?;
-        Some(self.queues.nodes[i].entry())
+        let node = &self.queues.nodes[i];
+        (!node.is_expired(now)).then(|| Lookup {
+            value: node.value().clone(),
+            expires_at: node.expires_at(),
+        })
     }
 
     /// A read of `key` at `now`, under a shared lock: a valid entry records a hit; an expired one
@@ -770,7 +775,7 @@ mod tests {
                 h.lfu.horizon = HORIZON_MAX;
             }
         }
-        (horizon, h.lfu.peek(b"old").is_some())
+        (horizon, h.lfu.peek(b"old", Timestamp::ZERO).is_some())
     }
 
     #[test]
@@ -784,7 +789,10 @@ mod tests {
         // Requested once, `fresh` loses its duel to a resident with a higher count.
         h.request("fresh");
         h.request("other");
-        assert!(h.lfu.peek(b"fresh").is_none(), "a one-off key was admitted");
+        assert!(
+            h.lfu.peek(b"fresh", Timestamp::ZERO).is_none(),
+            "a one-off key was admitted"
+        );
         // It comes back two ticks after its last use, when every resident has been idle for
         // far longer: its reuse gap admits it although its count (2) is still the lower.
         h.request("fresh");
@@ -795,20 +803,20 @@ mod tests {
         assert_eq!(h.lfu.queues.nodes[i].reuse_gap(), Some(2));
         h.request("other2");
         assert!(
-            h.lfu.peek(b"fresh").is_some(),
+            h.lfu.peek(b"fresh", Timestamp::ZERO).is_some(),
             "the returning key was refused"
         );
         // A key that comes back after longer than the victims have been idle is not helped.
         h.request("late");
         h.request("other3");
-        assert!(h.lfu.peek(b"late").is_none());
+        assert!(h.lfu.peek(b"late", Timestamp::ZERO).is_none());
         for i in 0..100 {
             h.request(&format!("k{i}"));
         }
         h.request("late");
         h.request("other4");
         assert!(
-            h.lfu.peek(b"late").is_none(),
+            h.lfu.peek(b"late", Timestamp::ZERO).is_none(),
             "a long reuse gap was admitted"
         );
     }

@@ -69,7 +69,7 @@ pub(super) enum Queue {
 }
 
 /// Keys up to this many bytes are compared on the node's first line alone.
-pub(super) const INLINE_KEY: usize = 14;
+const INLINE_KEY: usize = 14;
 
 /// [`KeyProbe::len`] of a key longer than [`INLINE_KEY`].
 const LONG_KEY: u8 = u8::MAX;
@@ -227,7 +227,8 @@ impl Node {
         entry_size(self.key.len(), self.value.len())
     }
 
-    /// The entry as the store's other policies hold it.
+    /// The entry as the store's other policies hold it (for the policy's invariant checks).
+    #[cfg(test)]
     pub(super) fn entry(&self) -> Entry {
         Entry {
             value: self.value.clone(),
