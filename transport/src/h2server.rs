@@ -140,6 +140,8 @@ pub(crate) async fn serve_connection<H, IO>(
     };
     tokio::pin!(shutting_down);
     let mut draining = false;
+    // The allocation of the last stream answered at its first poll, reused by the next.
+    let mut spare = None;
     loop {
         // A fixed order (not tokio's random one), so a simulation replays exactly.
         tokio::select! {
@@ -154,11 +156,21 @@ pub(crate) async fn serve_connection<H, IO>(
                     } else {
                         // Most answers are ready at the first poll (a hit whose request came
                         // whole with its headers): polled here, such a stream never enters
-                        // `streams`, so it costs no task there nor a second turn of this loop.
-                        // One that is not is polled again there, with this task's waker.
-                        let mut stream = Box::pin(serve_stream(&shared, request, respond, &shutdown));
+                        // `streams`, so it costs no task there nor a second turn of this loop,
+                        // and its allocation is kept for the next stream. One that is not is
+                        // polled again there, with this task's waker.
+                        let next = serve_stream(&shared, request, respond, &shutdown);
+                        let mut stream = match spare.take() {
+                            Some(mut stream) => {
+                                Pin::set(&mut stream, next);
+                                stream
+                            }
+                            None => Box::pin(next),
+                        };
                         if stream.as_mut().now_or_never().is_none() {
                             streams.push(stream);
+                        } else {
+                            spare = Some(stream);
                         }
                     }
                 }
