@@ -266,15 +266,15 @@ impl TinyLfu {
 
     #[inline]
     fn find(&self, key: &[u8], hash: u64) -> Option<usize> {
-        let nodes = &self.queues.nodes;
+        let queues = &self.queues;
         self.index
-            .find(hash, |&i| nodes[i.index()].has_key(key))
+            .find(hash, |&i| queues.has_key(i.index(), key))
             .map(|&i| i.index())
     }
 
     /// Number of entries.
     pub(super) fn len(&self) -> usize {
-        self.queues.nodes.len()
+        self.queues.len()
     }
 
     /// Bytes of all entries.
@@ -341,7 +341,7 @@ impl TinyLfu {
         }
         self.inserts += 1;
         if let Some(i) = self.find(&key, hash) {
-            let (old_size, new_size) = (self.queues.nodes[i].size(), entry.size);
+            let (old_size, new_size) = (self.queues.size(i), entry.size);
             let old = self.queues.resize(i, entry);
             self.bytes = self.bytes - old_size + new_size;
             let node = &mut self.queues.nodes[i];
@@ -355,14 +355,14 @@ impl TinyLfu {
             self.adapt_horizon(record.dead);
         }
         let size = entry.size;
-        let mut node = node::Node::new(hash, key, entry, tick);
+        let (node, mut meta) = node::Node::new(hash, key, entry, tick);
         if let Some(record) = returned {
-            node.set_reuse_gap(tick.saturating_sub(record.seen));
+            meta.set_reuse_gap(tick.saturating_sub(record.seen));
         }
-        let i = self.queues.nodes.insert(node);
-        let nodes = &self.queues.nodes;
+        let i = self.queues.insert(node, meta);
+        let queues = &self.queues;
         self.index
-            .insert_unique(hash, Link::to(i), |&j| nodes[j.index()].hash);
+            .insert_unique(hash, Link::to(i), |&j| queues.meta(j.index()).hash);
         self.bytes += size;
         self.queues.push_tail(Queue::Window, i);
         if self.len() > self.peak {
@@ -410,7 +410,7 @@ impl TinyLfu {
                     } else {
                         next += 1;
                         let probation = &self.queues.probation;
-                        if self.queues.nodes[v].queue == Queue::Probation && probation.len > 1 {
+                        if self.queues.meta(v).queue == Queue::Probation && probation.len > 1 {
                             self.queues.move_to_tail(Queue::Probation, v);
                         }
                         c
@@ -429,15 +429,14 @@ impl TinyLfu {
 
     /// Every key, window then probation then protected, each from head to tail.
     pub(super) fn keys(&self) -> impl Iterator<Item = &Bytes> {
-        self.queues.all().map(move |i| &self.queues.nodes[i].key)
+        self.queues.all().map(move |i| &self.queues.meta(i).key)
     }
 
     /// Every entry, in the order of [`TinyLfu::keys`].
     pub(super) fn entries(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
-        self.queues.all().map(move |i| {
-            let node = &self.queues.nodes[i];
-            (&node.key, node.value())
-        })
+        self.queues
+            .all()
+            .map(move |i| (&self.queues.meta(i).key, self.queues.nodes[i].value()))
     }
 
     /// Drops every entry; the sketch, the ghost, the horizon, `peak` and the clock are kept.
@@ -514,7 +513,7 @@ impl TinyLfu {
             if head != keep {
                 return (head != NIL).then_some(head);
             }
-            let next = self.queues.nodes[head].next();
+            let next = self.queues.meta(head).next();
             return (next != NIL).then_some(next);
         }
     }
@@ -552,7 +551,7 @@ impl TinyLfu {
         if idle.saturating_mul(100) <= self.horizon.saturating_mul(self.peak as u64) {
             return false;
         }
-        let estimate = self.sketch.frequency(self.queues.nodes[i].hash);
+        let estimate = self.sketch.frequency(self.queues.meta(i).hash);
         estimate < REUSE_EVIDENCE || idle.saturating_mul(u64::from(estimate)) > self.sample()
     }
 
@@ -578,14 +577,16 @@ impl TinyLfu {
         if self.is_dead(v) {
             return true;
         }
-        if self.queues.nodes[c]
+        if self
+            .queues
+            .meta(c)
             .reuse_gap()
             .is_some_and(|gap| gap < self.idle(v))
         {
             return true;
         }
-        let candidate = self.sketch.frequency(self.queues.nodes[c].hash);
-        let victim = self.sketch.frequency(self.queues.nodes[v].hash);
+        let candidate = self.sketch.frequency(self.queues.meta(c).hash);
+        let victim = self.sketch.frequency(self.queues.meta(v).hash);
         let idle = self.idle(v).max(1);
         let peak = self.peak.max(1) as u64;
         let cap = 2 * SAMPLE_FACTOR * peak / idle;
@@ -600,7 +601,7 @@ impl TinyLfu {
     /// Records the departure of entry `i` in the ghost.
     fn depart(&mut self, i: usize) {
         let record = Record {
-            hash: self.queues.nodes[i].hash,
+            hash: self.queues.meta(i).hash,
             seen: self.queues.nodes[i].seen(),
             dead: self.is_dead(i),
         };
@@ -610,13 +611,13 @@ impl TinyLfu {
     /// Unlinks entry `i` (from its queue, if any) and drops it from the index.
     fn take(&mut self, i: usize) -> (Bytes, Entry) {
         self.queues.unlink(i);
-        let node = self.queues.nodes.remove(i);
-        self.bytes -= node.size();
+        let (node, meta) = self.queues.remove(i);
+        self.bytes -= node.size(&meta);
         let link = Link::to(i);
-        if let Ok(slot) = self.index.find_entry(node.hash, |&j| j == link) {
+        if let Ok(slot) = self.index.find_entry(meta.hash, |&j| j == link) {
             slot.remove();
         }
-        node.into_parts()
+        node.into_parts(meta)
     }
 
     /// Checks links, byte counts and the index (tests only); returns every entry.
@@ -630,17 +631,17 @@ impl TinyLfu {
             };
             let (mut len, mut bytes, mut prev) = (0, 0, NIL);
             for i in self.queues.iter(list) {
-                let node = &self.queues.nodes[i];
-                assert_eq!(node.queue, queue, "node in the wrong list");
-                assert_eq!(node.prev(), prev, "broken back link");
+                let (node, meta) = (&self.queues.nodes[i], self.queues.meta(i));
+                assert_eq!(meta.queue, queue, "node in the wrong list");
+                assert_eq!(meta.prev(), prev, "broken back link");
                 assert!(node.hits() <= MAX_HITS);
                 assert!(node.seen() <= self.tick, "last use in the future");
-                assert_eq!(self.find(&node.key, node.hash), Some(i), "index disagrees");
-                assert_eq!(node.hash, self.hash(&node.key));
+                assert_eq!(self.find(&meta.key, meta.hash), Some(i), "index disagrees");
+                assert_eq!(meta.hash, self.hash(&meta.key));
                 len += 1;
-                bytes += node.size();
+                bytes += node.size(meta);
                 prev = i;
-                all.push((node.key.clone(), node.entry()));
+                all.push((meta.key.clone(), node.entry(meta)));
             }
             assert_eq!(list.tail, prev, "tail is not the last node");
             assert_eq!((list.len, list.bytes), (len, bytes), "list counts");
@@ -800,7 +801,7 @@ mod tests {
             .lfu
             .find(b"fresh", h.lfu.hash(b"fresh"))
             .expect("just stored");
-        assert_eq!(h.lfu.queues.nodes[i].reuse_gap(), Some(2));
+        assert_eq!(h.lfu.queues.meta(i).reuse_gap(), Some(2));
         h.request("other2");
         assert!(
             h.lfu.peek(b"fresh", Timestamp::ZERO).is_some(),

@@ -1,12 +1,13 @@
 //! The entries of the TinyLFU policy and the three FIFO queues that order them.
 //!
-//! Entries live in a slab and are linked, by slab index, into one of the queues (window,
-//! probation, protected) or into none (a candidate waiting for admission). This module only
-//! links, unlinks and counts; which entry moves where is decided by the policy.
+//! Entries live in a slab of [`Node`]s, what hits read, with their [`Meta`]s (key, hash, links)
+//! at the same index in a parallel array, and are linked, by that index, into one of the queues
+//! (window, probation, protected) or into none (a candidate waiting for admission). This module
+//! only stores, links, unlinks and counts; which entry moves where is decided by the policy.
 
 use slab::Slab;
 
-use super::node::{Link, Node, Queue, NIL};
+use super::node::{Link, Meta, Node, Queue, NIL};
 use crate::store::tiers::Entry;
 
 /// A doubly linked FIFO of entry indices, head first, with its byte total.
@@ -30,7 +31,10 @@ impl List {
 /// The entries and the three queues.
 #[derive(Debug)]
 pub(super) struct Queues {
+    /// What hits read, by entry index.
     pub(super) nodes: Slab<Node>,
+    /// What the policy reads, at the same index as its node (a vacant slot's is the default).
+    metas: Vec<Meta>,
     pub(super) window: List,
     pub(super) probation: List,
     pub(super) protected: List,
@@ -41,10 +45,52 @@ impl Queues {
     pub(super) fn new(max_entries: usize) -> Self {
         Queues {
             nodes: Slab::with_capacity(max_entries),
+            metas: Vec::with_capacity(max_entries),
             window: List::EMPTY,
             probation: List::EMPTY,
             protected: List::EMPTY,
         }
+    }
+
+    /// Number of entries.
+    pub(super) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The meta of entry `i`.
+    #[inline]
+    pub(super) fn meta(&self, i: usize) -> &Meta {
+        &self.metas[i]
+    }
+
+    /// Whether entry `i` is stored under `key`.
+    #[inline]
+    pub(super) fn has_key(&self, i: usize, key: &[u8]) -> bool {
+        self.nodes[i].has_key(key, || &self.metas[i].key)
+    }
+
+    /// Bytes charged for entry `i`.
+    pub(super) fn size(&self, i: usize) -> u64 {
+        self.nodes[i].size(&self.metas[i])
+    }
+
+    /// Stores a new entry, in no queue; returns its index.
+    pub(super) fn insert(&mut self, node: Node, meta: Meta) -> usize {
+        let i = self.nodes.insert(node);
+        // The slab hands out a vacant index or the next one past its end, which is ours too.
+        if i == self.metas.len() {
+            self.metas.push(meta);
+        } else {
+            self.metas[i] = meta;
+        }
+        i
+    }
+
+    /// Takes the (unlinked) entry `i` out; its slot's meta goes back to the default, so that
+    /// the key is not held.
+    pub(super) fn remove(&mut self, i: usize) -> (Node, Meta) {
+        let node = self.nodes.remove(i);
+        (node, std::mem::take(&mut self.metas[i]))
     }
 
     /// The list of `queue` (`None` for candidates).
@@ -69,8 +115,8 @@ impl Queues {
 
     /// Links the unlinked entry `i` at the tail of `queue` (or just marks it a candidate).
     pub(super) fn push_tail(&mut self, queue: Queue, i: usize) {
-        let size = self.nodes[i].size();
-        self.nodes[i].queue = queue;
+        let size = self.size(i);
+        self.metas[i].queue = queue;
         let Some(list) = self.list_mut(queue) else {
             return;
         };
@@ -82,17 +128,17 @@ impl Queues {
         list.len += 1;
         list.bytes += size;
         if old_tail != NIL {
-            self.nodes[old_tail].next = Link::to(i);
+            self.metas[old_tail].next = Link::to(i);
         }
-        let node = &mut self.nodes[i];
-        node.prev = Link::to(old_tail);
-        node.next = Link::NIL;
+        let meta = &mut self.metas[i];
+        meta.prev = Link::to(old_tail);
+        meta.next = Link::NIL;
     }
 
     /// Links the unlinked entry `i` at the head of `queue` (or just marks it a candidate).
     pub(super) fn push_head(&mut self, queue: Queue, i: usize) {
-        let size = self.nodes[i].size();
-        self.nodes[i].queue = queue;
+        let size = self.size(i);
+        self.metas[i].queue = queue;
         let Some(list) = self.list_mut(queue) else {
             return;
         };
@@ -104,23 +150,19 @@ impl Queues {
         list.len += 1;
         list.bytes += size;
         if old_head != NIL {
-            self.nodes[old_head].prev = Link::to(i);
+            self.metas[old_head].prev = Link::to(i);
         }
-        let node = &mut self.nodes[i];
-        node.prev = Link::NIL;
-        node.next = Link::to(old_head);
+        let meta = &mut self.metas[i];
+        meta.prev = Link::NIL;
+        meta.next = Link::to(old_head);
     }
 
     /// Unlinks entry `i` from its queue (a candidate is in none).
     pub(super) fn unlink(&mut self, i: usize) {
-        let (queue, prev, next, size) = {
-            let node = &self.nodes[i];
-            (
-                node.queue,
-                node.prev.index(),
-                node.next.index(),
-                node.size(),
-            )
+        let size = self.size(i);
+        let (queue, prev, next) = {
+            let meta = &self.metas[i];
+            (meta.queue, meta.prev.index(), meta.next.index())
         };
         let Some(list) = self.list_mut(queue) else {
             return;
@@ -134,14 +176,14 @@ impl Queues {
         list.len -= 1;
         list.bytes -= size;
         if prev != NIL {
-            self.nodes[prev].next = Link::to(next);
+            self.metas[prev].next = Link::to(next);
         }
         if next != NIL {
-            self.nodes[next].prev = Link::to(prev);
+            self.metas[next].prev = Link::to(prev);
         }
-        let node = &mut self.nodes[i];
-        node.prev = Link::NIL;
-        node.next = Link::NIL;
+        let meta = &mut self.metas[i];
+        meta.prev = Link::NIL;
+        meta.next = Link::NIL;
     }
 
     /// Moves entry `i` from its queue to the tail of `queue`.
@@ -152,9 +194,9 @@ impl Queues {
 
     /// Changes the size of entry `i` (a replacement) and its queue's byte total.
     pub(super) fn resize(&mut self, i: usize, entry: Entry) -> Entry {
-        let node = &mut self.nodes[i];
-        let old = node.replace(entry);
-        let (queue, new_size) = (node.queue, node.size());
+        let (node, meta) = (&mut self.nodes[i], &mut self.metas[i]);
+        let old = node.replace(meta, entry);
+        let (queue, new_size) = (meta.queue, node.size(meta));
         if let Some(list) = self.list_mut(queue) {
             list.bytes = list.bytes - old.size + new_size;
         }
@@ -169,7 +211,7 @@ impl Queues {
                 return None;
             }
             let i = at;
-            at = self.nodes[i].next();
+            at = self.metas[i].next();
             Some(i)
         })
     }
@@ -184,6 +226,7 @@ impl Queues {
     /// Drops every entry.
     pub(super) fn clear(&mut self) {
         self.nodes.clear();
+        self.metas.clear();
         self.window = List::EMPTY;
         self.probation = List::EMPTY;
         self.protected = List::EMPTY;
