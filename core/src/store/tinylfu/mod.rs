@@ -410,7 +410,7 @@ impl TinyLfu {
                     } else {
                         next += 1;
                         let probation = &self.queues.probation;
-                        if self.queues.meta(v).queue == Queue::Probation && probation.len > 1 {
+                        if self.queues.nodes[v].queue == Queue::Probation && probation.len > 1 {
                             self.queues.move_to_tail(Queue::Probation, v);
                         }
                         c
@@ -632,7 +632,7 @@ impl TinyLfu {
             let (mut len, mut bytes, mut prev) = (0, 0, NIL);
             for i in self.queues.iter(list) {
                 let (node, meta) = (&self.queues.nodes[i], self.queues.meta(i));
-                assert_eq!(meta.queue, queue, "node in the wrong list");
+                assert_eq!(node.queue, queue, "node in the wrong list");
                 assert_eq!(meta.prev(), prev, "broken back link");
                 assert!(node.hits() <= MAX_HITS);
                 assert!(node.seen() <= self.tick, "last use in the future");

@@ -77,16 +77,18 @@ pub(super) enum Queue {
 const INLINE_KEY: usize = 14;
 
 /// [`KeyProbe::len`] of a key longer than [`INLINE_KEY`].
-const LONG_KEY: u8 = u8::MAX;
+const LONG_KEY: u8 = 0x7f;
+
+/// The bit of [`KeyProbe::len`] that says the entry has a deadline.
+const DEADLINE_BIT: u8 = 0x80;
 
 /// The key as a hit first sees it: a short key whole, a long key's prefix; and whether the
 /// entry has a deadline (a flag that would otherwise cost the deadline word a second word).
 #[derive(Debug, Clone, Copy)]
 struct KeyProbe {
-    /// The key's length if at most [`INLINE_KEY`], else [`LONG_KEY`].
+    /// The key's length if at most [`INLINE_KEY`], else [`LONG_KEY`]; with [`DEADLINE_BIT`]
+    /// if [`Node::deadline`] holds a deadline (one byte for both leaves one for the queue).
     len: u8,
-    /// Whether [`Node::deadline`] holds a deadline.
-    has_deadline: bool,
     /// The key's first bytes (the whole key if short), zero-padded.
     bytes: [u8; INLINE_KEY],
 }
@@ -103,11 +105,25 @@ impl KeyProbe {
         } else {
             LONG_KEY
         };
-        KeyProbe {
-            len,
-            has_deadline,
-            bytes,
-        }
+        let mut probe = KeyProbe { len, bytes };
+        probe.set_deadline(has_deadline);
+        probe
+    }
+
+    /// The key's length if at most [`INLINE_KEY`], else [`LONG_KEY`].
+    #[inline]
+    fn key_len(self) -> u8 {
+        self.len & !DEADLINE_BIT
+    }
+
+    /// Whether the entry has a deadline.
+    #[inline]
+    fn has_deadline(self) -> bool {
+        self.len & DEADLINE_BIT != 0
+    }
+
+    fn set_deadline(&mut self, has_deadline: bool) {
+        self.len = self.key_len() | if has_deadline { DEADLINE_BIT } else { 0 };
     }
 }
 
@@ -153,8 +169,11 @@ fn unpack_use(word: u64) -> (u64, u8) {
 #[repr(C, align(64))]
 pub(super) struct Node {
     probe: KeyProbe,
+    /// The queue the entry is in: here, not in the [`Meta`], so that replacing a value (which
+    /// moves the queue's byte total) reads one line, the one its lookup read.
+    pub(super) queue: Queue,
     value: Bytes,
-    /// The deadline's milliseconds if `probe.has_deadline`.
+    /// The deadline's milliseconds if the probe says the entry has one.
     deadline: u64,
     /// The last-use tick and the hit count ([`pack_use`]): refreshed by hits under a shared
     /// lock (the tick at a granularity, see the policy's docs; the count up to [`MAX_HITS`]).
@@ -167,7 +186,8 @@ pub(super) struct Node {
 pub(super) struct Meta {
     pub(super) key: Bytes,
     pub(super) hash: u64,
-    /// Insert sequence number; with the deadline it is the entry's key in the expiry index.
+    /// Insert sequence number; with the deadline it is the entry's key in the expiry index
+    /// (kept up to date only while the entry has a deadline: nothing reads it otherwise).
     seq: u64,
     /// Previous entry in the queue ([`NIL`] at the head), as a [`Link`].
     pub(super) prev: Link,
@@ -176,7 +196,6 @@ pub(super) struct Meta {
     /// For a key the ghost remembered when it came back: the ticks from its last access before
     /// it left to the insert that brought it back ([`NO_GAP`] otherwise, or if beyond `u32`).
     reuse_gap: u32,
-    pub(super) queue: Queue,
 }
 
 /// [`Meta::reuse_gap`] of a key the ghost did not remember.
@@ -192,7 +211,6 @@ impl Default for Meta {
             prev: Link::NIL,
             next: Link::NIL,
             reuse_gap: NO_GAP,
-            queue: Queue::Candidate,
         }
     }
 }
@@ -221,12 +239,30 @@ impl Meta {
     }
 }
 
+/// The length of a key too long for the node. Out of line, as [`seq_of`] is: inlined, the
+/// compiler turns the branch that guards such a read into a load done every time (a reference
+/// may always be read) and a select, and a replacement then waits for the meta's line, which
+/// hits never bring into the cache.
+#[cold]
+#[inline(never)]
+fn long_key_len(meta: &Meta) -> usize {
+    meta.key.len()
+}
+
+/// The sequence number of an entry with a deadline (out of line: see [`long_key_len`]).
+#[cold]
+#[inline(never)]
+fn seq_of(meta: &Meta) -> u64 {
+    meta.seq
+}
+
 impl Node {
     /// A new entry's two parts, in no queue yet, with no hits, last used at `tick`.
     pub(super) fn new(hash: u64, key: Bytes, entry: Entry, tick: u64) -> (Node, Meta) {
         debug_assert_eq!(entry.size, entry_size(key.len(), entry.value.len()));
         let node = Node {
             probe: KeyProbe::new(&key, entry.expires_at.is_some()),
+            queue: Queue::Candidate,
             value: entry.value,
             deadline: entry.expires_at.map_or(0, Timestamp::as_millis),
             usage: AtomicU64::new(pack_use(tick, 0)),
@@ -245,9 +281,9 @@ impl Node {
     #[inline]
     pub(super) fn has_key<'a>(&self, key: &[u8], stored: impl FnOnce() -> &'a Bytes) -> bool {
         if key.len() <= INLINE_KEY {
-            usize::from(self.probe.len) == key.len() && short_key_eq(&self.probe.bytes, key)
+            usize::from(self.probe.key_len()) == key.len() && short_key_eq(&self.probe.bytes, key)
         } else {
-            self.probe.len == LONG_KEY
+            self.probe.key_len() == LONG_KEY
                 && self.probe.bytes[..] == key[..INLINE_KEY]
                 && stored() == key
         }
@@ -261,19 +297,24 @@ impl Node {
     /// When the entry stops being valid, if ever.
     pub(super) fn expires_at(&self) -> Option<Timestamp> {
         self.probe
-            .has_deadline
+            .has_deadline()
             .then(|| Timestamp::from_millis(self.deadline))
     }
 
     /// Whether the entry is expired at `now` (deadline reached or passed).
     #[inline]
     pub(super) fn is_expired(&self, now: Timestamp) -> bool {
-        self.probe.has_deadline && self.deadline <= now.as_millis()
+        self.probe.has_deadline() && self.deadline <= now.as_millis()
     }
 
-    /// Bytes charged for the entry whose meta is `meta` ([`entry_size`] of key and value).
+    /// Bytes charged for the entry whose meta is `meta` ([`entry_size`] of key and value): the
+    /// key's length is read from the meta only if the key is too long for the node.
     pub(super) fn size(&self, meta: &Meta) -> u64 {
-        entry_size(meta.key.len(), self.value.len())
+        let key_len = match self.probe.key_len() {
+            LONG_KEY => long_key_len(meta),
+            short => usize::from(short),
+        };
+        entry_size(key_len, self.value.len())
     }
 
     /// The entry as the store's other policies hold it (for the policy's invariant checks).
@@ -288,16 +329,25 @@ impl Node {
     }
 
     /// Puts `entry` in place of the stored one (same key, whose meta is `meta`) and returns
-    /// the one it replaced.
+    /// the one it replaced. The meta is read or written only for a long key or a deadline (old
+    /// or new): the sequence number matters only with a deadline.
     pub(super) fn replace(&mut self, meta: &mut Meta, entry: Entry) -> Entry {
         debug_assert_eq!(entry.size, entry_size(meta.key.len(), entry.value.len()));
-        let (expires_at, seq) = (self.expires_at(), meta.seq);
+        let expires_at = self.expires_at();
+        let seq = if expires_at.is_some() {
+            seq_of(meta)
+        } else {
+            0
+        };
+        let size = self.size(meta);
         let value = std::mem::replace(&mut self.value, entry.value);
-        self.probe.has_deadline = entry.expires_at.is_some();
+        self.probe.set_deadline(entry.expires_at.is_some());
         self.deadline = entry.expires_at.map_or(0, Timestamp::as_millis);
-        meta.seq = entry.seq;
+        if entry.expires_at.is_some() {
+            meta.seq = entry.seq;
+        }
         Entry {
-            size: entry_size(meta.key.len(), value.len()),
+            size,
             value,
             expires_at,
             seq,
@@ -434,23 +484,31 @@ mod tests {
 
     #[test]
     fn deadlines_round_trip_including_the_epoch_and_the_end_of_time() {
-        for at in [
-            None,
-            Some(Timestamp::ZERO),
-            Some(Timestamp::from_millis(5)),
-            Some(Timestamp::from_millis(u64::MAX)),
-        ] {
-            let (node, meta) = Node::new(1, Bytes::from_static(b"k"), entry(b"v", at, 1), 0);
-            assert_eq!(node.expires_at(), at);
-            assert_eq!(
-                node.is_expired(Timestamp::from_millis(5)),
-                at <= Some(Timestamp::from_millis(5)) && at.is_some()
-            );
-            let (_, back) = node.into_parts(meta);
-            assert_eq!(
-                (back.expires_at, back.seq, back.size),
-                (at, 7, entry_size(1, 1))
-            );
+        let keys: [&'static [u8]; 3] = [b"k", b"fourteen-bytes", b"a-key-longer-than-the-probe"];
+        for key in keys.map(Bytes::from_static) {
+            for at in [
+                None,
+                Some(Timestamp::ZERO),
+                Some(Timestamp::from_millis(5)),
+                Some(Timestamp::from_millis(u64::MAX)),
+            ] {
+                let (node, meta) = Node::new(1, key.clone(), entry(b"v", at, key.len()), 0);
+                assert_eq!(node.expires_at(), at);
+                assert_eq!(
+                    node.is_expired(Timestamp::from_millis(5)),
+                    at <= Some(Timestamp::from_millis(5)) && at.is_some()
+                );
+                // The deadline flag shares a byte with the key's length: neither disturbs
+                // the other.
+                assert!(node.has_key(&key, || &meta.key), "{key:?} {at:?}");
+                assert!(!node.has_key(&key[1..], || &meta.key), "{key:?} {at:?}");
+                assert_eq!(node.size(&meta), entry_size(key.len(), 1));
+                let (back_key, back) = node.into_parts(meta);
+                assert_eq!(
+                    (back_key, back.expires_at, back.seq, back.size),
+                    (key.clone(), at, 7, entry_size(key.len(), 1))
+                );
+            }
         }
     }
 
@@ -461,14 +519,21 @@ mod tests {
         let (mut node, mut meta) = Node::new(1, key, entry(b"old!", at, 1), 0);
         let old = node.replace(&mut meta, entry(b"new", None, 1));
         assert_eq!(
-            (old.value.as_ref(), old.expires_at, old.size),
-            (&b"old!"[..], at, entry_size(1, 4))
+            (old.value.as_ref(), old.expires_at, old.size, old.seq),
+            (&b"old!"[..], at, entry_size(1, 4), 7)
         );
         assert_eq!(
             (node.value().as_ref(), node.expires_at()),
             (&b"new"[..], None)
         );
         assert_eq!(node.size(&meta), entry_size(1, 3));
+        // A deadline comes back with its own sequence number (the expiry index's key).
+        let later = Some(Timestamp::from_millis(20));
+        let mut with_deadline = entry(b"newer", later, 1);
+        with_deadline.seq = 9;
+        node.replace(&mut meta, with_deadline);
+        let (_, back) = node.into_parts(meta);
+        assert_eq!((back.expires_at, back.seq), (later, 9));
     }
 
     #[test]

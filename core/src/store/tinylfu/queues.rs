@@ -116,7 +116,7 @@ impl Queues {
     /// Links the unlinked entry `i` at the tail of `queue` (or just marks it a candidate).
     pub(super) fn push_tail(&mut self, queue: Queue, i: usize) {
         let size = self.size(i);
-        self.metas[i].queue = queue;
+        self.nodes[i].queue = queue;
         let Some(list) = self.list_mut(queue) else {
             return;
         };
@@ -138,7 +138,7 @@ impl Queues {
     /// Links the unlinked entry `i` at the head of `queue` (or just marks it a candidate).
     pub(super) fn push_head(&mut self, queue: Queue, i: usize) {
         let size = self.size(i);
-        self.metas[i].queue = queue;
+        self.nodes[i].queue = queue;
         let Some(list) = self.list_mut(queue) else {
             return;
         };
@@ -159,10 +159,10 @@ impl Queues {
 
     /// Unlinks entry `i` from its queue (a candidate is in none).
     pub(super) fn unlink(&mut self, i: usize) {
-        let size = self.size(i);
-        let (queue, prev, next) = {
+        let (size, queue) = (self.size(i), self.nodes[i].queue);
+        let (prev, next) = {
             let meta = &self.metas[i];
-            (meta.queue, meta.prev.index(), meta.next.index())
+            (meta.prev.index(), meta.next.index())
         };
         let Some(list) = self.list_mut(queue) else {
             return;
@@ -196,7 +196,7 @@ impl Queues {
     pub(super) fn resize(&mut self, i: usize, entry: Entry) -> Entry {
         let (node, meta) = (&mut self.nodes[i], &mut self.metas[i]);
         let old = node.replace(meta, entry);
-        let (queue, new_size) = (meta.queue, node.size(meta));
+        let (queue, new_size) = (node.queue, node.size(meta));
         if let Some(list) = self.list_mut(queue) {
             list.bytes = list.bytes - old.size + new_size;
         }
