@@ -5,8 +5,9 @@
 //! A hit compares the key, checks the deadline, records the use and clones the value. All of
 //! that lives in the node: a copy of the key's first [`INLINE_KEY`] bytes with its length (a
 //! key that short is compared there in full, without touching the key's own buffer), the value,
-//! the deadline, and the last-use tick and hit count packed in one word. The owned key, the
-//! hash and the queue links are the meta's. Kept apart, the nodes a hit can touch take half the
+//! the deadline, the last-use tick and hit count packed in one word, and the entry's queue (so
+//! that replacing a value, which moves its queue's byte total, reads this line alone). The owned
+//! key, the hash and the queue links are the meta's. Kept apart, the nodes a hit can touch take half the
 //! memory (and half the pages) they took as one 128-byte record: with the store over its
 //! caches, fewer lines and TLB entries miss. A third line of padding on the one record cost 5 %
 //! of the store's throughput; splitting it raised the paired ratio to quick_cache (the store's
@@ -28,8 +29,8 @@ use crate::time::Timestamp;
 /// No entry index: the end of a queue.
 pub(super) const NIL: usize = usize::MAX;
 
-/// An entry index in 32 bits (`u32::MAX` is [`NIL`]), in links and index slots: a node then
-/// fits two cache lines and a slot four bytes. A store never holds
+/// An entry index in 32 bits (`u32::MAX` is [`NIL`]), in links and index slots: a [`Meta`]
+/// then fits one cache line and a slot four bytes. A store never holds
 /// [`MAX_STORE_ENTRIES`] entries (its budget is capped), so every index fits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) struct Link(u32);
