@@ -648,6 +648,10 @@ impl TinyLfu {
             total += bytes;
         }
         assert_eq!(all.len(), self.len(), "a node outside every list");
+        assert!(
+            self.queues.vacant_metas_hold_nothing(),
+            "a removed entry's key is still held"
+        );
         assert_eq!(self.index.len(), self.len());
         assert_eq!(total, self.bytes);
         assert!(self.peak >= self.len());

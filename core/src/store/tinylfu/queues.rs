@@ -78,6 +78,7 @@ impl Queues {
     pub(super) fn insert(&mut self, node: Node, meta: Meta) -> usize {
         let i = self.nodes.insert(node);
         // The slab hands out a vacant index or the next one past its end, which is ours too.
+        debug_assert!(i <= self.metas.len(), "slab index {i} past the metas");
         if i == self.metas.len() {
             self.metas.push(meta);
         } else {
@@ -91,6 +92,18 @@ impl Queues {
     pub(super) fn remove(&mut self, i: usize) -> (Node, Meta) {
         let node = self.nodes.remove(i);
         (node, std::mem::take(&mut self.metas[i]))
+    }
+
+    /// Whether every vacant slot's meta is the default one: a removed entry's key is not held
+    /// (tests only).
+    #[cfg(test)]
+    pub(super) fn vacant_metas_hold_nothing(&self) -> bool {
+        self.metas.len() >= self.nodes.len()
+            && self
+                .metas
+                .iter()
+                .enumerate()
+                .all(|(i, meta)| self.nodes.contains(i) || meta.key.is_empty())
     }
 
     /// The list of `queue` (`None` for candidates).
