@@ -367,7 +367,8 @@ async fn answer<H: CacheHandler>(
 /// Serves one request through `call` if it passed validation (`validated`), timed from its
 /// arrival and reported to the handler's metrics with its outcome (`miss` says which successes
 /// are misses); returns the answer and when it ended, or the status of its error. The handler's
-/// future is boxed so that the stream's state stays small.
+/// future is part of the stream's (not boxed apart): a stream answered at its first poll reuses
+/// its connection's spare allocation, so a box of its own would be the request's only one.
 async fn timed<H, R, T, F>(
     handler: &H,
     rpc: Rpc,
@@ -382,7 +383,7 @@ where
 {
     let timer = RequestTimer::start(handler, rpc, received);
     let result = match validated {
-        Ok(req) => Box::pin(call(req)).await,
+        Ok(req) => call(req).await,
         Err(err) => Err(err),
     };
     let elapsed = timer.finish(Outcome::of(&result, miss));
