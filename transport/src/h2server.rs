@@ -368,7 +368,7 @@ async fn answer<H: CacheHandler>(
 /// arrival and reported to the handler's metrics with its outcome (`miss` says which successes
 /// are misses); returns the answer and when it ended, or the status of its error. The handler's
 /// future is part of the stream's (not boxed apart): a stream answered at its first poll reuses
-/// its connection's spare allocation, so a box of its own would be the request's only one.
+/// its connection's spare allocation, and a box of its own would cost every request one more.
 async fn timed<H, R, T, F>(
     handler: &H,
     rpc: Rpc,
