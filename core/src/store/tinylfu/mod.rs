@@ -290,7 +290,7 @@ impl TinyLfu {
     /// The valid value under `key` at `now`, without any effect.
     pub(super) fn peek(&self, key: &[u8], now: Timestamp) -> Option<Lookup> {
         let i = self.find(key, self.hash(key))?;
-        let node = &self.queues.nodes[i];
+        let node = self.queues.node(i);
         (!node.is_expired(now)).then(|| Lookup {
             value: node.value().clone(),
             expires_at: node.expires_at(),
@@ -310,7 +310,7 @@ impl TinyLfu {
         let Some(i) = self.find(key, hash) else {
             return Access::Missing;
         };
-        let node = &self.queues.nodes[i];
+        let node = self.queues.node(i);
         if node.is_expired(now) {
             return Access::Expired;
         }
@@ -344,7 +344,7 @@ impl TinyLfu {
             let (old_size, new_size) = (self.queues.size(i), entry.size);
             let old = self.queues.resize(i, entry);
             self.bytes = self.bytes - old_size + new_size;
-            let node = &mut self.queues.nodes[i];
+            let node = self.queues.node_mut(i);
             if node.record_replacement(tick) {
                 self.sketch.increment(hash);
             }
@@ -410,7 +410,7 @@ impl TinyLfu {
                     } else {
                         next += 1;
                         let probation = &self.queues.probation;
-                        if self.queues.nodes[v].queue == Queue::Probation && probation.len > 1 {
+                        if self.queues.node(v).queue == Queue::Probation && probation.len > 1 {
                             self.queues.move_to_tail(Queue::Probation, v);
                         }
                         c
@@ -436,7 +436,7 @@ impl TinyLfu {
     pub(super) fn entries(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> {
         self.queues
             .all()
-            .map(move |i| (&self.queues.meta(i).key, self.queues.nodes[i].value()))
+            .map(move |i| (&self.queues.meta(i).key, self.queues.node(i).value()))
     }
 
     /// Drops every entry; the sketch, the ghost, the horizon, `peak` and the clock are kept.
@@ -452,12 +452,12 @@ impl TinyLfu {
         let mut chances = self.queues.window.len;
         while self.queues.window.bytes > self.window_budget && self.queues.window.head != NIL {
             let head = self.queues.window.head;
-            if head == keep || (chances > 0 && self.queues.nodes[head].hits() > 0) {
+            if head == keep || (chances > 0 && self.queues.node(head).hits() > 0) {
                 if self.queues.window.len == 1 {
                     break;
                 }
                 chances = chances.saturating_sub(1);
-                self.queues.nodes[head].set_hits(0);
+                self.queues.node_mut(head).set_hits(0);
                 self.queues.move_to_tail(Queue::Window, head);
                 continue;
             }
@@ -490,8 +490,8 @@ impl TinyLfu {
         loop {
             let head = self.queues.probation.head;
             if head != NIL {
-                if head == keep || self.queues.nodes[head].hits() > 0 {
-                    self.queues.nodes[head].set_hits(0);
+                if head == keep || self.queues.node(head).hits() > 0 {
+                    self.queues.node_mut(head).set_hits(0);
                     self.queues.move_to_tail(Queue::Protected, head);
                     self.demote_protected(keep);
                     continue;
@@ -501,11 +501,11 @@ impl TinyLfu {
             let head = self.queues.protected.head;
             let only_keep = self.queues.protected.len == 1 && head == keep;
             if head != NIL && !only_keep {
-                let hits = self.queues.nodes[head].hits();
+                let hits = self.queues.node(head).hits();
                 if head != keep && hits == 0 {
                     return Some(head);
                 }
-                self.queues.nodes[head].set_hits(hits.saturating_sub(1));
+                self.queues.node_mut(head).set_hits(hits.saturating_sub(1));
                 self.queues.move_to_tail(Queue::Protected, head);
                 continue;
             }
@@ -525,9 +525,9 @@ impl TinyLfu {
             && self.queues.protected.head != NIL
         {
             let head = self.queues.protected.head;
-            let hits = self.queues.nodes[head].hits();
+            let hits = self.queues.node(head).hits();
             if hits > 0 || head == keep {
-                self.queues.nodes[head].set_hits(hits.saturating_sub(1));
+                self.queues.node_mut(head).set_hits(hits.saturating_sub(1));
                 self.queues.move_to_tail(Queue::Protected, head);
                 if head == keep && self.queues.protected.len == 1 {
                     break;
@@ -540,7 +540,7 @@ impl TinyLfu {
 
     /// Ticks since entry `i` was last used.
     fn idle(&self, i: usize) -> u64 {
-        self.tick.saturating_sub(self.queues.nodes[i].seen())
+        self.tick.saturating_sub(self.queues.node(i).seen())
     }
 
     /// Whether entry `i` is dead: idle beyond the dead horizon and, if the sketch still counts
@@ -602,7 +602,7 @@ impl TinyLfu {
     fn depart(&mut self, i: usize) {
         let record = Record {
             hash: self.queues.meta(i).hash,
-            seen: self.queues.nodes[i].seen(),
+            seen: self.queues.node(i).seen(),
             dead: self.is_dead(i),
         };
         self.ghost.push(record, ghost_capacity(self.peak));
@@ -631,7 +631,7 @@ impl TinyLfu {
             };
             let (mut len, mut bytes, mut prev) = (0, 0, NIL);
             for i in self.queues.iter(list) {
-                let (node, meta) = (&self.queues.nodes[i], self.queues.meta(i));
+                let (node, meta) = (self.queues.node(i), self.queues.meta(i));
                 assert_eq!(node.queue, queue, "node in the wrong list");
                 assert_eq!(meta.prev(), prev, "broken back link");
                 assert!(node.hits() <= MAX_HITS);
@@ -837,7 +837,7 @@ mod tests {
         let sample = h.lfu.sample(); // 600 ticks
         let hash = h.lfu.hash(b"k0");
         let i = h.lfu.find(b"k0", hash).expect("stored");
-        let seen = h.lfu.queues.nodes[i].seen();
+        let seen = h.lfu.queues.node(i).seen();
         // No count left (as after the sketch aged it away): dead as soon as past the horizon.
         // The sketch restarts when the peak grows, so its counts are set here.
         h.lfu.sketch = Sketch::new(h.lfu.sketch.words());

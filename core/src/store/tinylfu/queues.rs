@@ -31,8 +31,9 @@ impl List {
 /// The entries and the three queues.
 #[derive(Debug)]
 pub(super) struct Queues {
-    /// What hits read, by entry index.
-    pub(super) nodes: Slab<Node>,
+    /// What hits read, by entry index. Private, as the metas are: an entry comes and goes
+    /// through [`Queues::insert`] and [`Queues::remove`], which keep the two in step.
+    nodes: Slab<Node>,
     /// What the policy reads, at the same index as its node (a vacant slot's is the default).
     metas: Vec<Meta>,
     pub(super) window: List,
@@ -55,6 +56,17 @@ impl Queues {
     /// Number of entries.
     pub(super) fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// The node of entry `i`.
+    #[inline]
+    pub(super) fn node(&self, i: usize) -> &Node {
+        &self.nodes[i]
+    }
+
+    /// The node of entry `i`, to change it.
+    pub(super) fn node_mut(&mut self, i: usize) -> &mut Node {
+        &mut self.nodes[i]
     }
 
     /// The meta of entry `i`.
