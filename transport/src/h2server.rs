@@ -367,8 +367,10 @@ async fn answer<H: CacheHandler>(
 /// Serves one request through `call` if it passed validation (`validated`), timed from its
 /// arrival and reported to the handler's metrics with its outcome (`miss` says which successes
 /// are misses); returns the answer and when it ended, or the status of its error. The handler's
-/// future is part of the stream's (not boxed apart): a stream answered at its first poll reuses
-/// its connection's spare allocation, and a box of its own would cost every request one more.
+/// future is boxed so that the stream's state stays small: inlined, the node's get future
+/// made a stream's future about 1,630 bytes instead of 640 — copied into the connection's spare
+/// allocation for every stream, and held by every stream that waits (a miss, a fetch from the
+/// owner) — to save one allocation of 272 bytes per request, with no measurable gain.
 async fn timed<H, R, T, F>(
     handler: &H,
     rpc: Rpc,
@@ -383,7 +385,7 @@ where
 {
     let timer = RequestTimer::start(handler, rpc, received);
     let result = match validated {
-        Ok(req) => call(req).await,
+        Ok(req) => Box::pin(call(req)).await,
         Err(err) => Err(err),
     };
     let elapsed = timer.finish(Outcome::of(&result, miss));
