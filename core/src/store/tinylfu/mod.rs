@@ -341,9 +341,9 @@ impl TinyLfu {
         }
         self.inserts += 1;
         if let Some(i) = self.find(&key, hash) {
-            let (old_size, new_size) = (self.queues.size(i), entry.size);
+            let new_size = entry.size;
             let old = self.queues.resize(i, entry);
-            self.bytes = self.bytes - old_size + new_size;
+            self.bytes = self.bytes - old.size + new_size;
             let node = self.queues.node_mut(i);
             if node.record_replacement(tick) {
                 self.sketch.increment(hash);
@@ -612,12 +612,13 @@ impl TinyLfu {
     fn take(&mut self, i: usize) -> (Bytes, Entry) {
         self.queues.unlink(i);
         let (node, meta) = self.queues.remove(i);
-        self.bytes -= node.size(&meta);
         let link = Link::to(i);
         if let Ok(slot) = self.index.find_entry(meta.hash, |&j| j == link) {
             slot.remove();
         }
-        node.into_parts(meta)
+        let (key, entry) = node.into_parts(meta);
+        self.bytes -= entry.size;
+        (key, entry)
     }
 
     /// Checks links, byte counts and the index (tests only); returns every entry.
