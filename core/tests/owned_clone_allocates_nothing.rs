@@ -1,7 +1,8 @@
 //! A stored value is cloned on every read of it: a small copy made by `owned` must clone with
 //! no allocation (its reference count is already in its allocation). A plain
 //! `Bytes::copy_from_slice` allocates its count at the first clone, in memory unrelated to the
-//! bytes, which cost a node 5 % of its GET throughput (README, Measured).
+//! bytes: in a profile of the uniform 100 B GET benchmark the value's clone fell from 2.9 % to
+//! 1.3 % of a node's samples with `owned` (README, Measured).
 #![allow(clippy::unwrap_used)]
 
 use std::alloc::System;
