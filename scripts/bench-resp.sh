@@ -4,8 +4,8 @@
 #
 #   redis-benchmark -c 50 -n 200000 -d 100 -t get,set -P 1     (and again with -P 16)
 #
-# Installs redis-server and redis-tools if missing (Debian, as root), builds lcache-node (release),
-# starts a 1-node LCache with --resp-listen and a redis-server on free loopback ports, runs ROUNDS
+# Installs redis-server and redis-tools if missing (Debian, as root), builds lcache-node (production
+# profile), starts a 1-node LCache with --resp-listen and a redis-server on free loopback ports, runs ROUNDS
 # rounds (each round: both pipelining modes against both servers, the order alternating between
 # rounds), and prints the median ops/s of each (server, mode, command), the ratio LCache / Redis,
 # and each server's CPU time per request (user + system, from /proc, over the whole
@@ -41,9 +41,9 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
 fi
 command -v cargo >/dev/null || { log "cargo is needed (https://rustup.rs)"; exit 1; }
 
-log "building lcache-node (release)"
-cargo build --release -q -p lcache-node --bin lcache-node
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/release
+log "building lcache-node (production profile: fat LTO, see Cargo.toml)"
+cargo build --profile production -q -p lcache-node --bin lcache-node
+BIN=${CARGO_TARGET_DIR:-$ROOT/target}/production
 
 # --- processes we start, stopped on exit ---------------------------------------------------------
 PIDS=()
