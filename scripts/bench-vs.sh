@@ -2,10 +2,11 @@
 # LCache vs Redis vs memcached, side by side, on this machine and over loopback only.
 #
 # Installs redis-server and memcached if missing (Debian, as root), builds lcache-node and
-# lcache-bench (production profile), starts redis-server, memcached, a 1-node LCache (gRPC, and RESP
-# through --resp-listen: target lcache-resp, the same node and the same Redis client as the redis target)
-# and a 3-node LCache cluster on free loopback ports, runs every scenario against every backend in turn (rounds interleaved),
-# stops everything it started, and writes a markdown table to target/bench-vs.md (and stdout).
+# lcache-bench (as deployed: see PGO below), starts redis-server, memcached, a 1-node LCache (gRPC,
+# and RESP through --resp-listen: target lcache-resp, the same node and the same Redis client as
+# the redis target) and a 3-node LCache cluster on free loopback ports, runs every scenario against
+# every backend in turn (rounds interleaved), stops everything it started, and writes a markdown
+# table to target/bench-vs.md (and stdout).
 #
 # Knobs (environment): DURATION (measured time per round, default 3s), WARMUP (1s), ROUNDS (3),
 # CONNECTIONS (32), WORKERS (concurrent workers sharing the connections, default CONNECTIONS;
@@ -13,7 +14,8 @@
 # SEED (1), LCACHE_THREADS (tokio worker threads of every lcache-node; default the runtime's, one
 # per CPU), SCENARIOS (space-separated lcache-bench --scenario specs), TARGETS (subset of:
 # lcache-1 lcache-resp lcache-3 redis memcached), OUT (target/bench-vs.md), TIME_LIMIT (seconds the
-# generator may run in all, 900).
+# generator may run in all, 900), PGO (1: build with scripts/build-pgo.sh; 0: the production profile
+# alone).
 # Time per backend per scenario: ROUNDS x (WARMUP + DURATION) plus the preload, about 15 s by
 # default; the whole default run takes about 5 minutes after the build.
 set -euo pipefail
@@ -31,6 +33,7 @@ LCACHE_THREADS=${LCACHE_THREADS:-}
 SEED=${SEED:-1}
 OUT=${OUT:-$ROOT/target/bench-vs.md}
 TIME_LIMIT=${TIME_LIMIT:-900}
+PGO=${PGO:-1}
 TARGETS=${TARGETS:-lcache-1 lcache-resp lcache-3 redis memcached}
 SCENARIOS=${SCENARIOS:-"dist=uniform,value=100,read=1 dist=zipf,value=100,read=0.9 dist=uniform,value=4KiB,read=1 dist=zipf,value=4KiB,read=0.9"}
 
@@ -47,11 +50,17 @@ if ! command -v redis-server >/dev/null || ! command -v memcached >/dev/null; th
 fi
 command -v cargo >/dev/null || { log "cargo is needed (https://rustup.rs)"; exit 1; }
 
-# The production profile (fat LTO, see Cargo.toml) for both: the node as deployed, and the generator
-# as fast as it can be made, since a faster generator only helps the fastest target (Redis).
-log "building lcache-node and lcache-bench (production profile)"
-cargo build --profile production -q -p lcache-node --bin lcache-node -p lcache-bench --bin lcache-bench
-BIN=${CARGO_TARGET_DIR:-$ROOT/target}/production
+# Both binaries are built as deployed (PGO=1: the production profile plus profile-guided
+# optimisation, scripts/build-pgo.sh; PGO=0: the production profile alone, fat LTO), the generator
+# too: a faster generator only helps the fastest target (Redis).
+if [ "$PGO" = 1 ]; then
+    log "building lcache-node and lcache-bench (production profile + PGO: scripts/build-pgo.sh)"
+    BIN=$(bash scripts/build-pgo.sh)
+else
+    log "building lcache-node and lcache-bench (production profile)"
+    cargo build --profile production -q -p lcache-node --bin lcache-node -p lcache-bench --bin lcache-bench
+    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/production
+fi
 
 # --- processes we start, stopped on exit ---------------------------------------------------------
 PIDS=()
