@@ -55,41 +55,8 @@ else
 fi
 
 # --- processes we start, stopped on exit ---------------------------------------------------------
-PIDS=()
-WORK=$(mktemp -d)
-cleanup() {
-    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-    rm -rf "$WORK"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-
-CHOSEN=" "
-PORT=
-free_port() {
-    PORT=$1
-    while listening "$PORT" || [[ $CHOSEN == *" $PORT "* ]]; do PORT=$((PORT + 1)); done
-    CHOSEN="$CHOSEN$PORT "
-}
-
-STARTED=
-start() { # name port command...
-    local name=$1 port=$2
-    shift 2
-    "$@" >"$WORK/$name.log" 2>&1 &
-    STARTED=$!
-    PIDS+=("$STARTED")
-    for _ in $(seq 1 200); do
-        listening "$port" && return 0
-        kill -0 "$STARTED" 2>/dev/null || { log "$name exited; its log:"; cat "$WORK/$name.log" >&2; exit 1; }
-        sleep 0.05
-    done
-    log "$name is not listening on 127.0.0.1:$port after 10 s"
-    exit 1
-}
+# shellcheck source=lib/servers.sh
+source "$ROOT/scripts/lib/servers.sh"
 
 # CPU time (user + system) of a process so far, in clock ticks.
 cpu_ticks() { awk '{ split($0, a, ") "); split(a[2], f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }

@@ -48,27 +48,11 @@ if [ -f "$MERGED" ] && [ "$MERGED" -nt "$GEN_BIN/lcache-node" ] && [ "$MERGED" -
 else
     rm -rf "$DATA/raw"
     mkdir -p "$DATA/raw"
-    PIDS=()
-    WORK=$(mktemp -d)
-    cleanup() {
-        for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
-        for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
-        rm -rf "$WORK"
-    }
-    trap cleanup EXIT
-    trap 'exit 130' INT TERM
-
-    listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-    CHOSEN=" "
-    free_port() { # leaves in $PORT a free loopback port at or above $1 not chosen before
-        PORT=$1
-        while listening "$PORT" || [[ $CHOSEN == *" $PORT "* ]]; do PORT=$((PORT + 1)); done
-        CHOSEN="$CHOSEN$PORT "
-    }
-
+    # shellcheck source=lib/servers.sh
+    source "$ROOT/scripts/lib/servers.sh"
     grpc=()
     resp=()
-    for id in a b c; do
+    for _ in a b c; do
         free_port 17401
         grpc+=("$PORT")
         free_port 16401
@@ -77,15 +61,11 @@ else
     peers="a=127.0.0.1:${grpc[0]},b=127.0.0.1:${grpc[1]},c=127.0.0.1:${grpc[2]}"
     i=0
     for id in a b c; do
-        LLVM_PROFILE_FILE="$DATA/raw/node-%p-%m.profraw" "$GEN_BIN/lcache-node" --node-id "$id" \
-            --listen "127.0.0.1:${grpc[$i]}" --resp-listen "127.0.0.1:${resp[$i]}" \
-            --peers "$peers" --group "default:budget=256MiB" >"$WORK/$id.log" 2>&1 &
-        PIDS+=("$!")
+        start "$id" "${grpc[$i]}" env LLVM_PROFILE_FILE="$DATA/raw/node-%p-%m.profraw" \
+            "$GEN_BIN/lcache-node" --node-id "$id" --listen "127.0.0.1:${grpc[$i]}" \
+            --resp-listen "127.0.0.1:${resp[$i]}" --peers "$peers" --group "default:budget=256MiB"
+        wait_listening "${resp[$i]}" "$id" "$STARTED"
         i=$((i + 1))
-    done
-    for port in "${grpc[@]}" "${resp[@]}"; do
-        for _ in $(seq 1 200); do listening "$port" && break; sleep 0.05; done
-        listening "$port" || { log "a training node did not listen on $port"; cat "$WORK"/*.log >&2; exit 1; }
     done
 
     log "training run (3 nodes; gRPC and RESP; 4 workloads)"
@@ -113,6 +93,7 @@ fi
 sum=$(sha256sum "$MERGED" | cut -c1-16)
 PROFILE=$DATA/lcache-$sum.profdata
 [ -f "$PROFILE" ] || cp "$MERGED" "$PROFILE"
+find "$DATA" -maxdepth 1 -name 'lcache-*.profdata' ! -path "$PROFILE" -delete
 log "optimised build with $PROFILE"
 RUSTFLAGS="$WORKSPACE_FLAGS -Cprofile-use=$PROFILE" CARGO_TARGET_DIR=$OPTIMISED \
     cargo build --profile production -q "${BINS[@]}"
