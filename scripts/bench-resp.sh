@@ -7,9 +7,9 @@
 # Installs redis-server and redis-tools if missing (Debian, as root), builds lcache-node (as
 # deployed: see PGO below), starts a 1-node LCache with --resp-listen and a redis-server on free
 # loopback ports, runs ROUNDS rounds (each round: both pipelining modes against both servers, the
-# order alternating between rounds), and prints the median ops/s of each (server, mode, command), the ratio LCache / Redis,
-# and each server's CPU time per request (user + system, from /proc, over the whole
-# redis-benchmark run of that mode, so SET and GET together). Writes the table to
+# order alternating between rounds), and prints the median ops/s of each (server, mode, command),
+# the ratio LCache / Redis, and each server's CPU time per request (user + system, from /proc,
+# over the whole redis-benchmark run of that mode, so SET and GET together). Writes the table to
 # target/bench-resp.md as well.
 #
 # Knobs (environment): ROUNDS (3), REQUESTS (200000), CLIENTS (50), DATA (100), PIPELINES ("1 16"),
@@ -28,7 +28,6 @@ PIPELINES=${PIPELINES:-"1 16"}
 THREADS=${THREADS:-}
 OUT=${OUT:-$ROOT/target/bench-resp.md}
 LCACHE_ARGS=${LCACHE_ARGS:-}
-PGO=${PGO:-1}
 
 log() { echo "bench-resp: $*" >&2; }
 
@@ -43,16 +42,9 @@ if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/nu
 fi
 command -v cargo >/dev/null || { log "cargo is needed (https://rustup.rs)"; exit 1; }
 
-# Built as deployed: PGO=1, the production profile plus profile-guided optimisation
-# (scripts/build-pgo.sh); PGO=0, the production profile alone (fat LTO, see Cargo.toml).
-if [ "$PGO" = 1 ]; then
-    log "building lcache-node (production profile + PGO: scripts/build-pgo.sh)"
-    BIN=$(bash scripts/build-pgo.sh)
-else
-    log "building lcache-node (production profile)"
-    cargo build --profile production -q -p lcache-node --bin lcache-node
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/production
-fi
+# shellcheck source=lib/deployed.sh
+source "$ROOT/scripts/lib/deployed.sh"
+build_deployed
 
 # --- processes we start, stopped on exit ---------------------------------------------------------
 # shellcheck source=lib/servers.sh

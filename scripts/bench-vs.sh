@@ -33,7 +33,6 @@ LCACHE_THREADS=${LCACHE_THREADS:-}
 SEED=${SEED:-1}
 OUT=${OUT:-$ROOT/target/bench-vs.md}
 TIME_LIMIT=${TIME_LIMIT:-900}
-PGO=${PGO:-1}
 TARGETS=${TARGETS:-lcache-1 lcache-resp lcache-3 redis memcached}
 SCENARIOS=${SCENARIOS:-"dist=uniform,value=100,read=1 dist=zipf,value=100,read=0.9 dist=uniform,value=4KiB,read=1 dist=zipf,value=4KiB,read=0.9"}
 
@@ -50,17 +49,11 @@ if ! command -v redis-server >/dev/null || ! command -v memcached >/dev/null; th
 fi
 command -v cargo >/dev/null || { log "cargo is needed (https://rustup.rs)"; exit 1; }
 
-# Both binaries are built as deployed (PGO=1: the production profile plus profile-guided
-# optimisation, scripts/build-pgo.sh; PGO=0: the production profile alone, fat LTO), the generator
-# too: a faster generator only helps the fastest target (Redis).
-if [ "$PGO" = 1 ]; then
-    log "building lcache-node and lcache-bench (production profile + PGO: scripts/build-pgo.sh)"
-    BIN=$(bash scripts/build-pgo.sh)
-else
-    log "building lcache-node and lcache-bench (production profile)"
-    cargo build --profile production -q -p lcache-node --bin lcache-node -p lcache-bench --bin lcache-bench
-    BIN=${CARGO_TARGET_DIR:-$ROOT/target}/production
-fi
+# Both binaries are built as deployed, the generator too: a faster generator only helps the
+# fastest target (Redis).
+# shellcheck source=lib/deployed.sh
+source "$ROOT/scripts/lib/deployed.sh"
+build_deployed
 
 # --- processes we start, stopped on exit ---------------------------------------------------------
 # shellcheck source=lib/servers.sh

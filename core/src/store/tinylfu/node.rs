@@ -7,11 +7,12 @@
 //! key that short is compared there in full, without touching the key's own buffer), the value,
 //! the deadline, the last-use tick and hit count packed in one word, and the entry's queue (so
 //! that replacing a value, which moves its queue's byte total, reads this line alone). The owned
-//! key, the hash and the queue links are the meta's. Kept apart, the nodes a hit can touch take half the
-//! memory (and half the pages) they took as one 128-byte record: with the store over its
-//! caches, fewer lines and TLB entries miss. A third line of padding on the one record cost 5 %
-//! of the store's throughput (12 % in an earlier measurement); splitting it raised the paired ratio to quick_cache (the store's
-//! throughput bench) from 0.83 to 0.90 at one thread and from 1.01 to 1.07 at two.
+//! key, the hash and the queue links are the meta's. Kept apart, the nodes a hit can touch take
+//! half the memory (and half the pages) they took as one 128-byte record: with the store over
+//! its caches, fewer lines and TLB entries miss. A third line of padding on the one record cost
+//! 5 % of the store's throughput (12 % in an earlier measurement); splitting it raised the
+//! paired ratio to quick_cache (the store's throughput bench) from 0.83 to 0.90 at one thread
+//! and from 1.01 to 1.07 at two.
 //!
 //! Before the one-line layout, a hit read the deadline, tick and count from the second line and
 //! compared the key in its own buffer: stored keys own their bytes, so a short key's compare
