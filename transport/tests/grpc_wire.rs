@@ -328,6 +328,48 @@ async fn a_client_that_never_answers_keepalive_pings_is_disconnected() {
 }
 
 #[tokio::test]
+async fn a_client_that_answers_keepalive_pings_keeps_being_pinged_and_stays_connected() {
+    // The server's keepalive loops: a fourth ping arrives only if the earlier ones were answered
+    // and the connection kept serving its keepalive after each.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const PING: u8 = 0x6;
+    const SETTINGS: u8 = 0x4;
+    const ACK: u8 = 0x1;
+    let config = ServerConfig {
+        http2_keepalive_interval: Some(std::time::Duration::from_millis(20)),
+        http2_keepalive_timeout: Some(std::time::Duration::from_secs(5)),
+        ..ServerConfig::default()
+    };
+    let server = TestServer::start(Fake::new(), config).await;
+    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let mut pings = 0;
+    bounded("four keepalive pings, each answered", async {
+        while pings < 4 {
+            let mut head = [0u8; 9];
+            tcp.read_exact(&mut head).await.unwrap();
+            let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+            let mut payload = vec![0u8; len];
+            tcp.read_exact(&mut payload).await.unwrap();
+            let (kind, flags) = (head[3], head[4]);
+            if kind == SETTINGS && flags & ACK == 0 {
+                tcp.write_all(&[0, 0, 0, SETTINGS, ACK, 0, 0, 0, 0])
+                    .await
+                    .unwrap();
+            } else if kind == PING && flags & ACK == 0 {
+                pings += 1;
+                let mut pong = vec![0, 0, 8, PING, ACK, 0, 0, 0, 0];
+                pong.extend_from_slice(&payload);
+                tcp.write_all(&pong).await.unwrap();
+            }
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_body_for_another_service_is_charged_to_the_request_byte_budget_too() {
     // The health service is answered by tonic's generated code, not the cache's loop; its request
     // bodies still count against the server-wide budget of request bytes held at once.
