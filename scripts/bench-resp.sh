@@ -5,12 +5,13 @@
 #   redis-benchmark -c 50 -n 200000 -d 100 -t get,set -P 1     (and again with -P 16)
 #
 # Installs redis-server and redis-tools if missing (Debian, as root), builds lcache-node (as
-# deployed: see PGO below), starts a 1-node LCache with --resp-listen and a redis-server on free
-# loopback ports, runs ROUNDS rounds (each round: both pipelining modes against both servers, the
-# order alternating between rounds), and prints the median ops/s of each (server, mode, command),
-# the ratio LCache / Redis, and each server's CPU time per request (user + system, from /proc,
-# over the whole redis-benchmark run of that mode, so SET and GET together). Writes the table to
-# target/bench-resp.md as well.
+# deployed: see PGO below), starts a 1-node LCache with --resp-listen and two identical
+# redis-servers on free loopback ports (the second one a control: what the tool reads between two
+# servers doing the same work), runs ROUNDS rounds (each round: both pipelining modes against every
+# server, the order reversed between rounds), and prints the median ops/s of each (server, mode,
+# command), the ratios LCache / Redis and Redis-2 / Redis, and each server's CPU time per request
+# (user + system, from /proc, over the whole redis-benchmark run of that mode, so SET and GET
+# together). Writes the table to target/bench-resp.md as well.
 #
 # Knobs (environment): ROUNDS (3), REQUESTS (200000), CLIENTS (50), DATA (100), PIPELINES ("1 16"),
 # THREADS (LCache's tokio worker threads; default: the runtime's, one per CPU), OUT
@@ -73,6 +74,14 @@ redis_port=$PORT
 start redis "$redis_port" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
     --appendonly no --daemonize no --dir "$WORK"
 redis_pid=$STARTED
+# A second, identical redis-server, measured like the others: Redis / Redis-2 is what the tool
+# reads between two servers that do the same work, the noise floor every ratio here is read
+# against.
+free_port 16390
+redis2_port=$PORT
+start redis-2 "$redis2_port" redis-server --port "$redis2_port" --bind 127.0.0.1 --save '' \
+    --appendonly no --daemonize no --dir "$WORK"
+redis2_pid=$STARTED
 
 # One redis-benchmark run: appends "server pipeline command rps" lines to $WORK/results and
 # "server pipeline us_per_request" to $WORK/cpu.
@@ -98,7 +107,9 @@ for round in $(seq 1 "$ROUNDS"); do
         if [ $((round % 2)) = 1 ]; then
             measure lcache "$lcache_port" "$lcache_pid" "$pipeline"
             measure redis "$redis_port" "$redis_pid" "$pipeline"
+            measure redis-2 "$redis2_port" "$redis2_pid" "$pipeline"
         else
+            measure redis-2 "$redis2_port" "$redis2_pid" "$pipeline"
             measure redis "$redis_port" "$redis_pid" "$pipeline"
             measure lcache "$lcache_port" "$lcache_pid" "$pipeline"
         fi
@@ -109,20 +120,23 @@ median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]
 
 {
     echo "redis-benchmark -c $CLIENTS -n $REQUESTS -d $DATA -t get,set -P N against LCache's RESP port"
-    echo "and redis-server, $ROUNDS round(s) each, order alternating; medians. $(redis-server --version | cut -d' ' -f1-3)."
+    echo "and two identical redis-servers, $ROUNDS round(s) each, order alternating; medians. $(redis-server --version | cut -d' ' -f1-3)."
     echo "LCache: lcache-node, 1 node, $runtime_threads tokio worker thread(s) ($lcache_threads threads in all); $(nproc) CPUs."
     echo "CPU µs/req: the server's user+system time over the whole run of that mode (SET and GET together)."
     echo
-    echo "| mode | command | LCache ops/s | Redis ops/s | LCache / Redis | LCache CPU µs/req | Redis CPU µs/req |"
-    echo "|---|---|--:|--:|--:|--:|--:|"
+    echo "Redis-2 / Redis: the same ratio between the two redis-servers, the measurement's noise floor."
+    echo
+    echo "| mode | command | LCache ops/s | Redis ops/s | LCache / Redis | Redis-2 / Redis | LCache CPU µs/req | Redis CPU µs/req |"
+    echo "|---|---|--:|--:|--:|--:|--:|--:|"
     for pipeline in $PIPELINES; do
         lcpu=$(awk -v p="$pipeline" '$1 == "lcache" && $2 == p { print $3 }' "$WORK/cpu" | median)
         rcpu=$(awk -v p="$pipeline" '$1 == "redis" && $2 == p { print $3 }' "$WORK/cpu" | median)
         for command in SET GET; do
             l=$(awk -v p="$pipeline" -v c="$command" '$1 == "lcache" && $2 == p && $3 == c { print $4 }' "$WORK/results" | median)
             r=$(awk -v p="$pipeline" -v c="$command" '$1 == "redis" && $2 == p && $3 == c { print $4 }' "$WORK/results" | median)
-            awk -v p="$pipeline" -v c="$command" -v l="$l" -v r="$r" -v lc="$lcpu" -v rc="$rcpu" \
-                'BEGIN { printf "| -P %s | %s | %.0f | %.0f | %.2f× | %.2f | %.2f |\n", p, c, l, r, l / r, lc, rc }'
+            r2=$(awk -v p="$pipeline" -v c="$command" '$1 == "redis-2" && $2 == p && $3 == c { print $4 }' "$WORK/results" | median)
+            awk -v p="$pipeline" -v c="$command" -v l="$l" -v r="$r" -v r2="$r2" -v lc="$lcpu" -v rc="$rcpu" \
+                'BEGIN { printf "| -P %s | %s | %.0f | %.0f | %.2f× | %.2f× | %.2f | %.2f |\n", p, c, l, r, l / r, r2 / r, lc, rc }'
         done
     done
 } | tee "$OUT"
