@@ -306,20 +306,28 @@ async fn a_status_a_server_garbles_is_an_error_for_the_client_not_a_panic() {
     );
 }
 
-#[tokio::test]
-async fn a_client_that_never_answers_keepalive_pings_is_disconnected() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A raw TCP connection to a server that pings every 20 ms and waits `timeout` for the answer,
+/// past the client preface and an empty SETTINGS frame; the server is returned to be kept alive.
+async fn pinged_connection(timeout: std::time::Duration) -> (TestServer, TcpStream) {
+    use tokio::io::AsyncWriteExt;
     let config = ServerConfig {
         http2_keepalive_interval: Some(std::time::Duration::from_millis(20)),
-        http2_keepalive_timeout: Some(std::time::Duration::from_millis(20)),
+        http2_keepalive_timeout: Some(timeout),
         ..ServerConfig::default()
     };
     let server = TestServer::start(Fake::new(), config).await;
     let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    // The client preface and an empty SETTINGS frame; then it reads, but never answers a PING.
     tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
         .await
         .unwrap();
+    (server, tcp)
+}
+
+#[tokio::test]
+async fn a_client_that_never_answers_keepalive_pings_is_disconnected() {
+    use tokio::io::AsyncReadExt;
+    // It reads, but never answers a PING.
+    let (_server, mut tcp) = pinged_connection(std::time::Duration::from_millis(20)).await;
     let mut sink = vec![0u8; 4096];
     bounded("the server closing the connection", async {
         while tcp.read(&mut sink).await.unwrap_or(0) > 0 {}
@@ -335,16 +343,7 @@ async fn a_client_that_answers_keepalive_pings_keeps_being_pinged_and_stays_conn
     const PING: u8 = 0x6;
     const SETTINGS: u8 = 0x4;
     const ACK: u8 = 0x1;
-    let config = ServerConfig {
-        http2_keepalive_interval: Some(std::time::Duration::from_millis(20)),
-        http2_keepalive_timeout: Some(std::time::Duration::from_secs(5)),
-        ..ServerConfig::default()
-    };
-    let server = TestServer::start(Fake::new(), config).await;
-    let mut tcp = TcpStream::connect(server.addr).await.unwrap();
-    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
-        .await
-        .unwrap();
+    let (_server, mut tcp) = pinged_connection(std::time::Duration::from_secs(5)).await;
     let mut pings = 0;
     bounded("four keepalive pings, each answered", async {
         while pings < 4 {
