@@ -74,7 +74,7 @@ redis_port=$PORT
 start redis "$redis_port" redis-server --port "$redis_port" --bind 127.0.0.1 --save '' \
     --appendonly no --daemonize no --dir "$WORK"
 redis_pid=$STARTED
-# A second, identical redis-server, measured like the others: Redis / Redis-2 is what the tool
+# A second, identical redis-server, measured like the others: Redis-2 / Redis is what the tool
 # reads between two servers that do the same work, the noise floor every ratio here is read
 # against.
 free_port 16390
