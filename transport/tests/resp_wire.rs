@@ -176,6 +176,32 @@ impl Conn {
     fn writes(&self) -> usize {
         self.writes.load(Ordering::SeqCst)
     }
+
+    /// Sends `SET key value` then `GET key` as two requests, each awaiting its answer.
+    async fn set_then_get(&mut self, key: &str, value: &str) {
+        self.send(&command(&[b"SET", key.as_bytes(), value.as_bytes()]))
+            .await;
+        self.expect(b"+OK\r\n").await;
+        self.send(&command(&[b"GET", key.as_bytes()])).await;
+        self.expect(format!("${}\r\n{value}\r\n", value.len()).as_bytes())
+            .await;
+    }
+
+    /// The `INFO stats` field `name`, as a number.
+    async fn info_stat(&mut self, name: &str) -> u64 {
+        self.send(b"INFO stats\r\n").await;
+        let mut info = vec![0u8; 4096];
+        let n = tokio::time::timeout(PATIENCE, self.io.read(&mut info))
+            .await
+            .expect("INFO answers")
+            .unwrap();
+        let info = String::from_utf8_lossy(&info[..n]).to_string();
+        info.lines()
+            .find_map(|line| line.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in {info}"))
+            .parse()
+            .unwrap()
+    }
 }
 
 /// `args` as a multibulk request.
@@ -418,5 +444,113 @@ async fn commands_read_together_share_one_deadline_from_their_arrival() {
         remaining,
         vec![Some(timeout), Some(timeout - second), Some(timeout)]
     );
+    door.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_lone_client_never_keeps_the_worker_lingering() {
+    let door = Door::start(Fake::new(), Door::config(GROUP));
+    let mut conn = door.connect();
+    let max_turns = RespConfig::default().linger_turns;
+    assert!(max_turns > 0, "lingering is on by default");
+    for i in 0..50 {
+        conn.set_then_get(&format!("k{i}"), "v").await;
+        // The client thinks a while: a server that lingered would take its turns now.
+        for _ in 0..2 * max_turns {
+            tokio::task::yield_now().await;
+        }
+    }
+    assert_eq!(conn.info_stat("lcache_resp_linger_turns").await, 0);
+    door.shutdown().await;
+}
+
+#[tokio::test]
+async fn clients_answered_together_linger_and_every_request_is_answered_in_order() {
+    let door = Door::start(Fake::new(), Door::config(GROUP));
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let mut conn = door.connect();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    conn.set_then_get(&format!("c{c}k{i}"), &format!("v{c}.{i}"))
+                        .await;
+                }
+                conn
+            })
+        })
+        .collect();
+    let mut conns = Vec::new();
+    for client in clients {
+        conns.push(
+            tokio::time::timeout(PATIENCE, client)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let turns = conns[0].info_stat("lcache_resp_linger_turns").await;
+    let max_turns = u64::from(RespConfig::default().linger_turns);
+    assert!(turns > 0, "connections answered together linger");
+    assert!(
+        turns <= 8 * 200 * max_turns,
+        "at most {max_turns} turns per answer, got {turns}"
+    );
+    // Turned off, nothing lingers.
+    door.shutdown().await;
+    let door = Door::start(
+        Fake::new(),
+        RespConfig {
+            linger_turns: 0,
+            ..Door::config(GROUP)
+        },
+    );
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let mut conn = door.connect();
+            tokio::spawn(async move {
+                for i in 0..20 {
+                    conn.set_then_get(&format!("c{c}k{i}"), "v").await;
+                }
+                conn
+            })
+        })
+        .collect();
+    let mut conns = Vec::new();
+    for client in clients {
+        conns.push(
+            tokio::time::timeout(PATIENCE, client)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(conns[0].info_stat("lcache_resp_linger_turns").await, 0);
+    door.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_on_a_runtime_of_several_workers_never_linger() {
+    let door = Door::start(Fake::new(), Door::config(GROUP));
+    let clients: Vec<_> = (0..8)
+        .map(|c| {
+            let mut conn = door.connect();
+            tokio::spawn(async move {
+                for i in 0..100 {
+                    conn.set_then_get(&format!("c{c}k{i}"), "v").await;
+                }
+                conn
+            })
+        })
+        .collect();
+    let mut conns = Vec::new();
+    for client in clients {
+        conns.push(
+            tokio::time::timeout(PATIENCE, client)
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    assert_eq!(conns[0].info_stat("lcache_resp_linger_turns").await, 0);
     door.shutdown().await;
 }

@@ -114,6 +114,13 @@ struct Args {
     /// RESP connections served at once; more are refused (Redis's maxclients).
     #[arg(long, default_value_t = 10_000)]
     resp_max_connections: usize,
+    /// Turns a RESP connection yields to the runtime after answering, while other connections
+    /// are being answered, before it waits for its next request: spares the clients the cost of
+    /// waking an idle worker when many of them send one request at a time. A lone connection
+    /// never lingers, and only a node on one tokio worker thread (TOKIO_WORKER_THREADS=1)
+    /// does: with several, an idle worker blocks whatever the others do. 0 turns it off.
+    #[arg(long, value_name = "N", default_value_t = RespConfig::default().linger_turns)]
+    resp_linger_turns: u32,
     /// Serve Prometheus metrics at http://HOST:PORT/metrics [default: off].
     #[arg(long, value_name = "HOST:PORT")]
     metrics_listen: Option<SocketAddr>,
@@ -223,6 +230,7 @@ impl Args {
                 + MAX_INLINE_BYTES)
                 .max(defaults.max_query_buffer_bytes),
             request_timeout: node.request_timeout,
+            linger_turns: self.resp_linger_turns,
         };
         config.validate()?;
         Ok(config)

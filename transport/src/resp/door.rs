@@ -29,6 +29,12 @@ pub struct RespConfig {
     /// Time each command is given (RESP requests carry no deadline of their own); the node
     /// also caps it with its own request timeout.
     pub request_timeout: Duration,
+    /// Turns a connection yields to the runtime after answering, while other connections are
+    /// being answered, before it waits for its next request: keeps a busy worker from blocking
+    /// in the kernel and having to be woken by the next request. A lone connection never
+    /// lingers, and only a runtime with one worker thread does (with several, an idle one
+    /// blocks whatever the others do). 0 turns it off.
+    pub linger_turns: u32,
 }
 
 impl Default for RespConfig {
@@ -43,6 +49,7 @@ impl Default for RespConfig {
             },
             max_query_buffer_bytes: 2 * max_bulk_bytes + MAX_INLINE_BYTES,
             request_timeout: Duration::from_secs(5),
+            linger_turns: 8,
         }
     }
 }
@@ -78,6 +85,7 @@ pub(crate) struct RespStats {
     pub(super) connections_received: AtomicU64,
     pub(super) rejected_connections: AtomicU64,
     commands_processed: AtomicU64,
+    linger_turns: AtomicU64,
 }
 
 /// A snapshot of [`RespStats`].
@@ -87,6 +95,7 @@ pub(crate) struct RespCounts {
     pub(crate) connections_received: u64,
     pub(crate) rejected_connections: u64,
     pub(crate) commands_processed: u64,
+    pub(crate) linger_turns: u64,
 }
 
 impl RespStats {
@@ -98,12 +107,26 @@ impl RespStats {
         }
     }
 
+    /// Commands answered so far, by every connection: tells a connection whether others are
+    /// being served (see [`Linger`](crate::resp::linger::Linger)).
+    pub(crate) fn answered(&self) -> u64 {
+        self.commands_processed.load(Ordering::Relaxed)
+    }
+
+    /// Adds the turns one connection lingered after an answer.
+    pub(crate) fn lingered(&self, turns: u64) {
+        if turns > 0 {
+            self.linger_turns.fetch_add(turns, Ordering::Relaxed);
+        }
+    }
+
     pub(crate) fn snapshot(&self) -> RespCounts {
         RespCounts {
             connected: self.connected.load(Ordering::Relaxed),
             connections_received: self.connections_received.load(Ordering::Relaxed),
             rejected_connections: self.rejected_connections.load(Ordering::Relaxed),
             commands_processed: self.commands_processed.load(Ordering::Relaxed),
+            linger_turns: self.linger_turns.load(Ordering::Relaxed),
         }
     }
 }
@@ -113,4 +136,6 @@ impl RespStats {
 pub(crate) struct FrontDoor {
     pub(crate) config: RespConfig,
     pub(crate) stats: RespStats,
+    /// The turns a connection may linger on this runtime (see [`Linger`](crate::resp::linger::Linger)).
+    pub(crate) linger_turns: u32,
 }

@@ -13,6 +13,7 @@
 //! - [`codec`]: the request decoder and reply encoder (a `tokio_util` codec).
 //! - `commands`: the command table, arity and option parsing.
 //! - `session`: one connection's read → answer → write loop.
+//! - `linger`: when a connection keeps its worker awake for the next request.
 //! - `info`: the `INFO` text.
 //! - `server`: the listener, the connection cap and shutdown.
 
@@ -20,6 +21,7 @@ pub mod codec;
 mod commands;
 mod door;
 mod info;
+mod linger;
 mod server;
 mod session;
 

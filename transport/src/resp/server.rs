@@ -18,6 +18,7 @@ use tokio_util::task::TaskTracker;
 use crate::error::ServeError;
 use crate::io::BoxError;
 use crate::resp::door::{FrontDoor, RespConfig, RespStats};
+use crate::resp::linger;
 use crate::resp::session::Session;
 use crate::server::CacheHandler;
 
@@ -72,9 +73,18 @@ where
     let permits = Arc::new(Semaphore::new(
         config.max_connections.min(Semaphore::MAX_PERMITS),
     ));
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    let linger_turns = linger::turns_for(config.linger_turns, workers);
+    tracing::debug!(
+        workers,
+        configured = config.linger_turns,
+        linger_turns,
+        "RESP connections linger this many turns after answering"
+    );
     let door = Arc::new(FrontDoor {
         config,
         stats: RespStats::default(),
+        linger_turns,
     });
     let stop = CancellationToken::new();
     let connections = TaskTracker::new();

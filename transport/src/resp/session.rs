@@ -25,6 +25,7 @@ use crate::resp::codec::{Args, Parsed, Reply, RespCodec};
 use crate::resp::commands::{self, parse_integer, quoted, CommandError, Op, Spec, COMMANDS};
 use crate::resp::door::{FrontDoor, REDIS_COMPAT_VERSION};
 use crate::resp::info;
+use crate::resp::linger::Linger;
 use crate::server::CacheHandler;
 use crate::types::{DeleteRequest, GetRequest, SetRequest};
 
@@ -68,6 +69,8 @@ pub(crate) struct Session<H: CacheHandler, IO> {
     /// The requests of the batch being answered, reported to the handler with one clock read
     /// once their answers are written.
     timings: BatchTimer,
+    /// Whether to yield a few turns before waiting for the next request.
+    linger: Linger,
 }
 
 /// A session dropped mid-batch (its task cancelled) reports what it served, and the request it
@@ -82,6 +85,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
     pub(crate) fn new(handler: Arc<H>, door: Arc<FrontDoor>, io: IO, id: u64) -> Self {
         let codec = RespCodec::new(door.config.limits);
         let (arrived, deadline) = arrival(&door);
+        let linger = Linger::new(door.linger_turns, door.stats.answered());
         Session {
             handler,
             door,
@@ -96,6 +100,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
             arrived,
             deadline,
             timings: BatchTimer::default(),
+            linger,
         }
     }
 
@@ -114,9 +119,10 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
         // One wait for cancellation per connection, polled again on every read.
         let mut cancelled = pin!(shutdown.cancelled());
         loop {
-            let flow = self.answer_buffered().await?;
+            let (flow, answered) = self.answer_buffered().await?;
             self.flush().await?;
             self.timings.report(&*self.handler, self.arrived);
+            self.linger.answered(answered, self.door.stats.answered());
             if flow == Flow::Close {
                 return Ok(());
             }
@@ -137,19 +143,28 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
                 self.input.buf = BytesMut::new();
             }
             self.input.buf.reserve(READ_CHUNK_BYTES);
-            let read = tokio::select! {
-                biased;
-                () = &mut cancelled => return Ok(()),
-                read = self.io.read_buf(&mut self.input.buf) => read?,
+            let mut turns = 0;
+            let read = loop {
+                tokio::select! {
+                    biased;
+                    () = &mut cancelled => return Ok(()),
+                    read = self.io.read_buf(&mut self.input.buf) => break read?,
+                    () = tokio::task::yield_now(), if self.linger.lingering() => {
+                        turns += 1;
+                        self.linger.turn_taken();
+                    }
+                }
             };
+            self.door.stats.lingered(turns);
             if read == 0 {
                 return Ok(());
             }
         }
     }
 
-    /// Answers every complete request in the read buffer, in order, then drops them from it.
-    async fn answer_buffered(&mut self) -> io::Result<Flow> {
+    /// Answers every complete request in the read buffer, in order, then drops them from it;
+    /// says how many it answered.
+    async fn answer_buffered(&mut self) -> io::Result<(Flow, u64)> {
         // Moved out while commands run, so they can borrow their arguments from it.
         let mut input = std::mem::replace(
             &mut self.input,
@@ -183,7 +198,7 @@ impl<H: CacheHandler, IO: AsyncRead + AsyncWrite + Unpin> Session<H, IO> {
         input.buf.advance(pos);
         self.input = input;
         self.door.stats.commands_processed(answered);
-        Ok(flow)
+        Ok((flow, answered))
     }
 
     /// Writes out every pending reply.
