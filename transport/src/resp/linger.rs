@@ -14,7 +14,7 @@
 //! Only a runtime with one worker thread lingers. With several, an idle worker waits for the
 //! sockets blocked in the kernel whatever the others do, so a lingering worker saves no wake-up
 //! and only takes a CPU from whatever else runs there (measured: with two workers beside
-//! `redis-benchmark` on two CPUs, lingering cost a fifth of the throughput).
+//! `redis-benchmark` on two CPUs, lingering cost up to a quarter of the throughput).
 
 /// The turns a connection may linger on a runtime with `workers` worker threads, when
 /// `configured` are allowed: none unless there is one worker.
