@@ -29,14 +29,9 @@ LCACHE_ARGS=${LCACHE_ARGS:-}
 
 log() { echo "bench-resp-wakeups: $*" >&2; }
 
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-    command -v apt-get >/dev/null || { log "redis-server and redis-tools are needed (no apt-get here)"; exit 1; }
-    SUDO=""
-    if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-    log "installing redis-server and redis-tools"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
-fi
+# shellcheck source=lib/redis-bench.sh
+source "$ROOT/scripts/lib/redis-bench.sh"
+need_redis_tools
 
 # shellcheck source=lib/deployed.sh
 source "$ROOT/scripts/lib/deployed.sh"
@@ -44,7 +39,6 @@ build_deployed
 # shellcheck source=lib/servers.sh
 source "$ROOT/scripts/lib/servers.sh"
 
-cpu_ticks() { awk '{ split($0, a, ") "); split(a[2], f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
 # Function-call and rescheduling interrupts so far, summed over CPUs.
 ipis() { awk '$1 == "CAL:" || $1 == "RES:" { for (i = 2; i <= NF && $i ~ /^[0-9]+$/; i++) n += $i } END { print n }' /proc/interrupts; }
@@ -102,7 +96,6 @@ for round in $(seq 1 "$ROUNDS"); do
     done
 done
 
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 echo "redis-benchmark -c $CLIENTS -n $REQUESTS -d $DATA -t $COMMAND -P 1, $ROUNDS alternated rounds; medians."
 echo "LCache on $THREADS tokio worker thread(s); $(redis-server --version | cut -d' ' -f1-3); $(nproc) CPUs."
 echo

@@ -33,14 +33,9 @@ LCACHE_ARGS=${LCACHE_ARGS:-}
 log() { echo "bench-resp: $*" >&2; }
 
 # --- what it needs -------------------------------------------------------------------------------
-if ! command -v redis-server >/dev/null || ! command -v redis-benchmark >/dev/null; then
-    command -v apt-get >/dev/null || { log "redis-server and redis-tools are needed (no apt-get here)"; exit 1; }
-    SUDO=""
-    if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
-    log "installing redis-server and redis-tools"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
-fi
+# shellcheck source=lib/redis-bench.sh
+source "$ROOT/scripts/lib/redis-bench.sh"
+need_redis_tools
 command -v cargo >/dev/null || { log "cargo is needed (https://rustup.rs)"; exit 1; }
 
 # shellcheck source=lib/deployed.sh
@@ -51,8 +46,6 @@ build_deployed
 # shellcheck source=lib/servers.sh
 source "$ROOT/scripts/lib/servers.sh"
 
-# CPU time (user + system) of a process so far, in clock ticks.
-cpu_ticks() { awk '{ split($0, a, ") "); split(a[2], f, " "); print f[12] + f[13] }' "/proc/$1/stat"; }
 TICKS=$(getconf CLK_TCK)
 
 free_port 17301
@@ -115,8 +108,6 @@ for round in $(seq 1 "$ROUNDS"); do
         fi
     done
 done
-
-median() { sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) print v[(NR + 1) / 2]; else print (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 {
     echo "redis-benchmark -c $CLIENTS -n $REQUESTS -d $DATA -t get,set -P N against LCache's RESP port"

@@ -464,14 +464,14 @@ async fn a_lone_client_never_keeps_the_worker_lingering() {
     door.shutdown().await;
 }
 
-#[tokio::test]
-async fn clients_answered_together_linger_and_every_request_is_answered_in_order() {
-    let door = Door::start(Fake::new(), Door::config(GROUP));
-    let clients: Vec<_> = (0..8)
+/// `clients` clients each send `rounds` of `SET` then `GET` of keys of their own, at the same
+/// time, each checking every answer; returns their connections, still open, once all are done.
+async fn clients_together(door: &Door, clients: usize, rounds: usize) -> Vec<Conn> {
+    let tasks: Vec<_> = (0..clients)
         .map(|c| {
             let mut conn = door.connect();
             tokio::spawn(async move {
-                for i in 0..100 {
+                for i in 0..rounds {
                     conn.set_then_get(&format!("c{c}k{i}"), &format!("v{c}.{i}"))
                         .await;
                 }
@@ -480,14 +480,17 @@ async fn clients_answered_together_linger_and_every_request_is_answered_in_order
         })
         .collect();
     let mut conns = Vec::new();
-    for client in clients {
-        conns.push(
-            tokio::time::timeout(PATIENCE, client)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
+    for task in tasks {
+        let conn = tokio::time::timeout(PATIENCE, task).await;
+        conns.push(conn.expect("the client finishes").unwrap());
     }
+    conns
+}
+
+#[tokio::test]
+async fn clients_answered_together_linger_and_every_request_is_answered_in_order() {
+    let door = Door::start(Fake::new(), Door::config(GROUP));
+    let mut conns = clients_together(&door, 8, 100).await;
     let turns = conns[0].info_stat("lcache_resp_linger_turns").await;
     let max_turns = u64::from(RespConfig::default().linger_turns);
     assert!(turns > 0, "connections answered together linger");
@@ -495,35 +498,14 @@ async fn clients_answered_together_linger_and_every_request_is_answered_in_order
         turns <= 8 * 200 * max_turns,
         "at most {max_turns} turns per answer, got {turns}"
     );
-    // Turned off, nothing lingers.
     door.shutdown().await;
-    let door = Door::start(
-        Fake::new(),
-        RespConfig {
-            linger_turns: 0,
-            ..Door::config(GROUP)
-        },
-    );
-    let clients: Vec<_> = (0..8)
-        .map(|c| {
-            let mut conn = door.connect();
-            tokio::spawn(async move {
-                for i in 0..20 {
-                    conn.set_then_get(&format!("c{c}k{i}"), "v").await;
-                }
-                conn
-            })
-        })
-        .collect();
-    let mut conns = Vec::new();
-    for client in clients {
-        conns.push(
-            tokio::time::timeout(PATIENCE, client)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
+    // Turned off, nothing lingers.
+    let off = RespConfig {
+        linger_turns: 0,
+        ..Door::config(GROUP)
+    };
+    let door = Door::start(Fake::new(), off);
+    let mut conns = clients_together(&door, 8, 20).await;
     assert_eq!(conns[0].info_stat("lcache_resp_linger_turns").await, 0);
     door.shutdown().await;
 }
@@ -531,26 +513,7 @@ async fn clients_answered_together_linger_and_every_request_is_answered_in_order
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_on_a_runtime_of_several_workers_never_linger() {
     let door = Door::start(Fake::new(), Door::config(GROUP));
-    let clients: Vec<_> = (0..8)
-        .map(|c| {
-            let mut conn = door.connect();
-            tokio::spawn(async move {
-                for i in 0..100 {
-                    conn.set_then_get(&format!("c{c}k{i}"), "v").await;
-                }
-                conn
-            })
-        })
-        .collect();
-    let mut conns = Vec::new();
-    for client in clients {
-        conns.push(
-            tokio::time::timeout(PATIENCE, client)
-                .await
-                .unwrap()
-                .unwrap(),
-        );
-    }
+    let mut conns = clients_together(&door, 8, 100).await;
     assert_eq!(conns[0].info_stat("lcache_resp_linger_turns").await, 0);
     door.shutdown().await;
 }
