@@ -136,6 +136,7 @@ impl RespStats {
 pub(crate) struct FrontDoor {
     pub(crate) config: RespConfig,
     pub(crate) stats: RespStats,
-    /// The turns a connection may linger on this runtime (see [`Linger`](crate::resp::linger::Linger)).
+    /// The turns a connection may linger: the configured ones on a runtime of one worker, else
+    /// none (see [`Linger`](crate::resp::linger::Linger)).
     pub(crate) linger_turns: u32,
 }
