@@ -1,6 +1,6 @@
 //! Named counters declared once.
 //!
-//! [`counters!`](crate::counters) turns one list of documented fields into a plain struct of
+//! [`counters!`](macro@crate::counters) turns one list of documented fields into a plain struct of
 //! `u64`s (the report), an atomic twin (for counters bumped outside any lock) and the list of
 //! names and docs every exporter walks (gRPC stats, the CLI, Prometheus). A counter therefore has
 //! exactly one declaration, one doc and one name everywhere it shows.

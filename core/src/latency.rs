@@ -1,7 +1,7 @@
 //! Latency histograms recorded with atomics: no lock on the path that records, a consistent
 //! enough read for exporters (Prometheus) that walk them.
 //!
-//! A histogram keeps one copy of its counts per [stripe](crate::stripe): a thread with a stripe
+//! A histogram keeps one copy of its counts per stripe (`crate::stripe`): a thread with a stripe
 //! of its own records with plain loads and stores (no locked instruction on the request path),
 //! others add atomically to a shared copy, and a read sums the copies.
 //!

@@ -64,9 +64,9 @@ pub enum ServiceError {
 
 /// Error of a call to a peer through a [`crate::Transport`].
 ///
-/// Every variant names the peer and the address dialled. Use [`TransportError::is_peer_failure`] to
-/// decide whether the peer is sick and [`TransportError::is_retryable_elsewhere`] to decide whether
-/// the node may serve the request itself (e.g. run the loader locally).
+/// Every variant names the peer and the address dialled. [`TransportError::is_unreachable`] says
+/// whether the peer could not be asked at all, the one case in which the node may serve the
+/// request itself (e.g. run the loader locally); [`TransportError::code`] gives the gRPC code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
     /// The member's address is not a valid `host:port`.

@@ -3,7 +3,7 @@
 //!
 //! A gRPC request body is read into memory before its handler runs, so admission control in the
 //! handler (a cap on requests in flight) comes too late to bound memory: a thousand parallel
-//! 1 MiB writes would be buffered first. [`RequestBytes`] charges every body frame against a
+//! 1 MiB writes would be buffered first. `RequestBytes` charges every body frame against a
 //! node-wide byte budget as it arrives, and refuses the request (`RESOURCE_EXHAUSTED`) the moment
 //! the budget is spent; the bytes are released when the request has been answered.
 

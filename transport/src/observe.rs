@@ -1,5 +1,5 @@
 //! What front doors report about the requests they serve: which RPC, how it ended, how long it
-//! took. The handler ([`CacheHandler::observe`](crate::CacheHandler::observe)) turns that into
+//! took. The handler ([`CacheHandler::observe`]) turns that into
 //! metrics.
 //!
 //! A front door times requests because only it knows when the answer left: gRPC answers each

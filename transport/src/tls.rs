@@ -7,7 +7,7 @@
 //! [`TlsConfig::with_server_name`]). A node uses one [`TlsConfig`] for its server and its peer
 //! calls; a client uses its own files signed by the same CA.
 //!
-//! The server side ([`tls_incoming`]) runs handshakes on tasks of their own, each bounded by
+//! The server side (`tls_incoming`) runs handshakes on tasks of their own, each bounded by
 //! [`HANDSHAKE_TIMEOUT`], so a slow or silent client never holds up the accept loop.
 
 use std::fmt;

@@ -37,7 +37,7 @@
 //!
 //! # Concurrency
 //!
-//! Keys are split over shards by a per-process seeded hash; each shard ([`shard`]) holds its keys'
+//! Keys are split over shards by a per-process seeded hash; each shard (`shard`) holds its keys'
 //! stores, flights and counters behind one lock, so every decision about a key is atomic and
 //! different keys proceed in parallel.
 

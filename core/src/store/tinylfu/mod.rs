@@ -57,7 +57,7 @@
 //!   `[`[`HORIZON_MIN`]`, `[`HORIZON_MAX`]`]`; and if `T - seen(record) < 2^32 - 1` the key's
 //!   *reuse gap* is `T - seen(record)` (otherwise, or with no record, it has none). The key
 //!   enters W's tail with `h = 0`, `seen = T`; `peak`, `g` and, if `peak` outgrew it, the
-//!   [sketch](Sketch) (which then restarts from zero) grow, and the key's sketch counters go up
+//!   sketch (which then restarts from zero) grow, and the key's sketch counters go up
 //!   by one.
 //! - **Window overflow.** While W is over its budget: W's head, if it is the entry just stored,
 //!   or if `h > 0` while fewer than `n` such moves were made in this overflow (`n` = W's length
@@ -67,7 +67,7 @@
 //!   [`SWEEP_STEPS`] times, Q's head (unless it is the entry just stored, which stops the sweep)
 //!   goes to P's head if dead, else to Q's tail. Then a victim is chosen and dueled.
 //! - **Victim.** P's head, if `h > 0` or it is the entry just stored, is promoted (`h = 0`, to
-//!   Q's tail, then Q is [brought within its budget](TinyLfu::demote_protected)); repeat. P's
+//!   Q's tail, then Q is brought within its budget); repeat. P's
 //!   head with `h = 0` is the victim. With P empty: Q's head with `h > 0` (or the entry just
 //!   stored, unless Q holds nothing else) gets `h - 1` and goes to Q's tail, repeat; with `h = 0`
 //!   it is the victim. With Q empty too (or holding only the entry just stored): W's first
