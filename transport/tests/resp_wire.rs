@@ -490,9 +490,10 @@ async fn clients_together(door: &Door, clients: usize, rounds: usize) -> Vec<Con
 #[tokio::test]
 async fn clients_answered_together_linger_and_every_request_is_answered_in_order() {
     let door = Door::start(Fake::new(), Door::config(GROUP));
+    let max_turns = u64::from(RespConfig::default().linger_turns);
+    assert_eq!(linger_max_turns(&door).await, max_turns, "on one worker");
     let mut conns = clients_together(&door, 8, 100).await;
     let turns = conns[0].info_stat("lcache_resp_linger_turns").await;
-    let max_turns = u64::from(RespConfig::default().linger_turns);
     assert!(turns > 0, "connections answered together linger");
     assert!(
         turns <= 8 * 200 * max_turns,
@@ -513,7 +514,15 @@ async fn clients_answered_together_linger_and_every_request_is_answered_in_order
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_on_a_runtime_of_several_workers_never_linger() {
     let door = Door::start(Fake::new(), Door::config(GROUP));
+    assert_eq!(linger_max_turns(&door).await, 0, "off on two workers");
     let mut conns = clients_together(&door, 8, 100).await;
     assert_eq!(conns[0].info_stat("lcache_resp_linger_turns").await, 0);
     door.shutdown().await;
+}
+
+/// The `lcache_resp_linger_max_turns` a new connection reads from `INFO`.
+async fn linger_max_turns(door: &Door) -> u64 {
+    door.connect()
+        .info_stat("lcache_resp_linger_max_turns")
+        .await
 }

@@ -82,6 +82,7 @@ fn write_section(out: &mut String, section: &str, stats: &NodeStats, door: &Fron
             field("total_commands_processed", &counts.commands_processed);
             field("rejected_connections", &counts.rejected_connections);
             field("lcache_resp_linger_turns", &counts.linger_turns);
+            field("lcache_resp_linger_max_turns", &door.linger_turns);
         }
         "replication" => {
             header(&mut field, "Replication");

@@ -75,12 +75,13 @@ where
     ));
     let workers = tokio::runtime::Handle::current().metrics().num_workers();
     let linger_turns = linger::turns_for(config.linger_turns, workers);
-    tracing::debug!(
-        workers,
-        configured = config.linger_turns,
-        linger_turns,
-        "RESP connections linger this many turns after answering"
-    );
+    if linger_turns < config.linger_turns {
+        tracing::info!(
+            workers,
+            configured = config.linger_turns,
+            "RESP lingering is off: it only pays on a runtime of one worker thread"
+        );
+    }
     let door = Arc::new(FrontDoor {
         config,
         stats: RespStats::default(),
